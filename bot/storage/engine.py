@@ -1,0 +1,195 @@
+"""Storage engines: where documents live. The typed :class:`bot.storage.Store` sits on top.
+
+An engine holds named tables of JSON documents keyed by string. Writes come
+as a list of :class:`Op` that is applied atomically and durably by
+:meth:`Engine.commit`. Cases are special: finished ones (closed, cancelled)
+may move to an archive, so ``scan("cases")`` returns only live ones while
+``get("cases", key)`` finds any case.
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+Doc = dict[str, Any]
+
+TABLES = (
+    "meta",
+    "counters",
+    "cases",
+    "customers",
+    "users",
+    "identities",
+    "conversations",
+    "references",
+    "jobs",
+    "events",
+    "inbox",
+    "audit",
+)
+
+
+class _Any:
+    def __repr__(self) -> str:
+        return "ANY"
+
+
+ANY: Any = _Any()
+"""``Op.expect`` default: write whatever is there."""
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """Put ``doc`` at ``table[key]``, or delete the key when ``doc`` is None.
+
+    ``expect`` guards the write (optimistic concurrency): ``None`` means the key
+    must be absent, an int means the stored document's ``version`` must equal it.
+    A failed guard fails the whole commit with :class:`VersionConflict`.
+    """
+
+    table: str
+    key: str
+    doc: Doc | None
+    expect: Any = ANY
+
+
+@dataclass(frozen=True, slots=True)
+class CaseSummary:
+    """What list views need of an archived case without loading it."""
+
+    number: int
+    state: str
+    owner: str | None
+    customer_id: str
+    updated_at: str
+    kind: str
+
+
+class StorageError(Exception):
+    """The store cannot do what was asked (unwritable disk, corrupt file, second owner)."""
+
+
+class VersionConflict(Exception):
+    """A guarded write found the document changed since it was read."""
+
+    def __init__(self, table: str, key: str) -> None:
+        super().__init__(f"{table}/{key} changed since it was read")
+        self.table = table
+        self.key = key
+
+
+def check_expectations(ops: Sequence[Op], peek: Callable[[str, str], Doc | None]) -> None:
+    """Raise :class:`VersionConflict` unless every guarded op still matches the store."""
+    for op in ops:
+        if op.expect is ANY:
+            continue
+        current = peek(op.table, op.key)
+        if op.expect is None:
+            if current is not None:
+                raise VersionConflict(op.table, op.key)
+        elif current is None or current.get("version", 0) != op.expect:
+            raise VersionConflict(op.table, op.key)
+
+
+def summarize(doc: Doc) -> CaseSummary:
+    return CaseSummary(
+        number=int(doc["number"]),
+        state=doc["state"],
+        owner=doc.get("owner"),
+        customer_id=doc["customer_id"],
+        updated_at=doc.get("updated_at") or doc["created_at"],
+        kind=doc["kind"],
+    )
+
+
+class Engine(abc.ABC):
+    """The small contract every storage backend implements."""
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def get(self, table: str, key: str) -> Doc | None:
+        """A copy of the document, or None."""
+
+    @abc.abstractmethod
+    async def scan(self, table: str) -> list[Doc]:
+        """Copies of every document of a table (for ``cases``: the live ones)."""
+
+    @abc.abstractmethod
+    async def commit(self, ops: Sequence[Op]) -> None:
+        """Apply ``ops`` atomically; when this returns they survive a crash.
+
+        Guards (``Op.expect``) are checked and the ops applied without yielding
+        to the event loop, so two writers can never both pass the same guard.
+        """
+
+    @abc.abstractmethod
+    def peek(self, table: str, key: str) -> Doc | None:
+        """The stored document itself (not a copy; do not mutate), without waiting."""
+
+    @abc.abstractmethod
+    def archived(self) -> Iterable[CaseSummary]:
+        """Summaries of the archived cases (not in ``scan('cases')``)."""
+
+    @abc.abstractmethod
+    def health(self) -> dict[str, Any]:
+        """Backend, location, and the last write error if writes are failing."""
+
+    @abc.abstractmethod
+    def view(self, table: str) -> dict[str, Doc]:
+        """The in-memory documents of a table, read-only (for ``cases``: not the archive)."""
+
+
+class MemoryEngine(Engine):
+    """Dictionaries in memory: fast tests, nothing survives the process."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[str, Doc]] = {t: {} for t in TABLES}
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def get(self, table: str, key: str) -> Doc | None:
+        doc = self.tables[table].get(key)
+        return copy.deepcopy(doc) if doc is not None else None
+
+    async def scan(self, table: str) -> list[Doc]:
+        docs = self.tables[table].values()
+        if table == "cases":
+            return [copy.deepcopy(d) for d in docs if d["state"] not in ("closed", "cancelled")]
+        return [copy.deepcopy(d) for d in docs]
+
+    def peek(self, table: str, key: str) -> Doc | None:
+        return self.tables[table].get(key)
+
+    async def commit(self, ops: Sequence[Op]) -> None:
+        check_expectations(ops, self.peek)
+        for op in ops:
+            if op.doc is None:
+                self.tables[op.table].pop(op.key, None)
+            else:
+                self.tables[op.table][op.key] = copy.deepcopy(op.doc)
+
+    def archived(self) -> Iterable[CaseSummary]:
+        return [
+            summarize(d)
+            for d in self.tables["cases"].values()
+            if d["state"] in ("closed", "cancelled")
+        ]
+
+    def health(self) -> dict[str, Any]:
+        return {"backend": "memory", "ok": True}
+
+    def view(self, table: str) -> dict[str, Doc]:
+        return self.tables[table]

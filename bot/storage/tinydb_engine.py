@@ -1,0 +1,610 @@
+"""The durable engine: a TinyDB snapshot, a write-ahead journal, and an append-only archive.
+
+TinyDB's JSON storage rewrites the whole file in place on every write, which
+is neither crash-safe nor fast at 100,000 cases. This engine keeps TinyDB's
+file format for the *snapshot* of the live data and adds what it lacks:
+
+``<stem>.json``        TinyDB file (one table per kind, documents carry ``_key``):
+                       the live cases and everything else, as of journal ``seq``.
+                       Written atomically (temp file, fsync, rename, fsync dir)
+                       through :class:`DurableJSONStorage`, a TinyDB ``Storage``.
+``<stem>.journal``     one JSON line per commit, fsynced before the commit returns
+                       (group commit: concurrent writers share one fsync). A torn
+                       last line is an unacknowledged write and is dropped on load.
+``<stem>.archive.jsonl`` finished cases (closed, cancelled), appended at compaction;
+``<stem>.archive.idx``   their byte offsets and list summaries, appended too, so a
+                       read by id is one ``pread`` however large the archive.
+``<stem>.lock``        the OS file lock: one owner process per store.
+
+All data that requests touch stays in memory; the archive is read per case.
+Compaction (snapshot + archive + journal reset) runs in the background every
+``compact_every`` commits and at close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tinydb import TinyDB
+from tinydb.storages import Storage
+
+from bot.storage.engine import (
+    TABLES,
+    CaseSummary,
+    Doc,
+    Engine,
+    Op,
+    StorageError,
+    check_expectations,
+    summarize,
+)
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+ARCHIVED = frozenset({"closed", "cancelled"})
+
+# schema_version -> function upgrading the snapshot's tables dict in place to version + 1.
+MIGRATIONS: dict[int, Callable[[dict[str, dict[str, Doc]]], None]] = {}
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class DurableJSONStorage(Storage):
+    """A TinyDB storage that writes atomically and durably (temp, fsync, rename, fsync dir)."""
+
+    def __init__(self, path: str | os.PathLike[str], **_: Any) -> None:
+        self.path = Path(path)
+
+    def read(self) -> dict[str, dict[str, Any]] | None:
+        try:
+            with self.path.open("rb") as fh:
+                raw = fh.read()
+        except FileNotFoundError:
+            return None
+        if not raw.strip():
+            return None
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("top level is not an object")
+        return data
+
+    def write(self, data: dict[str, dict[str, Any]]) -> None:
+        self.write_bytes(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode())
+
+    def write_bytes(self, payload: bytes) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(payload)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        fsync_dir(self.path.parent)
+
+    def close(self) -> None:
+        return None
+
+
+def open_tinydb(path: str | os.PathLike[str]) -> TinyDB:
+    """Open a store's snapshot with plain TinyDB, e.g. for inspection or export."""
+    return TinyDB(path, storage=DurableJSONStorage)
+
+
+@dataclass
+class _Batch:
+    lines: list[bytes] = field(default_factory=list)
+    undo: list[tuple[str, str, Doc | None]] = field(default_factory=list)
+    keys: set[tuple[str, str]] = field(default_factory=set)
+    future: asyncio.Future[None] | None = None
+
+
+class StoreLocked(StorageError):
+    """Another process owns this store."""
+
+
+class TinyDBEngine(Engine):
+    """Durable storage on TinyDB files; see the module docstring for the layout."""
+
+    def __init__(self, path: str | os.PathLike[str], *, compact_every: int = 2000) -> None:
+        self.path = Path(path)
+        stem = self.path.with_suffix("") if self.path.suffix == ".json" else self.path
+        self.journal_path = stem.with_name(stem.name + ".journal")
+        self.archive_path = stem.with_name(stem.name + ".archive.jsonl")
+        self.index_path = stem.with_name(stem.name + ".archive.idx")
+        self.lock_path = stem.with_name(stem.name + ".lock")
+        self.compact_every = compact_every
+        self.hot: dict[str, dict[str, Doc]] = {t: {} for t in TABLES}
+        self.index: dict[int, tuple[int, int, CaseSummary]] = {}
+        self.seq = 0
+        self._snapshot_seq = 0
+        self._journal_lines = 0
+        self._journal_fd: int | None = None
+        self._journal_good_size = 0
+        self._archive_fd: int | None = None
+        self._archive_size = 0
+        self._lock_fd: int | None = None
+        self._pending = _Batch()
+        self._inflight: _Batch | None = None
+        self._dirty: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self._wake: asyncio.Event | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._closing = False
+        self.last_error: str | None = None
+        self._storage = DurableJSONStorage(self.path)
+
+    # ---- open / close ---------------------------------------------------
+    async def open(self) -> None:
+        await asyncio.to_thread(self._open_sync)
+        self._wake = asyncio.Event()
+        self._flusher = asyncio.create_task(self._flush_loop(), name="storage-flusher")
+
+    def _open_sync(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._acquire_lock()
+        try:
+            self._load()
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _acquire_lock(self) -> None:
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            owner = read_lock_info(self.lock_path)
+            pid = owner.get("pid", "?")
+            raise StoreLocked(
+                f"the store {self.path} is in use by another billing-bot (pid {pid}); "
+                "stop it first, or use BOT_DB to point at another store"
+            ) from exc
+        self._lock_fd = fd
+        self.set_lock_info({})
+
+    def set_lock_info(self, info: dict[str, Any]) -> None:
+        """Record who owns the store (pid, and the serve URL for ``billing-bot chat``)."""
+        if self._lock_fd is None:
+            return
+        payload = json.dumps({"pid": os.getpid(), **info}).encode()
+        os.ftruncate(self._lock_fd, 0)
+        os.pwrite(self._lock_fd, payload, 0)
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._lock_fd, 0)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _load(self) -> None:
+        try:
+            data = self._storage.read()
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise StorageError(
+                f"the store file {self.path} is damaged ({exc}); billing-bot will not "
+                "overwrite it: restore it from a backup or move it away"
+            ) from exc
+        if data is None:
+            data = {}
+            fresh = True
+        else:
+            fresh = False
+        meta: dict[str, Any] = next(iter(data.get("meta", {}).values()), {})
+        version = int(meta.get("schema_version", SCHEMA_VERSION if fresh else 1))
+        tables = {t: self._keyed(data.get(t, {})) for t in TABLES if t != "meta"}
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"the store {self.path} was written by a newer billing-bot "
+                f"(schema {version}, this one knows {SCHEMA_VERSION})"
+            )
+        while version < SCHEMA_VERSION:
+            MIGRATIONS[version](tables)
+            version += 1
+        for name, docs in tables.items():
+            self.hot[name] = docs
+        self._snapshot_seq = self.seq = int(meta.get("seq", 0))
+        self._replay_journal()
+        self._load_archive()
+        self._journal_fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._journal_good_size = os.fstat(self._journal_fd).st_size
+        self._archive_fd = os.open(self.archive_path, os.O_RDWR | os.O_CREAT, 0o600)
+        if fresh:
+            self._write_snapshot(self._snapshot_bytes(self.seq, set()))
+
+    @staticmethod
+    def _keyed(table: dict[str, Doc]) -> dict[str, Doc]:
+        out: dict[str, Doc] = {}
+        for doc in table.values():
+            key = doc.pop("_key", None)
+            if key is not None:
+                out[str(key)] = doc
+        return out
+
+    def _replay_journal(self) -> None:
+        try:
+            raw = self.journal_path.read_bytes()
+        except FileNotFoundError:
+            return
+        good = 0
+        lines = raw.split(b"\n")
+        for i, line in enumerate(lines):
+            last = i == len(lines) - 1
+            if not line.strip():
+                good += len(line) + (0 if last else 1)
+                continue
+            try:
+                entry = json.loads(line)
+                seq = int(entry["seq"])
+                ops = entry["ops"]
+                if last:
+                    raise ValueError("no newline: torn write")
+            except (ValueError, KeyError, TypeError) as exc:
+                if last or all(not rest.strip() for rest in lines[i + 1 :]):
+                    log.warning("dropping a torn journal line at the end of %s", self.journal_path)
+                    with open(self.journal_path, "r+b") as fh:
+                        fh.truncate(good)
+                        os.fsync(fh.fileno())
+                    break
+                raise StorageError(
+                    f"the journal {self.journal_path} is damaged at line {i + 1} ({exc}); "
+                    "billing-bot will not overwrite it: restore it from a backup or move it away"
+                ) from exc
+            good += len(line) + 1
+            self._journal_lines += 1
+            if seq <= self._snapshot_seq:
+                continue
+            for table, key, doc in ops:
+                if doc is None:
+                    self.hot[table].pop(key, None)
+                else:
+                    self.hot[table][key] = doc
+            self.seq = max(self.seq, seq)
+
+    def _load_archive(self) -> None:
+        covered = 0
+        try:
+            with self.index_path.open("rb") as fh:
+                for line in fh:
+                    if not line.endswith(b"\n"):
+                        break  # torn index line: the tail scan below recovers it
+                    number, off, length, state, owner, customer, updated, kind = json.loads(line)
+                    self.index[number] = (
+                        off,
+                        length,
+                        CaseSummary(number, state, owner, customer, updated, kind),
+                    )
+                    covered = max(covered, off + length)
+        except FileNotFoundError:
+            pass
+        try:
+            size = self.archive_path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        recovered: list[bytes] = []
+        if size > covered:
+            # A crash between the archive append and the index append: index the tail.
+            with self.archive_path.open("rb") as fh:
+                fh.seek(covered)
+                off = covered
+                for line in fh:
+                    if not line.endswith(b"\n"):
+                        break
+                    doc = json.loads(line)
+                    recovered.append(self._index_line(doc, off, len(line)))
+                    self._index_doc(doc, off, len(line))
+                    off += len(line)
+                size = off
+            with self.archive_path.open("r+b") as fh:
+                fh.truncate(size)
+        self._archive_size = size
+        if recovered:
+            self._append_durably(self.index_path, b"".join(recovered))
+
+    def _index_doc(self, doc: Doc, off: int, length: int) -> None:
+        self.index[int(doc["number"])] = (off, length, summarize(doc))
+
+    @staticmethod
+    def _index_line(doc: Doc, off: int, length: int) -> bytes:
+        row = [
+            int(doc["number"]),
+            off,
+            length,
+            doc["state"],
+            doc.get("owner"),
+            doc["customer_id"],
+            doc.get("updated_at") or doc["created_at"],
+            doc["kind"],
+        ]
+        return json.dumps(row, ensure_ascii=False).encode() + b"\n"
+
+    async def close(self) -> None:
+        if self._flusher is None:
+            await asyncio.to_thread(self._release_lock)
+            return
+        self._closing = True
+        assert self._wake is not None
+        self._wake.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._flusher
+        self._flusher = None
+        if self.last_error is None:
+            with contextlib.suppress(OSError):
+                await self._compact()
+        await asyncio.to_thread(self._close_files)
+
+    def _close_files(self) -> None:
+        for fd in (self._journal_fd, self._archive_fd):
+            if fd is not None:
+                os.close(fd)
+        self._journal_fd = self._archive_fd = None
+        self._release_lock()
+
+    # ---- reads ----------------------------------------------------------
+    async def get(self, table: str, key: str) -> Doc | None:
+        dirty = self._dirty.get((table, key))
+        if dirty is not None and not dirty.done():
+            # Never answer from a write that is not durable yet.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(dirty)
+        doc = self.hot[table].get(key)
+        if doc is not None:
+            return json.loads(json.dumps(doc))
+        if table == "cases":
+            return self._read_archived(key)
+        return None
+
+    def peek(self, table: str, key: str) -> Doc | None:
+        doc = self.hot[table].get(key)
+        if doc is None and table == "cases":
+            return self._read_archived(key)
+        return doc
+
+    def _read_archived(self, key: str) -> Doc | None:
+        try:
+            entry = self.index.get(int(key))
+        except ValueError:
+            return None
+        if entry is None or self._archive_fd is None:
+            return None
+        off, length, _summary = entry
+        raw = os.pread(self._archive_fd, length, off)
+        doc: Doc = json.loads(raw)
+        return doc
+
+    async def scan(self, table: str) -> list[Doc]:
+        docs = self.hot[table].values()
+        if table == "cases":
+            return [json.loads(json.dumps(d)) for d in docs if d["state"] not in ARCHIVED]
+        return [json.loads(json.dumps(d)) for d in docs]
+
+    def archived(self) -> Iterable[CaseSummary]:
+        hot = self.hot["cases"]
+        for number, (_o, _l, summary) in self.index.items():
+            if str(number) not in hot:
+                yield summary
+        for doc in hot.values():
+            if doc["state"] in ARCHIVED:
+                yield summarize(doc)
+
+    def view(self, table: str) -> dict[str, Doc]:
+        return self.hot[table]
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "backend": "tinydb",
+            "path": str(self.path),
+            "ok": self.last_error is None,
+            "error": self.last_error,
+            "live_cases": sum(1 for d in self.hot["cases"].values() if d["state"] not in ARCHIVED),
+            "archived_cases": len(self.index),
+            "journal_lines": self._journal_lines,
+        }
+
+    # ---- writes ---------------------------------------------------------
+    async def commit(self, ops: Sequence[Op]) -> None:
+        if self._flusher is None or self._wake is None:
+            raise StorageError("the store is not open")
+        if not ops:
+            return
+        for op in ops:
+            if op.table not in self.hot:
+                raise StorageError(f"unknown table {op.table}")
+        check_expectations(ops, self.peek)
+        batch = self._pending
+        if batch.future is None:
+            batch.future = asyncio.get_running_loop().create_future()
+        self.seq += 1
+        rows: list[list[Any]] = []
+        for op in ops:
+            rows.append([op.table, op.key, op.doc])
+        line = json.dumps({"seq": self.seq, "ops": rows}, ensure_ascii=False, separators=(",", ":"))
+        batch.lines.append(line.encode() + b"\n")
+        # The stored copies come from the journal line itself: exactly what a replay would see.
+        stored = json.loads(line)["ops"]
+        for op, (_t, _k, doc) in zip(ops, stored, strict=True):
+            table = self.hot[op.table]
+            batch.undo.append((op.table, op.key, table.get(op.key)))
+            if doc is None:
+                table.pop(op.key, None)
+            else:
+                table[op.key] = doc
+            batch.keys.add((op.table, op.key))
+            self._dirty[(op.table, op.key)] = batch.future
+        self._wake.set()
+        await asyncio.shield(batch.future)
+
+    async def _flush_loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending.lines:
+                batch, self._pending = self._pending, _Batch()
+                self._inflight = batch
+                try:
+                    await asyncio.to_thread(self._append_journal, b"".join(batch.lines))
+                except OSError as exc:
+                    self._fail(batch, exc)
+                else:
+                    self.last_error = None
+                    self._journal_lines += len(batch.lines)
+                    self._settle(batch, None)
+                self._inflight = None
+            if self._closing:
+                return
+            if self._journal_lines >= self.compact_every and self.last_error is None:
+                try:
+                    await self._compact()
+                except OSError as exc:
+                    self.last_error = f"compaction failed: {exc}"
+                    log.error("storage compaction failed: %s", exc)
+
+    def _append_journal(self, payload: bytes) -> None:
+        assert self._journal_fd is not None
+        fd = self._journal_fd
+        if os.fstat(fd).st_size != self._journal_good_size:
+            os.ftruncate(fd, self._journal_good_size)  # drop a half-written failed batch
+        view = memoryview(payload)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fdatasync(fd)
+        self._journal_good_size += len(payload)
+
+    def _fail(self, batch: _Batch, exc: OSError) -> None:
+        reason = errno.errorcode.get(exc.errno or 0, "") or str(exc)
+        self.last_error = f"cannot write {self.journal_path.name}: {exc.strerror or reason}"
+        log.error("storage write failed: %s", exc)
+        # Later batches were built on top of this one: undo them too, newest first.
+        later, self._pending = self._pending, _Batch()
+        for failed in (later, batch):
+            for table, key, previous in reversed(failed.undo):
+                if previous is None:
+                    self.hot[table].pop(key, None)
+                else:
+                    self.hot[table][key] = previous
+        err = StorageError(self.last_error)
+        self._settle(later, err)
+        self._settle(batch, err)
+
+    def _settle(self, batch: _Batch, err: Exception | None) -> None:
+        fut = batch.future
+        for key in batch.keys:
+            if self._dirty.get(key) is fut:
+                del self._dirty[key]
+        if fut is not None and not fut.done():
+            if err is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(err)
+                fut.exception()  # mark retrieved: waiters that gave up must not warn
+
+    # ---- compaction -----------------------------------------------------
+    async def _compact(self) -> None:
+        """Snapshot the live data, move finished cases to the archive, reset the journal."""
+        archive_docs = {k: d for k, d in self.hot["cases"].items() if d["state"] in ARCHIVED}
+        snapshot = self._snapshot_bytes(self.seq, set(archive_docs))
+        archive_lines = [
+            (k, json.dumps(d, ensure_ascii=False, separators=(",", ":")).encode() + b"\n", d)
+            for k, d in archive_docs.items()
+        ]
+        offsets = await asyncio.to_thread(self._compact_sync, snapshot, archive_lines)
+        for (key, _line, doc), (off, length) in zip(archive_lines, offsets, strict=True):
+            self.index[int(key)] = (off, length, summarize(doc))
+            if self.hot["cases"].get(key) is doc:  # unchanged while we wrote: drop from memory
+                del self.hot["cases"][key]
+        self._journal_lines = 0
+
+    def _compact_sync(
+        self, snapshot: bytes, archive_lines: list[tuple[str, bytes, Doc]]
+    ) -> list[tuple[int, int]]:
+        assert self._archive_fd is not None and self._journal_fd is not None
+        offsets: list[tuple[int, int]] = []
+        if archive_lines:
+            payload = b"".join(line for _k, line, _d in archive_lines)
+            off = self._archive_size
+            os.ftruncate(self._archive_fd, off)
+            os.pwrite(self._archive_fd, payload, off)
+            os.fsync(self._archive_fd)
+            index_rows = []
+            for _key, line, doc in archive_lines:
+                offsets.append((off, len(line)))
+                index_rows.append(self._index_line(doc, off, len(line)))
+                off += len(line)
+            self._archive_size = off
+            self._append_durably(self.index_path, b"".join(index_rows))
+        self._write_snapshot(snapshot)
+        os.ftruncate(self._journal_fd, 0)
+        os.fsync(self._journal_fd)
+        self._journal_good_size = 0
+        return offsets
+
+    def _snapshot_bytes(self, seq: int, skip_cases: set[str]) -> bytes:
+        data: dict[str, dict[str, Doc]] = {
+            "meta": {"1": {"schema_version": SCHEMA_VERSION, "seq": seq}}
+        }
+        for table in TABLES:
+            if table == "meta":
+                continue
+            docs = self.hot[table]
+            out: dict[str, Doc] = {}
+            i = 0
+            for key, doc in docs.items():
+                if table == "cases" and key in skip_cases:
+                    continue
+                i += 1
+                out[str(i)] = {**doc, "_key": key}
+            data[table] = out
+        self._snapshot_seq = seq
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+    def _write_snapshot(self, payload: bytes) -> None:
+        self._storage.write_bytes(payload)
+
+    @staticmethod
+    def _append_durably(path: Path, payload: bytes) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, payload)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
+
+def read_lock_info(lock_path: Path) -> dict[str, Any]:
+    """What the owner of a store wrote into its lock file (pid, serve URL), if anything."""
+    try:
+        raw = lock_path.read_text()
+        info = json.loads(raw) if raw.strip() else {}
+        return info if isinstance(info, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def lock_path_for(path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    stem = p.with_suffix("") if p.suffix == ".json" else p
+    return stem.with_name(stem.name + ".lock")
