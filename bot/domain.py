@@ -57,8 +57,16 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.CANCELLED: frozenset(),
 }
 
+# Every state that is not archived (a customer_informed case still waits to be closed).
 LIVE_STATES = frozenset(
-    {State.OPEN, State.IN_PROGRESS, State.ESCALATED, State.RESOLVED, State.REOPENED}
+    {
+        State.OPEN,
+        State.IN_PROGRESS,
+        State.ESCALATED,
+        State.RESOLVED,
+        State.CUSTOMER_INFORMED,
+        State.REOPENED,
+    }
 )
 # Cases in these states are finished and move to the archive.
 ARCHIVED_STATES = frozenset({State.CLOSED, State.CANCELLED})
@@ -399,7 +407,8 @@ class Case:
 
     # ---- transitions ----------------------------------------------------
     def _audit(self, actor: Actor, now: datetime, action: str, details: dict[str, Any]) -> None:
-        self.audit.append(AuditEntry(now, actor.user_id, actor.channel, action, details))
+        at = now.astimezone(UTC)  # the trail is in UTC whatever clock the caller used
+        self.audit.append(AuditEntry(at, actor.user_id, actor.channel, action, details))
         self.updated_at = now
 
     def _move(
@@ -464,6 +473,9 @@ class Case:
         outcome: Outcome | None = None,
         credited: Money | None = None,
     ) -> None:
+        # The state comes first: "reopen it first" beats a complaint about the amount.
+        if State.RESOLVED not in TRANSITIONS[self.state]:
+            raise DomainError(transition_error(self, State.RESOLVED))
         if self.kind == Kind.DISPUTE and outcome is None:
             raise DomainError(
                 _(
@@ -472,8 +484,10 @@ class Case:
                     "or `resolve {case} denied reason`."
                 ).format(case=self.id)
             )
-        if self.kind == Kind.QUESTION and outcome is not None:
+        if self.kind == Kind.QUESTION and (outcome is not None or credited is not None):
             raise DomainError(_("Only disputes have a credit outcome."))
+        if outcome == Outcome.DENIED:
+            credited = None  # a denied dispute credits nothing: not in the case, not in the trail
         if outcome in (Outcome.CREDIT_GRANTED, Outcome.PARTIAL_CREDIT):
             if credited is None:
                 raise DomainError(_("Say how much was credited, e.g. 120.00 EUR."))
@@ -500,7 +514,7 @@ class Case:
         self.resolved_at = now
         if self.dispute is not None:
             self.dispute.outcome = outcome
-            self.dispute.credited = credited if outcome != Outcome.DENIED else None
+            self.dispute.credited = credited
         if self.service_request is not None and self.service_request.status != "closed":
             self.service_request.status = "closed"
 

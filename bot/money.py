@@ -39,6 +39,7 @@ MAX_INTEGER_DIGITS = 12
 
 _AMOUNT_RE = re.compile(r"^\d+(\.\d+)?$")
 _COMMA_DECIMAL_RE = re.compile(r"^\d+,\d{1,3}$")
+_ONE_THOUSANDS_COMMA_RE = re.compile(r"^\d{1,3},\d{3}$")
 
 
 class MoneyError(ValueError):
@@ -109,7 +110,15 @@ def parse_amount(text: str, currency: str | None = None, *, allow_zero: bool = F
     raw = text.strip()
     if not raw:
         raise MoneyError(_("Please type an amount, for example 120.00."))
-    if _COMMA_DECIMAL_RE.match(raw):
+    # "1,200" is ambiguous in general, but for a currency with fewer than three decimal
+    # places (JPY, EUR, USD) three digits after the comma can only group thousands; this
+    # is also how str(Money) writes 1200 JPY, so the bot's own output parses back.
+    comma_groups_thousands = (
+        currency is not None
+        and CURRENCIES.get(currency, 2) < 3
+        and _ONE_THOUSANDS_COMMA_RE.match(raw) is not None
+    )
+    if _COMMA_DECIMAL_RE.match(raw) and not comma_groups_thousands:
         fixed = raw.replace(",", ".")
         raise MoneyError(_("Use a dot for decimals: {fixed}").format(fixed=fixed))
     if raw.startswith("-"):
@@ -153,7 +162,10 @@ def parse_money(text: str, default_currency: str | None = None) -> Money:
     parts = text.strip().split()
     if len(parts) == 2:
         first, second = parts
-        if re.fullmatch(r"[A-Za-z]{3}", first) and not re.fullmatch(r"[A-Za-z]{3}", second):
+        if re.fullmatch(r"[A-Za-z]{3}", first) and (
+            not re.fullmatch(r"[A-Za-z]{3}", second)
+            or (first.upper() in CURRENCIES and second.upper() not in CURRENCIES)
+        ):
             first, second = second, first
         currency = parse_currency(second)
         return Money(parse_amount(first, currency), currency)
