@@ -1,0 +1,103 @@
+"""``billing-bot chat``: a terminal conversation with the desk.
+
+Typed lines are commands; a number clicks the matching button of the last
+answer. Commands can be piped on stdin, one per line, so sessions can be
+scripted. When a ``serve`` owns the store, the chat talks to it over
+loopback; otherwise it opens the store itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TextIO
+
+import aiohttp
+
+from adapters.local.render import render_replies
+from conversations.model import ActionRef, Button, Channel, Message, Reply
+from conversations.serialize import reply_from_dict
+
+Send = Callable[[dict[str, Any]], Awaitable[list[Reply]]]
+
+QUIT = {"quit", "exit", ":q"}
+
+
+class ChatSession:
+    """One person's terminal session: turns lines into messages, remembers the numbered buttons."""
+
+    def __init__(self, send: Send, user: str, locale: str | None = None) -> None:
+        self.send = send
+        self.user = user
+        self.locale = locale
+        self.buttons: list[Button] = []
+
+    def _payload(self, line: str) -> dict[str, Any]:
+        text = line.strip()
+        payload: dict[str, Any] = {"user": self.user, "conversation": f"terminal:{self.user}"}
+        if self.locale:
+            payload["locale"] = self.locale
+        if text.isdigit() and 1 <= int(text) <= len(self.buttons):
+            action: ActionRef = self.buttons[int(text) - 1].action
+            payload["action"] = {
+                "name": action.name,
+                "case_id": action.case_id,
+                "version": action.version,
+                "value": action.value,
+            }
+        else:
+            payload["text"] = text
+        return payload
+
+    async def line(self, line: str) -> str:
+        if line.strip().isdigit() and int(line.strip()) > len(self.buttons) and self.buttons:
+            return f"There is no choice {line.strip()} here: pick 1 to {len(self.buttons)}."
+        replies = await self.send(self._payload(line))
+        text, buttons = render_replies(replies)
+        if buttons:
+            self.buttons = buttons
+        return text
+
+
+def http_sender(session: aiohttp.ClientSession, base_url: str) -> Send:
+    async def send(payload: dict[str, Any]) -> list[Reply]:
+        async with session.post(f"{base_url}/local/messages", json=payload) as resp:
+            body = await resp.json()
+            if resp.status >= 400:
+                return [Reply(text=str(body.get("error", f"HTTP {resp.status}")), kind="error")]
+            return [reply_from_dict(r) for r in body["replies"]]
+
+    return send
+
+
+async def run_terminal(session: ChatSession, stdin: TextIO, stdout: TextIO, intro: str) -> None:
+    """Read lines until EOF or ``quit``; print each answer."""
+    interactive = stdin.isatty()
+    if intro:
+        print(intro, file=stdout, flush=True)
+    loop = asyncio.get_running_loop()
+    while True:
+        if interactive:
+            print("> ", end="", file=stdout, flush=True)
+        line = await loop.run_in_executor(None, stdin.readline)
+        if not line:
+            break
+        line = line.rstrip("\n")
+        if not line.strip():
+            continue
+        if line.strip().lower() in QUIT:
+            break
+        if not interactive:
+            print(f"> {line}", file=stdout)
+        print(await session.line(line), file=stdout, flush=True)
+        print(file=stdout, flush=True)
+
+
+def message_for(payload: dict[str, Any]) -> Message:
+    from conversations.serialize import message_from_dict
+
+    return message_from_dict(payload, Channel.LOCAL)
+
+
+__all__ = ["ChatSession", "http_sender", "run_terminal", "message_for", "sys"]

@@ -1,0 +1,143 @@
+"""The ``billing-bot`` command: ``serve``, ``chat`` and the maintenance commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bot.config import ConfigError, Settings, load_settings
+from bot.storage import StorageError, StoreLocked, open_store
+from bot.storage.tinydb_engine import lock_path_for, read_lock_info
+from conversations.model import Reply
+
+log = logging.getLogger("billing-bot")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="billing-bot",
+        description="The billing-support desk of a Microsoft CSP partner, in chat.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the bot server (Slack, Teams, local chat, health)")
+    serve.add_argument("--host", help="address to bind (HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (PORT, default 3978)")
+    chat = sub.add_parser("chat", help="chat with the desk in this terminal")
+    chat.add_argument("--as", dest="user", default=None, help="who you are (default: $USER)")
+    chat.add_argument("--locale", default=None, help="reply language: en or zh_CN")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"billing-bot: config error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return serve(settings, args.host, args.port)
+    if args.command == "chat":
+        return asyncio.run(chat(settings, args.user, args.locale))
+    return 2
+
+
+def serve(settings: Settings, host: str | None, port: int | None) -> int:
+    from dataclasses import replace
+
+    from bot.server import build_app, describe_channels
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = replace(settings, host=host or settings.host, port=port or settings.port)
+    store = open_store(settings.db_path)
+    app = build_app(settings, store)
+    print(
+        f"billing-bot serving on http://{settings.host}:{settings.port} (store {settings.db_path})"
+    )
+    print("channels:\n" + "\n".join(describe_channels(app)), flush=True)
+    try:
+        web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    except StoreLocked as exc:
+        print(f"billing-bot: {exc}", file=sys.stderr)
+        return 1
+    except StorageError as exc:
+        print(f"billing-bot: cannot open the store: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(
+            f"billing-bot: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
+async def chat(settings: Settings, user: str | None, locale: str | None) -> int:
+    import getpass
+
+    from adapters.local.chat import ChatSession, http_sender, message_for, run_terminal
+    from bot.runtime import Runtime
+    from conversations.serialize import reply_from_dict
+
+    name = user or getpass.getuser() or "me"
+    store = open_store(settings.db_path)
+    try:
+        await store.open()
+    except StoreLocked:
+        info = read_lock_info(lock_path_for(settings.db_path))
+        url = info.get("url")
+        if not url:
+            print(
+                f"billing-bot: the store {settings.db_path} is in use by pid "
+                f"{info.get('pid', '?')}, which is not a serve I can talk to",
+                file=sys.stderr,
+            )
+            return 1
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+            session = ChatSession(http_sender(http, url), name, locale)
+            intro = f"Connected to the billing-bot at {url} as {name}. Type help, or quit."
+            try:
+                async with http.get(f"{url}/local/inbox", params={"user": name}) as resp:
+                    items = (await resp.json()).get("items", [])
+            except aiohttp.ClientError as exc:
+                print(f"billing-bot: cannot reach the serve at {url}: {exc}", file=sys.stderr)
+                return 1
+            intro += _inbox_text([reply_from_dict(i) for i in items])
+            await run_terminal(session, sys.stdin, sys.stdout, intro)
+        return 0
+    except StorageError as exc:
+        print(f"billing-bot: cannot open the store: {exc}", file=sys.stderr)
+        return 1
+    runtime = Runtime(settings, store)
+    try:
+
+        async def send(payload: dict[str, Any]) -> list[Reply]:
+            result = await runtime.handle(message_for(payload))
+            return result.replies
+
+        session = ChatSession(send, name, locale)
+        found = await store.find_user(name)
+        items = await runtime.take_inbox(found.id if found else name)
+        intro = f"billing-bot (store {settings.db_path}) — you are {name}. Type help, or quit."
+        intro += _inbox_text([reply_from_dict(i) for i in items])
+        await run_terminal(session, sys.stdin, sys.stdout, intro)
+    finally:
+        await store.close()
+    return 0
+
+
+def _inbox_text(replies: list[Reply]) -> str:
+    from adapters.local.render import render_replies
+
+    if not replies:
+        return ""
+    text, _buttons = render_replies(replies)
+    return f"\n\nWhile you were away ({len(replies)}):\n{text}"

@@ -1,0 +1,229 @@
+"""Configuration: one validated place, read from ``BOT_CONFIG`` (TOML) and the environment.
+
+No config file is needed to start. A bad file fails fast with a message
+that names the key and what is wrong with it. Secrets come from the
+environment only and are never logged (``Settings.redacted()``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot.domain import Role
+
+
+class ConfigError(Exception):
+    """The config file or environment is invalid; the text says how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserConfig:
+    name: str
+    role: Role = Role.AGENT
+    display_name: str | None = None
+    slack: str | None = None  # Slack user id (U…)
+    teams: str | None = None  # AAD object id
+    time_zone: str | None = None
+    locale: str | None = None
+    working_hours: tuple[str, str] | None = None
+    web_token_sha256: str | None = None
+    customer: str | None = None  # for role = customer: the customer this contact belongs to
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerConfig:
+    name: str
+    tenant_id: str | None = None
+    owner: str | None = None
+    slack_channels: tuple[str, ...] = ()
+    teams_conversations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the bot reads from its config file and environment."""
+
+    config_path: Path | None = None
+    db_path: str = "./data/billing-bot.json"
+    host: str = "127.0.0.1"
+    port: int = 3978
+    default_role: Role = Role.AGENT
+    time_zone: str = "UTC"
+    users: tuple[UserConfig, ...] = ()
+    customers: tuple[CustomerConfig, ...] = ()
+    slack_team_id: str | None = None
+    slack_bot_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_api_url: str | None = None
+    teams_app_id: str | None = None
+    teams_app_password: str | None = None
+    teams_app_type: str | None = None
+    teams_app_tenant_id: str | None = None
+    teams_partner_tenant_id: str | None = None
+    partner_center_url: str = "https://api.partnercenter.microsoft.com"
+    partner_center_login_url: str = "https://login.microsoftonline.com"
+    partner_center_tenant_id: str | None = None
+    partner_center_client_id: str | None = None
+    partner_center_client_secret: str | None = None
+    partner_center_refresh_token: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def user_by_name(self, name: str) -> UserConfig | None:
+        wanted = name.casefold()
+        for user in self.users:
+            if user.name.casefold() == wanted:
+                return user
+        return None
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings safe to print: secrets replaced by whether they are set."""
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if any(s in name for s in ("token", "secret", "password")):
+                value = "set" if value else "not set"
+            out[name] = value if not isinstance(value, Path) else str(value)
+        out.pop("raw", None)
+        return out
+
+
+def _str(data: dict[str, Any], key: str, where: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}.{key} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _zone(value: str, where: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(
+            f'{where}: "{value}" is not a time zone name (use e.g. Europe/Berlin)'
+        ) from exc
+    return value
+
+
+def _role(value: Any, where: str) -> Role:
+    try:
+        return Role(str(value))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: role must be one of agent, lead, customer, none") from exc
+
+
+def _users(items: Any) -> tuple[UserConfig, ...]:
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        raise ConfigError("[[users]] must be an array of tables")
+    out = []
+    for i, item in enumerate(items):
+        where = f"users[{i}]"
+        if not isinstance(item, dict) or not item.get("name"):
+            raise ConfigError(f"{where} needs a name")
+        hours = item.get("working_hours")
+        if hours is not None and (
+            not isinstance(hours, list)
+            or len(hours) != 2
+            or not all(isinstance(h, str) for h in hours)
+        ):
+            raise ConfigError(f'{where}.working_hours must look like ["09:00", "17:00"]')
+        tz = _str(item, "time_zone", where)
+        out.append(
+            UserConfig(
+                name=str(item["name"]),
+                role=_role(item.get("role", "agent"), where),
+                display_name=_str(item, "display_name", where),
+                slack=_str(item, "slack", where),
+                teams=_str(item, "teams", where),
+                time_zone=_zone(tz, where) if tz else None,
+                locale=_str(item, "locale", where),
+                working_hours=(hours[0], hours[1]) if hours else None,
+                web_token_sha256=_str(item, "web_token_sha256", where),
+                customer=_str(item, "customer", where),
+            )
+        )
+    return tuple(out)
+
+
+def _customers(items: Any) -> tuple[CustomerConfig, ...]:
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        raise ConfigError("[[customers]] must be an array of tables")
+    out = []
+    for i, item in enumerate(items):
+        where = f"customers[{i}]"
+        if not isinstance(item, dict) or not item.get("name"):
+            raise ConfigError(f"{where} needs a name")
+        out.append(
+            CustomerConfig(
+                name=str(item["name"]),
+                tenant_id=_str(item, "tenant_id", where),
+                owner=_str(item, "owner", where),
+                slack_channels=tuple(item.get("slack_channels", ())),
+                teams_conversations=tuple(item.get("teams_conversations", ())),
+            )
+        )
+    return tuple(out)
+
+
+def load_settings(env: dict[str, str] | None = None, *, config_path: str | None = None) -> Settings:
+    """Read ``BOT_CONFIG`` (default ``./billing-bot.toml``, optional) and the environment."""
+    env = dict(os.environ if env is None else env)
+    explicit = config_path or env.get("BOT_CONFIG")
+    path = Path(explicit or "billing-bot.toml")
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    elif explicit:
+        raise ConfigError(f"config file {path} does not exist (BOT_CONFIG)")
+    desk = data.get("desk", {})
+    slack = data.get("slack", {})
+    teams = data.get("teams", {})
+    if not all(isinstance(d, dict) for d in (desk, slack, teams)):
+        raise ConfigError("[desk], [slack] and [teams] must be tables")
+    port_text = env.get("PORT", "3978")
+    try:
+        port = int(port_text)
+    except ValueError as exc:
+        raise ConfigError(f"PORT must be a number, not {port_text!r}") from exc
+    tz = desk.get("time_zone", "UTC")
+    return Settings(
+        config_path=path if path.exists() else None,
+        db_path=env.get("BOT_DB", "./data/billing-bot.json"),
+        host=env.get("HOST", "127.0.0.1"),
+        port=port,
+        default_role=_role(desk.get("default_role", "agent"), "desk.default_role"),
+        time_zone=_zone(str(tz), "desk.time_zone"),
+        users=_users(data.get("users")),
+        customers=_customers(data.get("customers")),
+        slack_team_id=_str(slack, "team_id", "slack"),
+        slack_bot_token=env.get("SLACK_BOT_TOKEN") or None,
+        slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
+        slack_api_url=env.get("SLACK_API_URL") or None,
+        teams_app_id=env.get("MICROSOFT_APP_ID") or None,
+        teams_app_password=env.get("MICROSOFT_APP_PASSWORD") or None,
+        teams_app_type=env.get("MICROSOFT_APP_TYPE") or None,
+        teams_app_tenant_id=env.get("MICROSOFT_APP_TENANT_ID") or None,
+        teams_partner_tenant_id=_str(teams, "tenant_id", "teams"),
+        partner_center_url=env.get("PARTNER_CENTER_URL", "https://api.partnercenter.microsoft.com"),
+        partner_center_login_url=env.get(
+            "PARTNER_CENTER_LOGIN_URL", "https://login.microsoftonline.com"
+        ),
+        partner_center_tenant_id=env.get("PARTNER_CENTER_TENANT_ID") or None,
+        partner_center_client_id=env.get("PARTNER_CENTER_CLIENT_ID") or None,
+        partner_center_client_secret=env.get("PARTNER_CENTER_CLIENT_SECRET") or None,
+        partner_center_refresh_token=env.get("PARTNER_CENTER_REFRESH_TOKEN") or None,
+        raw=data,
+    )

@@ -1,0 +1,145 @@
+"""``billing-bot serve``: the aiohttp application every channel plugs into.
+
+Routes: ``GET /healthz``; ``POST /local/messages`` (the local chat, loopback
+only). The Slack and Teams adapters add their routes when their credentials
+are set. SIGTERM/SIGINT stop it cleanly: storage flushed and unlocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from bot import __version__
+from bot.clock import Clock, clock_from_env
+from bot.config import Settings
+from bot.runtime import Runtime
+from bot.storage import Store, TinyDBEngine
+from conversations.model import Channel
+from conversations.serialize import message_from_dict, reply_to_dict
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 256 * 1024
+RUNTIME = web.AppKey("runtime", Runtime)
+CHANNELS = web.AppKey("channels", dict[str, dict[str, Any]])
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def json_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    storage = runtime.store.health()
+    counts = runtime.store.case_counts()
+    body = {
+        "status": "ok" if storage.get("ok", True) else "unhealthy",
+        "version": __version__,
+        "storage": storage,
+        "cases": {"total": sum(counts.values()), "by_state": counts},
+        "channels": request.app[CHANNELS],
+    }
+    return web.json_response(body, status=200 if body["status"] == "ok" else 503)
+
+
+async def local_messages(request: web.Request) -> web.Response:
+    if not is_loopback(request.remote):
+        return json_error(403, "the local chat endpoint only answers on loopback")
+    if request.content_type != "application/json":
+        return json_error(415, "send application/json")
+    try:
+        payload = await request.json()
+        msg = message_from_dict(payload, Channel.LOCAL)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return json_error(400, "the body is not valid JSON")
+    except ValueError as exc:
+        return json_error(400, str(exc))
+    runtime = request.app[RUNTIME]
+    result = await runtime.handle(msg)
+    return web.json_response({"replies": [reply_to_dict(r) for r in result.replies]})
+
+
+async def local_inbox(request: web.Request) -> web.Response:
+    if not is_loopback(request.remote):
+        return json_error(403, "the local chat endpoint only answers on loopback")
+    user = request.query.get("user", "").strip()
+    if not user:
+        return json_error(400, "user is required")
+    runtime = request.app[RUNTIME]
+    found = await runtime.desk.directory.store.find_user(user)
+    items = await runtime.take_inbox(found.id if found else user)
+    return web.json_response({"items": items})
+
+
+def build_app(settings: Settings, store: Store, clock: Clock | None = None) -> web.Application:
+    """The application with every route; the store is opened on startup and closed on cleanup."""
+    app = web.Application(client_max_size=MAX_BODY)
+    runtime = Runtime(settings, store, clock or clock_from_env())
+    app[RUNTIME] = runtime
+    app[CHANNELS] = {
+        "local": {"on": True, "why": "loopback only: POST /local/messages, billing-bot chat"},
+        "slack": {"on": False, "why": "SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are not set"},
+        "teams": {"on": False, "why": "the Teams adapter is not installed yet"},
+    }
+    app.router.add_get("/healthz", healthz)
+    app.router.add_post("/local/messages", local_messages)
+    app.router.add_get("/local/inbox", local_inbox)
+    app.cleanup_ctx.append(_lifecycle)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    runtime = app[RUNTIME]
+    await runtime.store.open()
+    settings = runtime.settings
+    engine = runtime.store.engine
+    if isinstance(engine, TinyDBEngine):
+        host = "127.0.0.1" if not is_loopback(settings.host) else settings.host
+        if ":" in host:
+            host = f"[{host}]"
+        engine.set_lock_info({"url": f"http://{host}:{settings.port}"})
+    background = asyncio.create_task(_background(runtime), name="deliveries")
+    try:
+        yield
+    finally:
+        background.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await background
+        await runtime.store.close()
+        log.info("storage flushed and unlocked")
+
+
+async def _background(runtime: Runtime) -> None:
+    """Deliver due notifications every few seconds (they are durable jobs in storage)."""
+    while True:
+        try:
+            await runtime.deliver_due()
+        except Exception:  # noqa: BLE001 - keep delivering; the error is logged
+            log.exception("delivering notifications failed")
+        await asyncio.sleep(2)
+
+
+def describe_channels(app: web.Application) -> list[str]:
+    return [
+        f"  {name}: {'on' if info['on'] else 'off'} — {info['why']}"
+        for name, info in app[CHANNELS].items()
+    ]

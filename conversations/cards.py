@@ -1,0 +1,235 @@
+"""Case cards and list lines: what a viewer may see of a case, and the buttons that fit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from bot.domain import STATE_LABELS, Actor, Case, Customer, Kind, Role, State, User
+from bot.i18n import N_, _, ngettext
+from bot.policy import Action, allowed, can_see_internal
+from conversations.forms import CATEGORY_LABELS, OUTCOME_LABELS
+from conversations.model import ActionRef, Button, ButtonStyle, CardFact, CaseCard
+from conversations.text import u
+
+AUDIT_LABELS = {
+    "created": N_("created"),
+    "started": N_("started work"),
+    "assigned": N_("assigned"),
+    "noted": N_("added a note"),
+    "escalated": N_("escalated to Microsoft"),
+    "resolved": N_("resolved"),
+    "customer_informed": N_("recorded that the customer was told"),
+    "reopened": N_("reopened"),
+    "cancelled": N_("cancelled"),
+    "closed": N_("closed"),
+    "service_request_status": N_("service request status changed"),
+}
+
+
+def local_time(when: datetime, tz: str) -> str:
+    """A UTC time shown in the viewer's time zone."""
+    try:
+        zone = ZoneInfo(tz)
+    except Exception:  # noqa: BLE001 - a bad zone name must never break a card
+        zone = ZoneInfo("UTC")
+    return when.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def age(since: datetime, now: datetime) -> str:
+    seconds = max(0, int((now - since).total_seconds()))
+    if seconds < 3600:
+        n = max(1, seconds // 60)
+        return ngettext("{n} minute", "{n} minutes", n).format(n=n)
+    if seconds < 86400 * 2:
+        n = seconds // 3600
+        return ngettext("{n} hour", "{n} hours", n).format(n=n)
+    n = seconds // 86400
+    return ngettext("{n} day", "{n} days", n).format(n=n)
+
+
+def state_label(state: State) -> str:
+    return _(STATE_LABELS[state])
+
+
+def _button(label: str, name: str, case: Case, style: ButtonStyle = ButtonStyle.DEFAULT) -> Button:
+    return Button(label, ActionRef(name, case.id, case.version), style)
+
+
+def buttons_for(case: Case, viewer: Actor, customer_tenant: str | None) -> list[Button]:
+    """Exactly the buttons that fit the case's state and the viewer's role."""
+    if viewer.role not in (Role.AGENT, Role.LEAD):
+        return []
+    candidates: list[tuple[Action, Button]] = []
+    s = case.state
+    if s in (State.OPEN, State.REOPENED) or (
+        s == State.IN_PROGRESS and case.owner != viewer.user_id
+    ):
+        if case.owner != viewer.user_id:
+            candidates.append((Action.TAKE, _button(_("Take"), "take", case, ButtonStyle.PRIMARY)))
+    if s in (State.OPEN, State.IN_PROGRESS, State.REOPENED):
+        candidates.append((Action.ESCALATE, _button(_("Escalate"), "escalate", case)))
+    if s in (State.OPEN, State.IN_PROGRESS, State.ESCALATED, State.REOPENED):
+        candidates.append(
+            (Action.RESOLVE, _button(_("Resolve"), "resolve", case, ButtonStyle.PRIMARY))
+        )
+        candidates.append((Action.NOTE, _button(_("Note"), "note", case)))
+    if s == State.RESOLVED:
+        candidates.append(
+            (
+                Action.INFORMED,
+                _button(_("Customer informed"), "informed", case, ButtonStyle.PRIMARY),
+            )
+        )
+    if s in (State.OPEN, State.IN_PROGRESS, State.ESCALATED, State.RESOLVED, State.REOPENED):
+        label = _("Reassign") if case.owner else _("Assign")
+        candidates.append((Action.ASSIGN, _button(label, "assign", case)))
+    if s == State.CUSTOMER_INFORMED:
+        candidates.append((Action.CLOSE, _button(_("Close"), "close", case, ButtonStyle.PRIMARY)))
+    if s in (State.RESOLVED, State.CUSTOMER_INFORMED, State.CLOSED):
+        candidates.append((Action.REOPEN, _button(_("Reopen"), "reopen", case)))
+    if s in (State.OPEN, State.IN_PROGRESS, State.ESCALATED):
+        candidates.append(
+            (Action.CANCEL, _button(_("Cancel case"), "cancel", case, ButtonStyle.DANGER))
+        )
+    return [
+        b
+        for action, b in candidates
+        if allowed(viewer, action, case, customer_tenant=customer_tenant)
+    ]
+
+
+def case_card(
+    case: Case,
+    customer: Customer | None,
+    viewer: Actor,
+    viewer_tz: str,
+    names: dict[str, str],
+    now: datetime,
+    customer_tenant: str | None,
+) -> CaseCard:
+    """The card of ``case`` as ``viewer`` may see it (no internal notes for customers)."""
+    internal = can_see_internal(viewer)
+    kind = _("Dispute") if case.kind == Kind.DISPUTE else _("Question")
+    title = _("{case} · {kind} · {customer}").format(
+        case=case.id, kind=kind, customer=u(customer.name if customer else case.customer_id)
+    )
+    facts = [
+        CardFact(_("State"), state_label(case.state)),
+        CardFact(
+            _("Owner"), u(names.get(case.owner, case.owner)) if case.owner else _("nobody yet")
+        ),
+        CardFact(_("Category"), _(CATEGORY_LABELS[case.category])),
+        CardFact(_("Age"), age(case.created_at, now)),
+    ]
+    if case.subscription_id:
+        facts.append(CardFact(_("Subscription"), u(case.subscription_id)))
+    if case.invoice:
+        facts.append(CardFact(_("Invoice"), u(case.invoice)))
+    if case.dispute:
+        facts.append(CardFact(_("Disputed"), str(case.dispute.amount)))
+        facts.append(CardFact(_("Reason"), u(case.dispute.reason)))
+        if case.dispute.outcome:
+            outcome = _(OUTCOME_LABELS[case.dispute.outcome])
+            if case.dispute.credited:
+                outcome = _("{outcome}: {amount}").format(
+                    outcome=outcome, amount=str(case.dispute.credited)
+                )
+            facts.append(CardFact(_("Outcome"), outcome))
+    if not case.dispute or case.description != case.dispute.reason:
+        facts.append(CardFact(_("Description"), u(case.description)))
+    if case.resolution:
+        facts.append(CardFact(_("Resolution"), u(case.resolution)))
+    if case.cancel_reason:
+        facts.append(CardFact(_("Cancelled because"), u(case.cancel_reason)))
+    if case.informed_at and case.informed_via:
+        facts.append(
+            CardFact(
+                _("Customer told"),
+                _("{via}, {when}").format(
+                    via=case.informed_via.value, when=local_time(case.informed_at, viewer_tz)
+                ),
+            )
+        )
+    if internal and case.service_request:
+        sr = case.service_request
+        facts.append(
+            CardFact(
+                _("Microsoft request"),
+                _("{id} ({mode}, {status})").format(id=u(sr.id), mode=sr.mode, status=sr.status),
+            )
+        )
+    if internal and case.notes:
+        last = case.notes[-1]
+        facts.append(
+            CardFact(
+                ngettext("{n} internal note", "{n} internal notes", len(case.notes)).format(
+                    n=len(case.notes)
+                ),
+                _("latest by {who}: {text}").format(
+                    who=u(names.get(last.author, last.author)), text=u(last.text)
+                ),
+            )
+        )
+    history = []
+    for entry in case.audit[-4:]:
+        if not internal and entry.action == "noted":
+            continue
+        history.append(
+            _("{when} · {who} {what}").format(
+                when=local_time(entry.at, viewer_tz),
+                who=u(names.get(entry.actor, entry.actor)),
+                what=_(AUDIT_LABELS.get(entry.action, entry.action)),
+            )
+        )
+    return CaseCard(
+        case_id=case.id,
+        title=title,
+        state=case.state.value,
+        state_label=state_label(case.state),
+        facts=facts,
+        history=history,
+        buttons=buttons_for(case, viewer, customer_tenant),
+        version=case.version,
+    )
+
+
+def list_line(case: Case, customer: Customer | None, names: dict[str, str], now: datetime) -> str:
+    owner = u(names.get(case.owner, case.owner)) if case.owner else _("unassigned")
+    desc = case.description if len(case.description) <= 60 else case.description[:57] + "…"
+    return _("{case} · {customer} · {state} · {owner} · {age} ago — {desc}").format(
+        case=case.id,
+        customer=u(customer.name if customer else case.customer_id),
+        state=state_label(case.state),
+        owner=owner,
+        age=age(case.updated_at or case.created_at, now),
+        desc=u(desc),
+    )
+
+
+def full_history(case: Case, viewer: Actor, viewer_tz: str, names: dict[str, str]) -> list[str]:
+    """Every audit entry as a line (notes' texts only for staff)."""
+    internal = can_see_internal(viewer)
+    lines = []
+    for entry in case.audit:
+        if not internal and entry.action == "noted":
+            continue
+        details = ""
+        if entry.action in ("resolved", "cancelled", "reopened", "customer_informed"):
+            text = entry.details.get("resolution") or entry.details.get("reason") or ""
+            via = entry.details.get("via")
+            details = " — " + ", ".join(str(x) for x in (via, text) if x) if (via or text) else ""
+            details = u(details) if details else ""
+        lines.append(
+            _("{when} · {who} {what}{details} (via {channel})").format(
+                when=local_time(entry.at, viewer_tz),
+                who=u(names.get(entry.actor, entry.actor)),
+                what=_(AUDIT_LABELS.get(entry.action, entry.action)),
+                details=details,
+                channel=entry.channel,
+            )
+        )
+    return lines
+
+
+__all__ = ["User", "buttons_for", "case_card", "full_history", "list_line", "local_time", "age"]

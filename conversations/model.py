@@ -1,0 +1,183 @@
+"""The neutral messaging model: what adapters hand to flows and what flows hand back.
+
+Flows import only this module and the domain, never a channel SDK. A typed
+command, a button click and a form submission all arrive as one
+:class:`Message`; a flow answers with :class:`Reply` objects that each
+adapter renders natively (Block Kit, Adaptive Cards, numbered choices, HTML).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Channel(StrEnum):
+    LOCAL = "local"
+    SLACK = "slack"
+    TEAMS = "teams"
+    WEB = "web"
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRef:
+    """A clicked button: the command it fires, on which case, as the card showed it.
+
+    ``version`` is the case version the card was rendered from: a click on an
+    older card (or a second click) is recognised as stale and changes nothing.
+    """
+
+    name: str
+    case_id: str | None = None
+    version: int | None = None
+    value: str | None = None
+
+    def to_value(self) -> str:
+        """A compact string form for platforms that carry one value per button."""
+        parts = [self.name, self.case_id or "", "" if self.version is None else str(self.version)]
+        if self.value:
+            parts.append(self.value)
+        return "|".join(parts)
+
+    @classmethod
+    def from_value(cls, value: str) -> ActionRef:
+        parts = (value or "").split("|", 3)
+        name = parts[0].strip()
+        case_id = parts[1].strip() if len(parts) > 1 and parts[1].strip() else None
+        version: int | None = None
+        if len(parts) > 2 and parts[2].strip().isdigit():
+            version = int(parts[2])
+        extra = parts[3] if len(parts) > 3 and parts[3] else None
+        return cls(name=name, case_id=case_id, version=version, value=extra)
+
+    def as_text(self) -> str:
+        """The command a click stands for, as a person would type it."""
+        return " ".join(p for p in (self.name, self.case_id, self.value) if p)
+
+
+@dataclass(slots=True)
+class Message:
+    """One inbound event from any channel, already translated.
+
+    ``user`` is the channel's own user id; ``conversation`` identifies where
+    the message came from (forms in progress are kept per conversation).
+    """
+
+    channel: Channel
+    user: str
+    conversation: str
+    text: str = ""
+    user_name: str = ""
+    action: ActionRef | None = None
+    form_id: str | None = None
+    form_values: dict[str, str] | None = None
+    form_context: dict[str, str] = field(default_factory=dict)
+    locale: str | None = None
+    time_zone: str | None = None
+    is_direct: bool = True
+    tenant: str | None = None  # Slack team / Teams tenant of the sender
+    mentions: dict[str, str] = field(default_factory=dict)  # name shown -> channel user id
+    reference: dict[str, Any] = field(default_factory=dict)  # where to answer / what to update
+    raw: Any = None
+
+
+class ButtonStyle(StrEnum):
+    DEFAULT = "default"
+    PRIMARY = "primary"
+    DANGER = "danger"
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    label: str
+    action: ActionRef
+    style: ButtonStyle = ButtonStyle.DEFAULT
+
+
+class FieldKind(StrEnum):
+    TEXT = "text"
+    LONG_TEXT = "long_text"
+    CHOICE = "choice"
+    AMOUNT = "amount"
+    CURRENCY = "currency"
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    value: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class FormField:
+    """One input of a form: what to ask, of which kind, and whether it may be skipped."""
+
+    name: str
+    label: str
+    kind: FieldKind = FieldKind.TEXT
+    required: bool = True
+    choices: tuple[Choice, ...] = ()
+    value: str | None = None  # pre-filled
+    hint: str | None = None
+    max_length: int = 3000
+
+
+@dataclass(slots=True)
+class Form:
+    """A form to fill: a modal on Slack, a card on Teams, questions one by one in text."""
+
+    form_id: str
+    title: str
+    fields: list[FormField]
+    submit_label: str
+    intro: str | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+    context: dict[str, str] = field(default_factory=dict)  # e.g. case id and version
+
+
+@dataclass(frozen=True, slots=True)
+class CardFact:
+    label: str
+    value: str
+
+
+@dataclass(slots=True)
+class CaseCard:
+    """A case as a card: title, facts, the latest history, and the buttons that fit."""
+
+    case_id: str
+    title: str
+    state: str
+    state_label: str
+    facts: list[CardFact]
+    history: list[str]
+    buttons: list[Button]
+    version: int
+
+
+@dataclass(slots=True)
+class Reply:
+    """One answer: text, and optionally buttons, a form to fill, or a case card.
+
+    ``replace`` asks the adapter to update the message that was clicked
+    instead of posting a new one; ``private`` to show it only to the sender
+    where the channel can (Slack ephemeral).
+    """
+
+    text: str = ""
+    buttons: list[Button] = field(default_factory=list)
+    form: Form | None = None
+    card: CaseCard | None = None
+    replace: bool = False
+    private: bool = False
+    kind: str = "info"  # info | error | stale | list | help
+
+
+@dataclass(slots=True)
+class Notification:
+    """A message for another person (an assignee, an owner), delivered to their DM."""
+
+    user_id: str
+    reply: Reply
+    key: str  # idempotency key: the same notification is never delivered twice

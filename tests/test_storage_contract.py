@@ -1,0 +1,749 @@
+"""The storage contract: one suite, run unchanged against every engine.
+
+The second half holds what only the durable TinyDB engine promises: reopening,
+compaction into the archive, the process lock, refusing damaged files, and
+surviving a failing disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import shutil
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from bot.domain import (
+    Actor,
+    Case,
+    Category,
+    Conflict,
+    Customer,
+    Dispute,
+    InformedVia,
+    Kind,
+    Outcome,
+    Role,
+    State,
+    User,
+    customer_key,
+)
+from bot.money import Money
+from bot.storage import (
+    MemoryEngine,
+    Op,
+    StorageError,
+    Store,
+    StoreLocked,
+    TinyDBEngine,
+    VersionConflict,
+)
+from bot.storage.tinydb_engine import open_tinydb
+
+AGENT = Actor(user_id="u-ana", role=Role.AGENT, channel="local", display_name="Ana")
+TTL = timedelta(hours=1)
+
+
+# ---- helpers ---------------------------------------------------------------
+
+
+def builder(
+    now: datetime,
+    *,
+    customer: str = "contoso",
+    dispute: Dispute | None = None,
+    description: str = "Why is the invoice higher this month?",
+) -> Callable[[int], Case]:
+    def build(number: int) -> Case:
+        return Case.new(
+            number,
+            kind=Kind.DISPUTE if dispute else Kind.QUESTION,
+            customer_id=customer,
+            category=Category.CHARGES if dispute else Category.INVOICE,
+            description=description,
+            actor=AGENT,
+            now=now,
+            invoice=dispute.invoice if dispute else None,
+            dispute=dispute,
+        )
+
+    return build
+
+
+async def close_case(store: Store, case: Case, now: datetime) -> Case:
+    """Walk a question case through the state machine to ``closed``."""
+    case.start(AGENT, now)
+    case.resolve("Explained the proration.", AGENT, now)
+    case.mark_informed(InformedVia.EMAIL, "Sent the explanation.", AGENT, now)
+    case.close(AGENT, now)
+    return await store.save_case(case)
+
+
+async def cancel_case(store: Store, case: Case, now: datetime) -> Case:
+    case.cancel("duplicate", AGENT, now)
+    return await store.save_case(case)
+
+
+def durable_copy(src: Path, dst_dir: Path) -> Path:
+    """Copy a store's files as they are on disk right now (a crash image), lock excluded."""
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    stem = src.with_suffix("").name
+    for f in src.parent.iterdir():
+        if f.name.startswith(stem + ".") and not f.name.endswith(".lock"):
+            shutil.copy2(f, dst_dir / f.name)
+    return dst_dir / src.name
+
+
+# ---- the contract, for every engine -----------------------------------------
+
+
+@pytest.fixture(params=["memory", "tinydb"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    engine = MemoryEngine() if request.param == "memory" else TinyDBEngine(tmp_path / "s.json")
+    s = Store(engine)
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def test_case_numbers_are_unique_and_increasing(store: Store, now: datetime) -> None:
+    numbers = [(await store.create_case(builder(now))).number for _ in range(5)]
+    assert numbers == [1, 2, 3, 4, 5]
+
+
+async def test_concurrent_creations_get_distinct_numbers(store: Store, now: datetime) -> None:
+    await store.create_case(builder(now))
+    cases = await asyncio.gather(*(store.create_case(builder(now)) for _ in range(50)))
+    numbers = [c.number for c in cases]
+    assert sorted(numbers) == list(range(2, 52))
+    assert len(set(numbers)) == 50
+    for c in cases:
+        stored = await store.get_case(c.number)
+        assert stored is not None and stored.number == c.number and stored.version == 1
+    assert await store.next_number("case") == 52
+
+
+async def test_get_case_roundtrip_keeps_money_exact(store: Store, now: datetime) -> None:
+    dispute = Dispute("INV-2026-11-0042", Money(Decimal("1234567.10"), "EUR"), "double charge")
+    created = await store.create_case(builder(now, dispute=dispute))
+    got = await store.get_case(created.number)
+    assert got is not None
+    assert got == created
+    assert got.dispute is not None
+    assert got.dispute.amount.amount == Decimal("1234567.10")
+    assert str(got.dispute.amount.amount) == "1234567.10"  # trailing zero kept: not a float
+    assert got.created_at == now and got.created_at.tzinfo is not None
+    # Resolved with a partial credit, the credit is exact too.
+    got.start(AGENT, now)
+    got.resolve(
+        "Partial credit",
+        AGENT,
+        now,
+        outcome=Outcome.PARTIAL_CREDIT,
+        credited=Money(Decimal("0.30"), "EUR"),
+    )
+    await store.save_case(got)
+    again = await store.get_case(created.number)
+    assert again is not None and again.dispute is not None
+    assert again.dispute.credited == Money(Decimal("0.30"), "EUR")
+    assert str(again.dispute.credited.amount) == "0.30"
+    assert await store.get_case(999) is None
+
+
+async def test_save_case_detects_a_concurrent_change(store: Store, now: datetime) -> None:
+    created = await store.create_case(builder(now))
+    first = await store.get_case(created.number)
+    second = await store.get_case(created.number)
+    assert first is not None and second is not None
+    first.start(AGENT, now)
+    await store.save_case(first)
+    assert first.version == 2
+    second.add_note("Called the customer", AGENT, now)
+    with pytest.raises(Conflict, match=created.id):
+        await store.save_case(second)
+    assert second.version == 1  # unchanged by the failed save
+    current = await store.get_case(created.number)
+    assert current is not None
+    assert current.state == State.IN_PROGRESS and current.version == 2
+    assert current.notes == []
+    # Re-read and redo: nothing is lost.
+    current.add_note("Called the customer", AGENT, now)
+    await store.save_case(current)
+    final = await store.get_case(created.number)
+    assert final is not None
+    assert final.state == State.IN_PROGRESS and [n.text for n in final.notes] == [
+        "Called the customer"
+    ]
+    assert final.version == 3
+    assert [a.action for a in final.audit] == ["created", "started", "noted"]
+
+
+async def test_concurrent_saves_from_one_read_let_exactly_one_win(
+    store: Store, now: datetime
+) -> None:
+    created = await store.create_case(builder(now))
+    copies = [await store.get_case(created.number) for _ in range(10)]
+    for i, c in enumerate(copies):
+        assert c is not None
+        c.add_note(f"note {i}", AGENT, now)
+    results = await asyncio.gather(
+        *(store.save_case(c) for c in copies if c is not None), return_exceptions=True
+    )
+    assert sum(1 for r in results if isinstance(r, Case)) == 1
+    assert sum(1 for r in results if isinstance(r, Conflict)) == 9
+    final = await store.get_case(created.number)
+    assert final is not None and len(final.notes) == 1 and final.version == 2
+
+
+async def test_live_and_archived_cases(store: Store, now: datetime) -> None:
+    open_case = await store.create_case(builder(now))
+    to_close = await store.create_case(builder(now))
+    to_cancel = await store.create_case(builder(now))
+    await close_case(store, to_close, now)
+    await cancel_case(store, to_cancel, now)
+    live = await store.live_cases()
+    assert [c.number for c in live] == [open_case.number]
+    archived = {s.number: s.state for s in store.archived_summaries()}
+    assert archived == {to_close.number: "closed", to_cancel.number: "cancelled"}
+    closed = await store.get_case(to_close.number)
+    assert closed is not None and closed.state == State.CLOSED
+    cancelled = await store.get_case(to_cancel.number)
+    assert cancelled is not None and cancelled.cancel_reason == "duplicate"
+
+
+async def test_list_cases_orders_filters_and_pages(store: Store, now: datetime) -> None:
+    cases = []
+    for i in range(6):
+        c = await store.create_case(builder(now + timedelta(minutes=i), customer=f"c{i % 2}"))
+        cases.append(c)
+    # Activity on case 1 makes it the newest; cases 3 and 4 are finished.
+    c1 = cases[0]
+    c1.add_note("bump", AGENT, now + timedelta(hours=2))
+    await store.save_case(c1)
+    await close_case(store, cases[2], now + timedelta(minutes=30))
+    await cancel_case(store, cases[3], now + timedelta(minutes=40))
+
+    live, total = await store.list_cases()
+    assert [c.number for c in live] == [1, 6, 5, 2]
+    assert total == 4
+    everything, total = await store.list_cases(include_archived=True)
+    assert [c.number for c in everything] == [1, 4, 3, 6, 5, 2]
+    assert total == 6
+    page, total = await store.list_cases(include_archived=True, limit=3)
+    assert [c.number for c in page] == [1, 4, 3]
+    assert total == 6
+    mine, total = await store.list_cases(
+        predicate=lambda c: c.customer_id == "c0",
+        summary_predicate=lambda s: s.customer_id == "c0",
+        include_archived=True,
+    )
+    assert [c.number for c in mine] == [1, 3, 5]
+    assert total == 3
+    assert all(isinstance(c, Case) for c in everything)
+
+
+async def test_case_counts(store: Store, now: datetime) -> None:
+    cases = [await store.create_case(builder(now)) for _ in range(5)]
+    cases[0].start(AGENT, now)
+    await store.save_case(cases[0])
+    await close_case(store, cases[1], now)
+    await cancel_case(store, cases[2], now)
+    counts = store.case_counts()
+    assert counts["open"] == 2
+    assert counts["in_progress"] == 1
+    assert counts["closed"] == 1
+    assert counts["cancelled"] == 1
+    assert sum(counts.values()) == 5
+    assert set(counts) == {s.value for s in State}
+
+
+async def test_customers(store: Store, now: datetime) -> None:
+    contoso = Customer(customer_key("Contoso  Ltd"), "Contoso Ltd", "tenant-c", "u-ana", now)
+    fabrikam = Customer(customer_key("Fabrikam"), "Fabrikam", "tenant-f", None, now)
+    await store.save_customer(contoso)
+    await store.save_customer(fabrikam)
+    assert await store.find_customer("  contoso LTD ") == contoso
+    assert await store.find_customer("CONTOSO   ltd") == contoso
+    assert await store.find_customer("Northwind") is None
+    assert await store.get_customer(contoso.id) == contoso
+    assert await store.customer_by_tenant("tenant-f") == fabrikam
+    assert await store.customer_by_tenant("tenant-x") is None
+    assert [c.name for c in await store.customers()] == ["Contoso Ltd", "Fabrikam"]
+    contoso.owner = "u-bo"
+    await store.save_customer(contoso)
+    found = await store.find_customer("contoso ltd")
+    assert found is not None and found.owner == "u-bo"
+
+
+async def test_users_and_identities(store: Store) -> None:
+    ana = User("u-ana", "Ana", Role.AGENT, identities={"slack": "U01", "teams": "29:abc"})
+    lee = User("u-lee", "Lee Park", Role.LEAD, time_zone="Europe/Berlin", locale="de")
+    await store.save_user(ana)
+    await store.save_user(lee)
+    assert await store.user_by_identity("slack", "U01") == ana
+    assert await store.user_by_identity("teams", "29:abc") == ana
+    assert await store.user_by_identity("slack", "U99") is None
+    assert await store.get_user("u-lee") == lee
+    assert await store.find_user("lee park") == lee
+    assert await store.find_user("@ANA") == ana
+    assert await store.find_user("u-lee") == lee
+    assert await store.find_user("nobody") is None
+    assert {u.id for u in await store.users()} == {"u-ana", "u-lee"}
+
+
+async def test_conversation_state(store: Store) -> None:
+    key = "slack:U01:D01"
+    assert await store.get_conversation(key) is None
+    state = {"flow": "new_case", "step": "amount", "data": {"amount": "12.50"}}
+    await store.save_conversation(key, state)
+    assert await store.get_conversation(key) == state
+    got = await store.get_conversation(key)
+    assert got is not None
+    got["step"] = "mutated"  # a copy: the store is not changed behind its back
+    assert await store.get_conversation(key) == state
+    await store.save_conversation(key, None)
+    assert await store.get_conversation(key) is None
+
+
+async def test_references(store: Store) -> None:
+    assert await store.references("u-ana") == {}
+    slack = {"channel": "D01", "team": "T1"}
+    teams = {"conversation": {"id": "a:1"}, "serviceUrl": "https://smba.example/"}
+    await store.save_reference("u-ana", "slack", slack)
+    await store.save_reference("u-ana", "teams", teams)
+    await store.save_reference("u-bo", "slack", {"channel": "D02"})
+    assert await store.references("u-ana") == {"slack": slack, "teams": teams}
+
+
+async def test_jobs(store: Store, now: datetime) -> None:
+    def at(minutes: int) -> str:
+        return (now + timedelta(minutes=minutes)).isoformat()
+
+    await store.save_job("remind:3", {"kind": "remind", "case": 3, "due": at(10)})
+    await store.save_job("remind:1", {"kind": "remind", "case": 1, "due": at(-5)})
+    await store.save_job("remind:2", {"kind": "remind", "case": 2, "due": at(0)})
+    await store.save_job("digest", {"kind": "digest", "due": at(60)})
+    assert await store.get_job("remind:3") == {"kind": "remind", "case": 3, "due": at(10)}
+    assert await store.get_job("missing") is None
+    due = await store.due_jobs(now)
+    assert [k for k, _ in due] == ["remind:1", "remind:2"]
+    due = await store.due_jobs(now + timedelta(minutes=30))
+    assert [k for k, _ in due] == ["remind:1", "remind:2", "remind:3"]
+    await store.save_job("remind:1", None)
+    assert await store.get_job("remind:1") is None
+    assert [k for k, _ in await store.due_jobs(now)] == ["remind:2"]
+    assert {k for k, _ in await store.jobs()} == {"remind:2", "remind:3", "digest"}
+
+
+async def test_remember_event(store: Store, now: datetime) -> None:
+    assert await store.remember_event("slack:Ev1", now, TTL) is True
+    assert await store.remember_event("slack:Ev1", now + timedelta(minutes=5), TTL) is False
+    assert await store.remember_event("slack:Ev2", now, TTL) is True
+    later = now + TTL + timedelta(seconds=1)
+    assert await store.remember_event("slack:Ev1", later, TTL) is True
+    assert await store.remember_event("slack:Ev1", later, TTL) is False
+
+
+async def test_remember_event_concurrently_once(store: Store, now: datetime) -> None:
+    results = await asyncio.gather(
+        *(store.remember_event("slack:EvX", now, TTL) for _ in range(20))
+    )
+    assert results.count(True) == 1
+    assert results.count(False) == 19
+
+
+async def test_purge_events(store: Store, now: datetime) -> None:
+    await store.remember_event("old1", now - timedelta(hours=3), TTL)
+    await store.remember_event("old2", now - timedelta(hours=2), TTL)
+    await store.remember_event("fresh", now, TTL)
+    assert await store.purge_events(now) == 2
+    assert await store.purge_events(now) == 0
+    assert await store.remember_event("fresh", now, TTL) is False
+    assert await store.remember_event("old1", now, TTL) is True
+
+
+async def test_next_number(store: Store) -> None:
+    assert [await store.next_number("sr") for _ in range(3)] == [1, 2, 3]
+    assert await store.next_number("other") == 1
+    many = await asyncio.gather(*(store.next_number("sr") for _ in range(30)))
+    assert sorted(many) == list(range(4, 34))
+
+
+async def test_guarded_raw_commit(store: Store) -> None:
+    await store.commit([Op("inbox", "m1", {"text": "hi", "version": 1}, expect=None)])
+    with pytest.raises(VersionConflict):
+        await store.commit([Op("inbox", "m1", {"text": "again", "version": 1}, expect=None)])
+    with pytest.raises(VersionConflict):
+        # One failing guard fails the whole commit: the first op is not applied either.
+        await store.commit(
+            [
+                Op("inbox", "m2", {"text": "new"}, expect=None),
+                Op("inbox", "m1", {"text": "x", "version": 2}, expect=5),
+            ]
+        )
+    assert await store.engine.get("inbox", "m2") is None
+    await store.commit([Op("inbox", "m1", {"text": "edited", "version": 2}, expect=1)])
+    assert await store.engine.get("inbox", "m1") == {"text": "edited", "version": 2}
+
+
+async def test_health_reports_ok(store: Store) -> None:
+    health = store.health()
+    assert health["ok"] is True
+    assert health["backend"] in ("memory", "tinydb")
+
+
+# ---- the durable engine only ------------------------------------------------
+
+
+async def open_db(path: Path, **kwargs: int) -> Store:
+    s = Store(TinyDBEngine(path, **kwargs))
+    await s.open()
+    return s
+
+
+async def fill(store: Store, now: datetime) -> dict[str, int]:
+    """A bit of everything; returns the numbers of the interesting cases."""
+    await store.save_customer(Customer("contoso", "Contoso", "tenant-c", "u-ana", now))
+    await store.save_user(User("u-ana", "Ana", identities={"slack": "U01"}))
+    await store.save_conversation("slack:U01", {"flow": "x"})
+    await store.save_reference("u-ana", "teams", {"conversation": {"id": "a:1"}})
+    await store.save_job("remind:1", {"due": now.isoformat()})
+    await store.remember_event("ev1", now, TTL)
+    dispute = Dispute("INV-1", Money(Decimal("99.90"), "USD"), "wrong seats")
+    live = await store.create_case(builder(now, dispute=dispute))
+    closed = await close_case(store, await store.create_case(builder(now)), now)
+    cancelled = await cancel_case(store, await store.create_case(builder(now)), now)
+    return {"live": live.number, "closed": closed.number, "cancelled": cancelled.number}
+
+
+async def check_filled(store: Store, numbers: dict[str, int], now: datetime) -> None:
+    assert await store.find_customer("CONTOSO") is not None
+    ana = await store.user_by_identity("slack", "U01")
+    assert ana is not None and ana.display_name == "Ana"
+    assert await store.get_conversation("slack:U01") == {"flow": "x"}
+    assert await store.references("u-ana") == {"teams": {"conversation": {"id": "a:1"}}}
+    assert [k for k, _ in await store.due_jobs(now)] == ["remind:1"]
+    assert await store.remember_event("ev1", now, TTL) is False
+    live = await store.get_case(numbers["live"])
+    assert live is not None and live.dispute is not None
+    assert live.dispute.amount == Money(Decimal("99.90"), "USD")
+    closed = await store.get_case(numbers["closed"])
+    assert closed is not None and closed.state == State.CLOSED and closed.version == 2
+    assert len(closed.audit) == 5
+    cancelled = await store.get_case(numbers["cancelled"])
+    assert cancelled is not None and cancelled.state == State.CANCELLED
+    assert [c.number for c in await store.live_cases()] == [numbers["live"]]
+    assert await store.next_number("case") == max(numbers.values()) + 1
+
+
+async def test_reopen_sees_everything(db_path: Path, now: datetime) -> None:
+    store = await open_db(db_path)
+    numbers = await fill(store, now)
+    await store.close()
+    again = await open_db(db_path)
+    try:
+        await check_filled(again, numbers, now)
+    finally:
+        await again.close()
+
+
+async def test_crash_image_without_compaction_recovers_from_journal(
+    db_path: Path, tmp_path: Path, now: datetime
+) -> None:
+    store = await open_db(db_path)
+    numbers = await fill(store, now)
+    image = durable_copy(db_path, tmp_path / "crash")  # what a kill -9 now would leave
+    await store.close()
+    assert image.with_suffix(".journal").stat().st_size > 0
+    recovered = await open_db(image)
+    try:
+        await check_filled(recovered, numbers, now)
+    finally:
+        await recovered.close()
+
+
+async def test_close_compacts_and_archives_finished_cases(db_path: Path, now: datetime) -> None:
+    store = await open_db(db_path)
+    numbers = await fill(store, now)
+    await store.close()
+    engine = TinyDBEngine(db_path)
+    assert engine.journal_path.stat().st_size == 0
+    archive = engine.archive_path.read_text().splitlines()
+    assert {json.loads(line)["number"] for line in archive} == {
+        numbers["closed"],
+        numbers["cancelled"],
+    }
+    again = Store(engine)
+    await again.open()
+    try:
+        assert set(engine.view("cases")) == {str(numbers["live"])}  # the archive is not in memory
+        assert {s.number for s in again.archived_summaries()} == {
+            numbers["closed"],
+            numbers["cancelled"],
+        }
+        closed = await again.get_case(numbers["closed"])
+        assert closed is not None and closed.state == State.CLOSED
+        page, total = await again.list_cases(include_archived=True)
+        assert total == 3 and {c.number for c in page} == set(numbers.values())
+        counts = again.case_counts()
+        assert (counts["closed"], counts["cancelled"], counts["open"]) == (1, 1, 1)
+        assert again.health()["archived_cases"] == 2
+    finally:
+        await again.close()
+
+
+async def test_reopening_an_archived_case_makes_it_live(db_path: Path, now: datetime) -> None:
+    store = await open_db(db_path)
+    numbers = await fill(store, now)
+    await store.close()
+
+    store = await open_db(db_path)
+    closed = await store.get_case(numbers["closed"])
+    assert closed is not None
+    stale = await store.get_case(numbers["closed"])
+    closed.reopen("customer disagrees", AGENT, now)
+    await store.save_case(closed)
+    assert stale is not None
+    stale.reopen("twice", AGENT, now)
+    with pytest.raises(Conflict):
+        await store.save_case(stale)  # the archived version is the guard
+    assert {c.number for c in await store.live_cases()} == {numbers["live"], numbers["closed"]}
+    assert numbers["closed"] not in {s.number for s in store.archived_summaries()}
+    assert store.case_counts()["reopened"] == 1
+    assert store.case_counts()["closed"] == 0
+    await store.close()
+
+    store = await open_db(db_path)
+    try:
+        case = await store.get_case(numbers["closed"])
+        assert case is not None and case.state == State.REOPENED and case.version == 3
+        assert numbers["closed"] in {c.number for c in await store.live_cases()}
+        assert numbers["closed"] not in {s.number for s in store.archived_summaries()}
+        # Closed again, it goes back to the archive with its whole history.
+        await close_case(store, case, now)
+    finally:
+        await store.close()
+    store = await open_db(db_path)
+    try:
+        case = await store.get_case(numbers["closed"])
+        assert case is not None and case.state == State.CLOSED and case.version == 4
+        assert [s.state for s in store.archived_summaries() if s.number == case.number] == [
+            "closed"
+        ]
+        assert numbers["closed"] not in {c.number for c in await store.live_cases()}
+    finally:
+        await store.close()
+
+
+async def test_a_second_owner_is_refused(db_path: Path) -> None:
+    first = await open_db(db_path)
+    try:
+        second = TinyDBEngine(db_path)
+        with pytest.raises(StoreLocked) as info:
+            await second.open()
+        message = str(info.value)
+        assert "in use by another billing-bot" in message
+        assert str(db_path) in message
+        assert "pid" in message
+        assert isinstance(info.value, StorageError)
+    finally:
+        await first.close()
+    # Once the owner is gone, the store opens.
+    third = await open_db(db_path)
+    await third.close()
+
+
+async def test_a_corrupt_snapshot_is_refused_and_left_alone(db_path: Path) -> None:
+    store = await open_db(db_path)
+    await store.save_customer(Customer("contoso", "Contoso"))
+    await store.close()
+    damaged = db_path.read_bytes()[:-7] + b"\x00garbage"
+    db_path.write_bytes(damaged)
+    with pytest.raises(StorageError, match="damaged") as info:
+        await open_db(db_path)
+    assert str(db_path) in str(info.value)
+    assert db_path.read_bytes() == damaged
+    # The lock was released: after a repair the store opens.
+    db_path.write_bytes(b'{"customers": {}}')
+    repaired = await open_db(db_path)
+    await repaired.close()
+
+
+async def test_a_snapshot_that_is_not_an_object_is_refused(db_path: Path) -> None:
+    db_path.write_bytes(b"[1, 2, 3]")
+    with pytest.raises(StorageError):
+        await open_db(db_path)
+    assert db_path.read_bytes() == b"[1, 2, 3]"
+
+
+async def test_a_torn_last_journal_line_is_dropped(
+    db_path: Path, tmp_path: Path, now: datetime
+) -> None:
+    store = await open_db(db_path)
+    created = await store.create_case(builder(now))
+    image = durable_copy(db_path, tmp_path / "crash")
+    await store.close()
+    journal = image.with_suffix(".journal")
+    good = journal.read_bytes()
+    assert good.endswith(b"\n")
+    journal.write_bytes(good + b'{"seq": 99, "ops": [["customers", "x", {"na')
+    recovered = await open_db(image)
+    try:
+        assert await recovered.get_case(created.number) is not None
+        assert await recovered.get_customer("x") is None
+        assert journal.read_bytes() == good  # the torn tail is cut away
+        # New writes append after the good part.
+        await recovered.save_customer(Customer("y", "Y"))
+    finally:
+        await recovered.close()
+    final = await open_db(image)
+    try:
+        assert await final.get_customer("y") is not None
+        assert await final.get_case(created.number) is not None
+    finally:
+        await final.close()
+
+
+async def test_a_complete_but_unterminated_last_line_is_dropped(
+    db_path: Path, tmp_path: Path, now: datetime
+) -> None:
+    store = await open_db(db_path)
+    await store.create_case(builder(now))
+    image = durable_copy(db_path, tmp_path / "crash")
+    await store.close()
+    journal = image.with_suffix(".journal")
+    good = journal.read_bytes()
+    line = json.dumps({"seq": 50, "ops": [["customers", "x", {"id": "x", "name": "X"}]]})
+    journal.write_bytes(good + line.encode())  # the newline never made it: not acknowledged
+    recovered = await open_db(image)
+    try:
+        assert await recovered.get_customer("x") is None
+    finally:
+        await recovered.close()
+
+
+async def test_a_damaged_middle_journal_line_is_refused(
+    db_path: Path, tmp_path: Path, now: datetime
+) -> None:
+    store = await open_db(db_path)
+    for _ in range(3):
+        await store.create_case(builder(now))
+    image = durable_copy(db_path, tmp_path / "crash")
+    await store.close()
+    journal = image.with_suffix(".journal")
+    lines = journal.read_bytes().split(b"\n")
+    assert len(lines) >= 4
+    lines[1] = lines[1][: len(lines[1]) // 2]  # half a line, with good lines after it
+    damaged = b"\n".join(lines)
+    journal.write_bytes(damaged)
+    with pytest.raises(StorageError, match="line 2"):
+        await open_db(image)
+    assert journal.read_bytes() == damaged
+
+
+async def test_the_snapshot_is_a_plain_tinydb_file(db_path: Path, now: datetime) -> None:
+    store = await open_db(db_path)
+    numbers = await fill(store, now)
+    await store.close()
+    db = open_tinydb(db_path)
+    try:
+        cases = db.table("cases").all()
+        assert [d["_key"] for d in cases] == [str(numbers["live"])]
+        assert cases[0]["number"] == numbers["live"]
+        assert cases[0]["dispute"]["amount"] == {"amount": "99.90", "currency": "USD"}
+        customers = db.table("customers").all()
+        assert customers[0]["_key"] == "contoso" and customers[0]["name"] == "Contoso"
+        assert db.table("identities").all()[0] == {"user_id": "u-ana", "_key": "slack:U01"}
+        assert db.table("meta").all()[0]["schema_version"] == 1
+    finally:
+        db.close()
+
+
+async def test_a_failing_disk_rolls_back_and_recovers(
+    db_path: Path, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await open_db(db_path)
+    engine = store.engine
+    assert isinstance(engine, TinyDBEngine)
+    try:
+        created = await store.create_case(builder(now))
+        await store.save_customer(Customer("contoso", "Contoso"))
+
+        def no_space(payload: bytes) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(engine, "_append_journal", no_space)
+        case = await store.get_case(created.number)
+        assert case is not None
+        case.start(AGENT, now)
+        with pytest.raises(StorageError, match="No space left"):
+            await store.save_case(case)
+        with pytest.raises(StorageError):
+            await store.create_case(builder(now))
+        # Two writers in the same batch both fail, and neither stays in memory.
+        results = await asyncio.gather(
+            store.save_customer(Customer("fabrikam", "Fabrikam")),
+            store.save_conversation("k", {"a": 1}),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, StorageError) for r in results)
+        current = await store.get_case(created.number)
+        assert current is not None and current.state == State.OPEN and current.version == 1
+        assert await store.get_customer("fabrikam") is None
+        assert await store.get_conversation("k") is None
+        assert await store.get_case(created.number + 1) is None
+        health = store.health()
+        assert health["ok"] is False
+        assert "No space left" in health["error"]
+
+        monkeypatch.undo()
+        case = await store.get_case(created.number)
+        assert case is not None
+        case.start(AGENT, now)
+        await store.save_case(case)
+        second = await store.create_case(builder(now))
+        assert second.number == created.number + 1  # the failed creation used no number
+        assert store.health()["ok"] is True
+    finally:
+        await store.close()
+    again = await open_db(db_path)
+    try:
+        got = await again.get_case(created.number)
+        assert got is not None and got.state == State.IN_PROGRESS and got.version == 2
+        assert await again.get_customer("fabrikam") is None
+        assert await again.get_case(created.number + 1) is not None
+    finally:
+        await again.close()
+
+
+async def test_compaction_in_the_background_keeps_every_write(db_path: Path, now: datetime) -> None:
+    store = await open_db(db_path, compact_every=7)
+    engine = store.engine
+    assert isinstance(engine, TinyDBEngine)
+    expected: dict[int, tuple[State, int]] = {}
+    try:
+        for i in range(60):
+            case = await store.create_case(builder(now))
+            if i % 3 == 0:
+                case = await close_case(store, case, now)
+            elif i % 3 == 1:
+                case.start(AGENT, now)
+                case = await store.save_case(case)
+            expected[case.number] = (case.state, case.version)
+        assert engine.index  # compaction ran and moved closed cases to the archive
+        assert engine.health()["journal_lines"] < 60
+    finally:
+        await store.close()
+    again = await open_db(db_path)
+    try:
+        for number, (state, version) in expected.items():
+            got = await again.get_case(number)
+            assert got is not None and (got.state, got.version) == (state, version)
+        assert await again.next_number("case") == 61
+    finally:
+        await again.close()
