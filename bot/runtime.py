@@ -8,7 +8,9 @@ send succeeded (at-least-once, never lost by a crash).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -17,7 +19,7 @@ from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.domain import Actor, Role, User
 from bot.i18n import use_locale
-from bot.storage import Store
+from bot.storage import Op, Store, VersionConflict
 from conversations.cards import case_card
 from conversations.desk import Desk, Result
 from conversations.directory import tenant_key
@@ -28,6 +30,11 @@ log = logging.getLogger(__name__)
 
 # A deliverer sends replies to a user on one channel; False when it could not.
 Deliverer = Callable[[User, list[Reply]], Awaitable[bool]]
+# An inbox handler does the work a channel request asked for, after the request was acked.
+InboxHandler = Callable[[dict[str, Any]], Awaitable[None]]
+
+EVENT_TTL = timedelta(days=2)
+MAX_INBOX_ATTEMPTS = 5
 
 
 class Runtime:
@@ -39,6 +46,89 @@ class Runtime:
         self.clock = clock or SystemClock()
         self.desk = Desk(store, settings, self.clock)
         self.deliverers: dict[str, Deliverer] = {}
+        self.inbox_handlers: dict[str, InboxHandler] = {}
+        self._inbox_wake = asyncio.Event()
+        self._inbox_idle = asyncio.Event()
+        self._inbox_idle.set()
+
+    # ---- the durable inbox: record before the ack, work after it ---------
+    async def enqueue(
+        self, channel: str, payload: dict[str, Any], dedupe: str | None = None
+    ) -> bool:
+        """Record a request durably before it is acknowledged; False if ``dedupe`` was seen.
+
+        The dedupe key (a Slack ``event_id``, a Teams activity id, a click's
+        case/action/version) and the inbox item are written in one commit, so a
+        retry or a double click can never be queued twice, and a queued item
+        survives a crash and is worked off after a restart.
+        """
+        now = self.clock.now()
+        item_id = f"{now.strftime('%Y%m%d%H%M%S%f')}-{uuid.uuid4().hex[:8]}"
+        item = {"channel": channel, "payload": payload, "received": now.isoformat(), "attempts": 0}
+        ops = [Op("inbox", item_id, item)]
+        if dedupe is not None:
+            current = self.store.engine.peek("events", dedupe)
+            if current is not None and current.get("expires", "") > now.isoformat():
+                return False
+            version = current.get("version", 0) if current else None
+            ops.append(
+                Op(
+                    "events",
+                    dedupe,
+                    {"expires": (now + EVENT_TTL).isoformat(), "version": (version or 0) + 1},
+                    expect=version,
+                )
+            )
+        try:
+            await self.store.commit(ops)
+        except VersionConflict:
+            return False
+        self._inbox_idle.clear()
+        self._inbox_wake.set()
+        return True
+
+    async def drain_inbox(self) -> int:
+        """Work off every queued item, oldest first; returns how many were done."""
+        done = 0
+        while True:
+            items = sorted(self.store.engine.view("inbox").items())
+            items = [(k, v) for k, v in items if not v.get("dead")]
+            if not items:
+                self._inbox_idle.set()
+                return done
+            for key, item in items:
+                handler = self.inbox_handlers.get(item["channel"])
+                if handler is None:
+                    log.error(
+                        "no handler for inbox item of channel %s; keeping it", item["channel"]
+                    )
+                    await self.store.commit([Op("inbox", key, {**item, "dead": True})])
+                    continue
+                try:
+                    await handler(item["payload"])
+                except Exception:  # noqa: BLE001 - retried, then kept aside for a person to see
+                    attempts = int(item.get("attempts", 0)) + 1
+                    log.exception("inbox item %s failed (attempt %d)", key, attempts)
+                    dead = attempts >= MAX_INBOX_ATTEMPTS
+                    await self.store.commit(
+                        [Op("inbox", key, {**item, "attempts": attempts, "dead": dead})]
+                    )
+                    if not dead:
+                        await asyncio.sleep(min(2**attempts * 0.1, 5))
+                    continue
+                await self.store.commit([Op("inbox", key, None)])
+                done += 1
+
+    async def inbox_worker(self) -> None:
+        """Runs inside ``serve``: works off the inbox whenever something is queued."""
+        while True:
+            await self.drain_inbox()
+            await self._inbox_wake.wait()
+            self._inbox_wake.clear()
+
+    async def wait_idle(self) -> None:
+        """Wait until the inbox is empty (tests)."""
+        await self._inbox_idle.wait()
 
     async def handle(self, msg: Message) -> Result:
         result = await self.desk.handle(msg)

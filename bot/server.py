@@ -100,11 +100,22 @@ def build_app(settings: Settings, store: Store, clock: Clock | None = None) -> w
         "slack": {"on": False, "why": "SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are not set"},
         "teams": {"on": False, "why": "the Teams adapter is not installed yet"},
     }
+    _mount_channels(app, runtime, settings)
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/local/messages", local_messages)
     app.router.add_get("/local/inbox", local_inbox)
     app.cleanup_ctx.append(_lifecycle)
     return app
+
+
+def _mount_channels(app: web.Application, runtime: Runtime, settings: Settings) -> None:
+    """Let each channel adapter add its routes; each reports whether it is on and why."""
+    from adapters import slack, teams
+
+    for name, adapter in (("slack", slack), ("teams", teams)):
+        mount = getattr(adapter, "mount", None)
+        if mount is not None:
+            app[CHANNELS][name] = mount(app, runtime, settings)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -117,13 +128,18 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         if ":" in host:
             host = f"[{host}]"
         engine.set_lock_info({"url": f"http://{host}:{settings.port}"})
-    background = asyncio.create_task(_background(runtime), name="deliveries")
+    tasks = [
+        asyncio.create_task(_background(runtime), name="deliveries"),
+        asyncio.create_task(runtime.inbox_worker(), name="inbox"),
+    ]
     try:
         yield
     finally:
-        background.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await background
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await runtime.store.close()
         log.info("storage flushed and unlocked")
 

@@ -747,3 +747,139 @@ async def test_compaction_in_the_background_keeps_every_write(db_path: Path, now
         assert await again.next_number("case") == 61
     finally:
         await again.close()
+
+
+# ---- durable engine: damage and failure edge cases ---------------------------
+
+
+async def test_json_documents_only(store: Store) -> None:
+    with pytest.raises(TypeError):
+        await store.commit([Op("inbox", "m", {"amount": Decimal("1.10")})])
+    assert await store.engine.get("inbox", "m") is None
+    await store.commit([Op("inbox", "t", {"pair": (1, 2)})])
+    assert await store.engine.get("inbox", "t") == {"pair": [1, 2]}  # stored as JSON would
+
+
+async def test_writes_after_close_are_refused(db_path: Path) -> None:
+    store = await open_db(db_path)
+    await store.close()
+    with pytest.raises(StorageError):
+        await asyncio.wait_for(store.save_customer(Customer("x", "X")), 5)
+
+
+async def test_a_torn_index_line_does_not_break_later_opens(
+    db_path: Path, tmp_path: Path, now: datetime
+) -> None:
+    store = await open_db(db_path)
+    numbers = await fill(store, now)
+    await store.close()
+    store = await open_db(db_path)
+    more = await close_case(store, await store.create_case(builder(now)), now)
+    image = durable_copy(db_path, tmp_path / "crash")
+    await store.close()
+    # The crash came while a compaction appended its index rows.
+    index = image.with_name("billing.archive.idx")
+    index.write_bytes(index.read_bytes() + b'[99, 12345, 6')
+    for _ in range(3):  # open, write, close (compacts, appends to the index), again
+        s = await open_db(image)
+        try:
+            for n in (numbers["closed"], numbers["cancelled"]):
+                got = await s.get_case(n)
+                assert got is not None and got.state in (State.CLOSED, State.CANCELLED)
+            got = await s.get_case(more.number)
+            assert got is not None and got.state == State.CLOSED
+            await cancel_case(s, await s.create_case(builder(now)), now)
+        finally:
+            await s.close()
+
+
+async def test_an_uncovered_archive_tail_is_recovered(
+    db_path: Path, tmp_path: Path, now: datetime
+) -> None:
+    store = await open_db(db_path)
+    numbers = await fill(store, now)
+    await store.close()
+    # A crash after the archive append, before the index append (and before the snapshot).
+    engine = TinyDBEngine(db_path)
+    index = engine.index_path.read_bytes()
+    rows = index.splitlines(keepends=True)
+    engine.index_path.write_bytes(rows[0])
+    archive = engine.archive_path.read_bytes()
+    engine.archive_path.write_bytes(archive + b'{"number": 77, "sta')  # and a torn archive line
+    for _ in range(2):
+        s = await open_db(db_path)
+        try:
+            assert {x.number for x in s.archived_summaries()} == {
+                numbers["closed"],
+                numbers["cancelled"],
+            }
+            for n in (numbers["closed"], numbers["cancelled"]):
+                assert await s.get_case(n) is not None
+            assert await s.get_case(77) is None
+        finally:
+            await s.close()
+
+
+async def test_a_damaged_index_is_rebuilt_from_the_archive(db_path: Path, now: datetime) -> None:
+    store = await open_db(db_path)
+    numbers = await fill(store, now)
+    await store.close()
+    engine = TinyDBEngine(db_path)
+    rows = engine.index_path.read_bytes().splitlines(keepends=True)
+    engine.index_path.write_bytes(b"[not json\n" + b"".join(rows[1:]))
+    s = await open_db(db_path)
+    try:
+        assert {x.number for x in s.archived_summaries()} == {
+            numbers["closed"],
+            numbers["cancelled"],
+        }
+        closed = await s.get_case(numbers["closed"])
+        assert closed is not None and closed.state == State.CLOSED
+    finally:
+        await s.close()
+
+
+async def test_a_snapshot_with_a_wrong_shape_is_refused(db_path: Path) -> None:
+    db_path.write_bytes(b'{"cases": [1, 2]}')
+    with pytest.raises(StorageError, match="damaged"):
+        await open_db(db_path)
+    assert db_path.read_bytes() == b'{"cases": [1, 2]}'
+
+
+async def test_a_missing_snapshot_with_data_beside_it_is_refused(
+    db_path: Path, now: datetime
+) -> None:
+    store = await open_db(db_path)
+    await fill(store, now)
+    await store.close()
+    db_path.write_bytes(b"")  # emptied by hand, or lost: the archive still has cases
+    with pytest.raises(StorageError, match="missing or empty"):
+        await open_db(db_path)
+    assert db_path.read_bytes() == b""
+
+
+async def test_a_failed_fsync_does_not_resurrect_after_a_crash(
+    db_path: Path, tmp_path: Path, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.storage import tinydb_engine
+
+    store = await open_db(db_path)
+    try:
+        await store.save_customer(Customer("kept", "Kept"))
+
+        def eio(fd: int) -> None:
+            raise OSError(errno.EIO, "Input/output error")
+
+        monkeypatch.setattr(tinydb_engine.os, "fdatasync", eio)
+        with pytest.raises(StorageError):
+            await store.save_customer(Customer("failed", "Failed"))
+        monkeypatch.undo()
+        image = durable_copy(db_path, tmp_path / "crash")  # killed before the next write
+    finally:
+        await store.close()
+    recovered = await open_db(image)
+    try:
+        assert await recovered.get_customer("kept") is not None
+        assert await recovered.get_customer("failed") is None  # the caller was told it failed
+    finally:
+        await recovered.close()

@@ -1,0 +1,1 @@
+"""Slack: slash command, events and interactivity through slack-bolt (see docs/slack.md)."""

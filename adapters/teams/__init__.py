@@ -1,0 +1,1 @@
+"""Microsoft Teams through botbuilder: every import of botbuilder stays in this folder."""
