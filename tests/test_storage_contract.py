@@ -779,7 +779,7 @@ async def test_a_torn_index_line_does_not_break_later_opens(
     await store.close()
     # The crash came while a compaction appended its index rows.
     index = image.with_name("billing.archive.idx")
-    index.write_bytes(index.read_bytes() + b'[99, 12345, 6')
+    index.write_bytes(index.read_bytes() + b"[99, 12345, 6")
     for _ in range(3):  # open, write, close (compacts, appends to the index), again
         s = await open_db(image)
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import copy
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -174,12 +175,17 @@ class MemoryEngine(Engine):
         return self.tables[table].get(key)
 
     async def commit(self, ops: Sequence[Op]) -> None:
-        check_expectations(ops, self.peek)
         for op in ops:
-            if op.doc is None:
+            if op.table not in self.tables:
+                raise StorageError(f"unknown table {op.table}")
+        check_expectations(ops, self.peek)
+        # Stored as the durable engine stores them: JSON (a Decimal fails here too).
+        docs = [None if op.doc is None else json.loads(json.dumps(op.doc)) for op in ops]
+        for op, doc in zip(ops, docs, strict=True):
+            if doc is None:
                 self.tables[op.table].pop(op.key, None)
             else:
-                self.tables[op.table][op.key] = copy.deepcopy(op.doc)
+                self.tables[op.table][op.key] = doc
 
     def archived(self) -> Iterable[CaseSummary]:
         return [

@@ -203,18 +203,26 @@ class TinyDBEngine(Engine):
         try:
             data = self._storage.read()
         except (ValueError, UnicodeDecodeError) as exc:
-            raise StorageError(
-                f"the store file {self.path} is damaged ({exc}); billing-bot will not "
-                "overwrite it: restore it from a backup or move it away"
-            ) from exc
+            raise self._damaged(exc) from exc
         if data is None:
+            # No snapshot yet is a new store, unless data already sits beside it.
+            if self._nonempty(self.journal_path) or self._nonempty(self.archive_path):
+                raise StorageError(
+                    f"the store file {self.path} is missing or empty, but its journal or "
+                    "archive holds data; billing-bot will not start over on top of them: "
+                    "restore the file from a backup or move the store away"
+                )
             data = {}
             fresh = True
         else:
             fresh = False
-        meta: dict[str, Any] = next(iter(data.get("meta", {}).values()), {})
-        version = int(meta.get("schema_version", SCHEMA_VERSION if fresh else 1))
-        tables = {t: self._keyed(data.get(t, {})) for t in TABLES if t != "meta"}
+        try:
+            meta: dict[str, Any] = next(iter(data.get("meta", {}).values()), {})
+            version = int(meta.get("schema_version", SCHEMA_VERSION if fresh else 1))
+            seq = int(meta.get("seq", 0))
+            tables = {t: self._keyed(data.get(t, {})) for t in TABLES if t != "meta"}
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise self._damaged(exc) from exc
         if version > SCHEMA_VERSION:
             raise StorageError(
                 f"the store {self.path} was written by a newer billing-bot "
@@ -225,19 +233,36 @@ class TinyDBEngine(Engine):
             version += 1
         for name, docs in tables.items():
             self.hot[name] = docs
-        self._snapshot_seq = self.seq = int(meta.get("seq", 0))
+        self._snapshot_seq = self.seq = seq
         self._replay_journal()
         self._load_archive()
         self._journal_fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._journal_good_size = os.fstat(self._journal_fd).st_size
         self._archive_fd = os.open(self.archive_path, os.O_RDWR | os.O_CREAT, 0o600)
         if fresh:
-            self._write_snapshot(self._snapshot_bytes(self.seq, set()))
+            self._write_snapshot(self._snapshot_bytes(self.seq, set()))  # also syncs the dir
+        else:
+            fsync_dir(self.path.parent)  # the journal may just have been created
+
+    def _damaged(self, exc: Exception) -> StorageError:
+        return StorageError(
+            f"the store file {self.path} is damaged ({exc}); billing-bot will not "
+            "overwrite it: restore it from a backup or move it away"
+        )
+
+    @staticmethod
+    def _nonempty(path: Path) -> bool:
+        try:
+            return path.stat().st_size > 0
+        except FileNotFoundError:
+            return False
 
     @staticmethod
     def _keyed(table: dict[str, Doc]) -> dict[str, Doc]:
         out: dict[str, Doc] = {}
         for doc in table.values():
+            if not isinstance(doc, dict):
+                raise TypeError(f"a document is a {type(doc).__name__}, not an object")
             key = doc.pop("_key", None)
             if key is not None:
                 out[str(key)] = doc
@@ -284,44 +309,82 @@ class TinyDBEngine(Engine):
             self.seq = max(self.seq, seq)
 
     def _load_archive(self) -> None:
-        covered = 0
+        """Load the archive index; repair what a crash (or a full disk) can leave behind.
+
+        The index is derived data: a torn last row is cut off, a damaged row makes
+        the whole index be rebuilt from the archive, and archive lines past the
+        index (a crash between the two appends) are indexed. A torn archive tail
+        is cut off: the snapshot still holds those cases, as the crash came before
+        it was rewritten.
+        """
+        rebuild = False
+        good = 0
+        index_size = 0
         try:
             with self.index_path.open("rb") as fh:
                 for line in fh:
+                    index_size += len(line)
                     if not line.endswith(b"\n"):
-                        break  # torn index line: the tail scan below recovers it
-                    number, off, length, state, owner, customer, updated, kind = json.loads(line)
-                    self.index[number] = (
-                        off,
-                        length,
-                        CaseSummary(number, state, owner, customer, updated, kind),
-                    )
-                    covered = max(covered, off + length)
+                        break  # torn last row
+                    try:
+                        number, off, length, state, owner, customer, updated, kind = json.loads(
+                            line
+                        )
+                        summary = CaseSummary(int(number), state, owner, customer, updated, kind)
+                        self.index[int(number)] = (int(off), int(length), summary)
+                    except (ValueError, TypeError) as exc:
+                        log.warning(
+                            "rebuilding the damaged archive index %s (%s)", self.index_path, exc
+                        )
+                        rebuild = True
+                        break
+                    good += len(line)
+                index_size = fh.seek(0, os.SEEK_END)
         except FileNotFoundError:
             pass
         try:
             size = self.archive_path.stat().st_size
         except FileNotFoundError:
             size = 0
-        recovered: list[bytes] = []
+        covered = max((off + length for off, length, _s in self.index.values()), default=0)
+        if covered > size:
+            log.warning("the archive index %s points past the archive: rebuilding", self.index_path)
+            rebuild = True
+        if rebuild:
+            self.index.clear()
+            covered = 0
+        rows: list[bytes] = []
         if size > covered:
-            # A crash between the archive append and the index append: index the tail.
             with self.archive_path.open("rb") as fh:
                 fh.seek(covered)
                 off = covered
                 for line in fh:
                     if not line.endswith(b"\n"):
                         break
-                    doc = json.loads(line)
-                    recovered.append(self._index_line(doc, off, len(line)))
+                    try:
+                        doc = json.loads(line)
+                        row = self._index_line(doc, off, len(line))
+                    except (ValueError, TypeError, KeyError):
+                        break
+                    rows.append(row)
                     self._index_doc(doc, off, len(line))
                     off += len(line)
-                size = off
-            with self.archive_path.open("r+b") as fh:
-                fh.truncate(size)
+            if off < size:
+                log.warning("dropping a torn tail of the archive %s", self.archive_path)
+                with self.archive_path.open("r+b") as fh:
+                    fh.truncate(off)
+                    os.fsync(fh.fileno())
+            size = off
         self._archive_size = size
-        if recovered:
-            self._append_durably(self.index_path, b"".join(recovered))
+        if rebuild:
+            DurableJSONStorage(self.index_path).write_bytes(b"".join(rows))
+        else:
+            if index_size > good:
+                with self.index_path.open("r+b") as fh:
+                    fh.truncate(good)  # a torn row must not glue onto the next append
+                    os.fsync(fh.fileno())
+            if rows:
+                self._append_durably(self.index_path, b"".join(rows))
 
     def _index_doc(self, doc: Doc, off: int, length: int) -> None:
         self.index[int(doc["number"])] = (off, length, summarize(doc))
@@ -425,8 +488,8 @@ class TinyDBEngine(Engine):
 
     # ---- writes ---------------------------------------------------------
     async def commit(self, ops: Sequence[Op]) -> None:
-        if self._flusher is None or self._wake is None:
-            raise StorageError("the store is not open")
+        if self._flusher is None or self._wake is None or self._flusher.done():
+            raise StorageError(f"the store {self.path} is not open")
         if not ops:
             return
         for op in ops:
@@ -487,11 +550,19 @@ class TinyDBEngine(Engine):
         fd = self._journal_fd
         if os.fstat(fd).st_size != self._journal_good_size:
             os.ftruncate(fd, self._journal_good_size)  # drop a half-written failed batch
-        view = memoryview(payload)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fdatasync(fd)
+        try:
+            view = memoryview(payload)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fdatasync(fd)
+        except OSError:
+            # The callers are told this batch failed: it must not come back after a
+            # crash either, so cut it off now (best effort; retried before the next write).
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, self._journal_good_size)
+                os.fsync(fd)
+            raise
         self._journal_good_size += len(payload)
 
     def _fail(self, batch: _Batch, exc: OSError) -> None:
@@ -588,8 +659,17 @@ class TinyDBEngine(Engine):
     def _append_durably(path: Path, payload: bytes) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, payload)
-            os.fdatasync(fd)
+            start = os.fstat(fd).st_size
+            try:
+                view = memoryview(payload)
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+                os.fdatasync(fd)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, start)  # no half row for the next append to glue onto
+                raise
         finally:
             os.close(fd)
 
