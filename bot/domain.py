@@ -430,6 +430,10 @@ class Case:
         self._touch_first_response(actor, now)
 
     def set_owner(self, owner: str, actor: Actor, now: datetime) -> None:
+        if self.state == State.CANCELLED:
+            raise DomainError(
+                _("{case} was cancelled; open a new case instead.").format(case=self.id)
+            )
         if self.state in ARCHIVED_STATES:
             raise DomainError(
                 _("{case} is {state}; reopen it before changing its owner.").format(

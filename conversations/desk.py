@@ -98,6 +98,14 @@ class Turn:
 Handler = Callable[[Turn, Command], Awaitable[Result]]
 
 
+class _Stale(Exception):
+    """A click on a card older than the case: answered with the current card."""
+
+    def __init__(self, case: Case) -> None:
+        super().__init__(case.id)
+        self.case = case
+
+
 def _reply(text: str, **kw: Any) -> Result:
     return Result([Reply(text=text, **kw)])
 
@@ -136,11 +144,17 @@ class Desk:
         msg.text = clean_input(msg.text)
         if msg.form_values is not None:
             msg.form_values = {k: clean_input(str(v)) for k, v in msg.form_values.items()}
-        user, actor = await self.directory.resolve(msg)
+        try:
+            user, actor = await self.directory.resolve(msg)
+        except StorageError as exc:
+            log.error("storage error while resolving a user: %s", exc)
+            return _reply(_("The billing desk's storage is not available right now."), kind="error")
         with use_locale(user.locale or msg.locale):
             turn = Turn(msg, user, actor, self.clock.now(), msg.action)
             try:
                 return await self._dispatch(turn)
+            except _Stale as stale:
+                return await self._stale_reply(turn, stale.case)
             except (DomainError, MoneyError) as exc:
                 return await self._error(turn, exc)
             except StorageError as exc:
@@ -230,7 +244,11 @@ class Desk:
         case = await self.store.get_case(number)
         if case is None:
             raise NotFound(_("I can't find {case}.").format(case=format_case_id(number)))
-        check(turn.actor, action, case, customer_tenant=await self._customer_tenant(case))
+        tenant = await self._customer_tenant(case)
+        if self._stale(turn, case):
+            check(turn.actor, Action.STATUS, case, customer_tenant=tenant)
+            raise _Stale(case)
+        check(turn.actor, action, case, customer_tenant=tenant)
         return case
 
     def _stale(self, turn: Turn, case: Case) -> bool:
@@ -340,7 +358,7 @@ class Desk:
             )
         customer: Customer | None = None
         if customer_name:
-            customer = await self.store.find_customer(customer_name)
+            customer = await self.directory.find_customer(customer_name)
             if customer is None or (
                 turn.actor.role == Role.CUSTOMER and tenant_key(customer) != turn.actor.tenant_id
             ):
@@ -399,8 +417,10 @@ class Desk:
     async def cmd_take(self, turn: Turn, cmd: Command) -> Result:
         number, _rest = cmd.case_and_rest()
         case = await self._load_case(turn, number, Action.TAKE, "take BILL-7")
-        if self._stale(turn, case):
-            return await self._stale_reply(turn, case)
+        if case.state in (State.CANCELLED, State.CLOSED):
+            from bot.domain import transition_error
+
+            raise DomainError(transition_error(case, State.IN_PROGRESS))
         if case.owner == turn.actor.user_id and case.state not in (State.OPEN, State.REOPENED):
             raise DomainError(_("{case} is already yours.").format(case=case.id))
         if case.owner != turn.actor.user_id:
@@ -412,8 +432,6 @@ class Desk:
     async def cmd_assign(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
         case = await self._load_case(turn, number, Action.ASSIGN, "assign BILL-7 @maria")
-        if self._stale(turn, case):
-            return await self._stale_reply(turn, case)
         if not rest:
             return await self._start_form(turn, "assign", self._case_ctx(case), prefill={})
         return await self._do_assign(turn, case, rest.split()[0])
@@ -458,8 +476,6 @@ class Desk:
     async def cmd_note(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
         case = await self._load_case(turn, number, Action.NOTE, "note BILL-7 called the customer")
-        if self._stale(turn, case) and case.state in (State.CLOSED, State.CANCELLED):
-            return await self._stale_reply(turn, case)
         to_microsoft = False
         if rest.startswith("--microsoft"):
             to_microsoft = True
@@ -478,8 +494,6 @@ class Desk:
     async def cmd_escalate(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
         case = await self._load_case(turn, number, Action.ESCALATE, "escalate BILL-7")
-        if self._stale(turn, case):
-            return await self._stale_reply(turn, case)
         if case.state not in (State.OPEN, State.IN_PROGRESS, State.REOPENED):
             from bot.domain import transition_error
 
@@ -516,8 +530,6 @@ class Desk:
     async def cmd_resolve(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
         case = await self._load_case(turn, number, Action.RESOLVE, "resolve BILL-7 what was done")
-        if self._stale(turn, case):
-            return await self._stale_reply(turn, case)
         if not rest:
             return await self._start_form(turn, "resolve", self._case_ctx(case), prefill={})
         if case.kind == Kind.DISPUTE:
@@ -589,8 +601,6 @@ class Desk:
     async def cmd_informed(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
         case = await self._load_case(turn, number, Action.INFORMED, "informed BILL-7 email")
-        if self._stale(turn, case):
-            return await self._stale_reply(turn, case)
         if not rest:
             return await self._start_form(turn, "informed", self._case_ctx(case), prefill={})
         head, _sep, text = rest.partition(" ")
@@ -615,8 +625,6 @@ class Desk:
     async def cmd_reopen(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
         case = await self._load_case(turn, number, Action.REOPEN, "reopen BILL-7 reason")
-        if self._stale(turn, case):
-            return await self._stale_reply(turn, case)
         if not rest:
             if case.state not in (State.RESOLVED, State.CUSTOMER_INFORMED, State.CLOSED):
                 from bot.domain import transition_error
@@ -631,8 +639,6 @@ class Desk:
         case = await self._load_case(
             turn, number, Action.CANCEL, "cancel BILL-7 duplicate of BILL-3"
         )
-        if self._stale(turn, case):
-            return await self._stale_reply(turn, case)
         if not rest:
             if case.state not in (State.OPEN, State.IN_PROGRESS, State.ESCALATED):
                 from bot.domain import transition_error
@@ -645,8 +651,6 @@ class Desk:
     async def cmd_close(self, turn: Turn, cmd: Command) -> Result:
         number, _rest = cmd.case_and_rest()
         case = await self._load_case(turn, number, Action.CLOSE, "close BILL-7")
-        if self._stale(turn, case):
-            return await self._stale_reply(turn, case)
         case.close(turn.actor, turn.now)
         return await self._save_and_show(turn, case, _("{case} is closed.").format(case=case.id))
 
@@ -679,7 +683,7 @@ class Desk:
         name = cmd.args.strip()
         if not name:
             raise DomainError(_("Which customer? `customer Contoso`"))
-        customer = await self.store.find_customer(name)
+        customer = await self.directory.find_customer(name)
         if customer is None:
             raise NotFound(
                 _("I don't know a customer called {name}. `customers` lists them all.").format(
@@ -926,7 +930,7 @@ class Desk:
             out.replies.extend((await self._prompt(turn, state)).replies)
             return out
         if field_.name == "customer" and turn.actor.role != Role.CUSTOMER:
-            existing = await self.store.find_customer(parsed.value)
+            existing = await self.directory.find_customer(parsed.value)
             if existing is None:
                 state["confirm"] = parsed.value
                 await self.store.save_conversation(key, state)
@@ -1026,7 +1030,7 @@ class Desk:
             )
         notes: list[Reply] = []
         if "customer" in values:
-            existing = await self.store.find_customer(values["customer"])
+            existing = await self.directory.find_customer(values["customer"])
             if existing is None:
                 created = await self.directory.ensure_customer(values["customer"])
                 notes.append(

@@ -9,12 +9,15 @@ channel an unknown name is created as an agent.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 from bot.config import Settings, UserConfig
 from bot.domain import Actor, Customer, Role, User, customer_key, utcnow
-from bot.storage import Store
+from bot.storage import StorageError, Store
 from conversations.model import Channel, Message
+
+log = logging.getLogger(__name__)
 
 
 def tenant_key(customer: Customer) -> str:
@@ -65,6 +68,15 @@ class Directory:
         )
         await self.store.save_customer(customer)
         return customer
+
+    async def find_customer(self, name: str) -> Customer | None:
+        """A stored customer, or one the config names (stored on first mention)."""
+        existing = await self.store.find_customer(name)
+        if existing or not name.strip():
+            return existing
+        if any(customer_key(c.name) == customer_key(name) for c in self.settings.customers):
+            return await self.ensure_customer(name)
+        return None
 
     def first_lead(self) -> str | None:
         for cfg in self.settings.users:
@@ -129,7 +141,10 @@ class Directory:
             user.display_name = msg.user_name
             changed = True
         if changed:
-            await self.store.save_user(user)
+            try:
+                await self.store.save_user(user)
+            except StorageError as exc:  # the user record is a cache: keep answering
+                log.warning("could not store user %s: %s", user.id, exc)
         actor = Actor(
             user_id=user.id,
             role=role,

@@ -1,0 +1,186 @@
+"""A recording fake channel: flow tests read like conversations.
+
+chat = desk_env.chat("alice")
+await chat.send("ask Why two charges?")
+chat.expect("Customer")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from bot.clock import FakeClock
+from bot.config import CustomerConfig, Settings, UserConfig
+from bot.domain import Role
+from bot.runtime import Runtime
+from bot.storage import MemoryEngine, Store
+from conversations.model import ActionRef, Button, Channel, Message, Reply
+from conversations.text import plain
+
+START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+TENANT_A = "aaaaaaaa-0000-4000-8000-00000000000a"
+TENANT_B = "bbbbbbbb-0000-4000-8000-00000000000b"
+
+
+def test_settings(**overrides: object) -> Settings:
+    base = dict(
+        db_path=":memory:",
+        users=(
+            UserConfig(
+                name="lena", role=Role.LEAD, display_name="Lena Lead", time_zone="Europe/Berlin"
+            ),
+            UserConfig(name="alice", role=Role.AGENT, display_name="Alice Agent"),
+            UserConfig(name="bob", role=Role.AGENT, display_name="Bob Agent"),
+            UserConfig(name="carol", role=Role.CUSTOMER, customer="Contoso"),
+            UserConfig(name="dave", role=Role.CUSTOMER, customer="Fabrikam"),
+            UserConfig(name="nora", role=Role.NONE),
+        ),
+        customers=(
+            CustomerConfig(name="Contoso", tenant_id=TENANT_A, owner="lena"),
+            CustomerConfig(name="Fabrikam", tenant_id=TENANT_B, owner="lena"),
+        ),
+    )
+    base.update(overrides)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+@dataclass
+class Chat:
+    """One person's conversation with the desk on one channel, recording every reply."""
+
+    runtime: Runtime
+    user: str
+    channel: Channel = Channel.LOCAL
+    conversation: str = ""
+    replies: list[Reply] = field(default_factory=list)
+    transcript: list[str] = field(default_factory=list)
+
+    def _msg(self, **kw: object) -> Message:
+        return Message(
+            channel=self.channel,
+            user=self.user,
+            conversation=self.conversation or f"dm:{self.user}",
+            user_name=self.user,
+            **kw,  # type: ignore[arg-type]
+        )
+
+    async def _run(self, msg: Message) -> list[Reply]:
+        result = await self.runtime.handle(msg)
+        self.replies = result.replies
+        self.transcript.append(f"< {self.text}")
+        return self.replies
+
+    async def send(self, text: str) -> list[Reply]:
+        self.transcript.append(f"> {text}")
+        return await self._run(self._msg(text=text))
+
+    async def say(self, *lines: str) -> None:
+        for line in lines:
+            await self.send(line)
+
+    @property
+    def buttons(self) -> list[Button]:
+        out: list[Button] = []
+        for r in self.replies:
+            out += r.buttons
+            if r.card:
+                out += r.card.buttons
+        return out
+
+    @property
+    def button_labels(self) -> list[str]:
+        return [b.label for b in self.buttons]
+
+    def button(self, label: str) -> Button:
+        for b in self.buttons:
+            if b.label == label:
+                return b
+        raise AssertionError(f"no button {label!r}; have {self.button_labels}")
+
+    async def click(self, label: str) -> list[Reply]:
+        return await self.press(self.button(label).action)
+
+    async def press(self, action: ActionRef) -> list[Reply]:
+        self.transcript.append(f"[click {action.as_text()}]")
+        return await self._run(self._msg(action=action))
+
+    async def submit(
+        self, form_id: str, values: dict[str, str], context: dict[str, str] | None = None
+    ) -> list[Reply]:
+        self.transcript.append(f"[submit {form_id} {values}]")
+        return await self._run(
+            self._msg(form_id=form_id, form_values=values, form_context=context or {})
+        )
+
+    @property
+    def text(self) -> str:
+        parts = []
+        for r in self.replies:
+            if r.text:
+                parts.append(plain(r.text))
+            if r.card:
+                parts.append(plain(r.card.title))
+                parts += [f"{plain(f.label)}: {plain(f.value)}" for f in r.card.facts]
+                parts += [plain(h) for h in r.card.history]
+        return "\n".join(parts)
+
+    def expect(self, *fragments: str) -> None:
+        for fragment in fragments:
+            assert fragment in self.text, f"expected {fragment!r} in:\n{self.text}"
+
+    def expect_not(self, *fragments: str) -> None:
+        for fragment in fragments:
+            assert fragment not in self.text, f"did not expect {fragment!r} in:\n{self.text}"
+
+    @property
+    def card(self):  # type: ignore[no-untyped-def]
+        for r in self.replies:
+            if r.card:
+                return r.card
+        return None
+
+    @property
+    def kinds(self) -> list[str]:
+        return [r.kind for r in self.replies]
+
+
+class DeskEnv:
+    """A runtime on an in-memory (or given) store with a fake clock, and chats on it."""
+
+    def __init__(self, settings: Settings | None = None, store: Store | None = None) -> None:
+        self.settings = settings or test_settings()
+        self.store = store or Store(MemoryEngine())
+        self.clock = FakeClock(START)
+        self.runtime = Runtime(self.settings, self.store, self.clock)
+
+    def chat(self, user: str, channel: Channel = Channel.LOCAL, conversation: str = "") -> Chat:
+        return Chat(self.runtime, user, channel, conversation)
+
+    def advance(self, **kw: float) -> None:
+        self.clock.advance(timedelta(**kw))
+
+    async def new_question(
+        self, who: str = "alice", customer: str = "Contoso", text: str = "Why two charges?"
+    ) -> str:
+        chat = self.chat(who)
+        await chat.say(f"ask {text}")
+        if "Customer" in chat.text and "step 1" in chat.text:
+            await chat.send(customer)
+            if "Create it?" in chat.text:
+                await chat.send("yes")
+        await chat.say("skip", "skip", "charges", "ok")
+        assert chat.card is not None, chat.text
+        return str(chat.card.case_id)
+
+    async def new_dispute(
+        self, who: str = "alice", customer: str = "Contoso", amount: str = "120.00 EUR"
+    ) -> str:
+        chat = self.chat(who)
+        await chat.send("dispute G012345678")
+        if "step 1" in chat.text and "Customer" in chat.text:
+            await chat.send(customer)
+        await chat.say("ok", amount, "Seats billed twice")
+        assert chat.card is not None, chat.text
+        return str(chat.card.case_id)
