@@ -843,7 +843,8 @@ class Desk:
         if case.dispute:
             parts.append(f"Disputed: {case.dispute.amount} on invoice {case.dispute.invoice}")
             parts.append(f"Reason: {case.dispute.reason}")
-        parts.append(case.description)
+        if not case.dispute or case.description != case.dispute.reason:
+            parts.append(case.description)
         return "\n".join(parts)
 
     async def _start_form(

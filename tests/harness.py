@@ -24,7 +24,7 @@ TENANT_A = "aaaaaaaa-0000-4000-8000-00000000000a"
 TENANT_B = "bbbbbbbb-0000-4000-8000-00000000000b"
 
 
-def test_settings(**overrides: object) -> Settings:
+def make_settings(**overrides: object) -> Settings:
     base = dict(
         db_path=":memory:",
         users=(
@@ -150,7 +150,7 @@ class DeskEnv:
     """A runtime on an in-memory (or given) store with a fake clock, and chats on it."""
 
     def __init__(self, settings: Settings | None = None, store: Store | None = None) -> None:
-        self.settings = settings or test_settings()
+        self.settings = settings or make_settings()
         self.store = store or Store(MemoryEngine())
         self.clock = FakeClock(START)
         self.runtime = Runtime(self.settings, self.store, self.clock)

@@ -38,7 +38,7 @@ class ChatSession:
         payload: dict[str, Any] = {"user": self.user, "conversation": f"terminal:{self.user}"}
         if self.locale:
             payload["locale"] = self.locale
-        if text.isdigit() and 1 <= int(text) <= len(self.buttons):
+        if self._is_choice(text) and 1 <= int(text) <= len(self.buttons):
             action: ActionRef = self.buttons[int(text) - 1].action
             payload["action"] = {
                 "name": action.name,
@@ -51,13 +51,17 @@ class ChatSession:
         return payload
 
     async def line(self, line: str) -> str:
-        if line.strip().isdigit() and int(line.strip()) > len(self.buttons) and self.buttons:
-            return f"There is no choice {line.strip()} here: pick 1 to {len(self.buttons)}."
+        typed = line.strip()
+        if self._is_choice(typed) and int(typed) > len(self.buttons) and self.buttons:
+            return f"There is no choice {typed} here: pick 1 to {len(self.buttons)}."
         replies = await self.send(self._payload(line))
-        text, buttons = render_replies(replies)
-        if buttons:
-            self.buttons = buttons
+        text, self.buttons = render_replies(replies)
         return text
+
+    @staticmethod
+    def _is_choice(typed: str) -> bool:
+        """A one- or two-digit number picks a button; longer numbers are text (request ids)."""
+        return typed.isdigit() and len(typed) <= 2
 
 
 def http_sender(session: aiohttp.ClientSession, base_url: str) -> Send:
