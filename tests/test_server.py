@@ -1,4 +1,4 @@
-"""The real server and the local chat: /healthz, the loopback endpoint, piped sessions, one owner."""
+"""The real server and the local chat: healthz, the loopback endpoint, piped sessions, one owner."""
 
 from __future__ import annotations
 
@@ -74,11 +74,11 @@ class Serve:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return self.proc
-            except OSError:
+            except OSError as exc:
                 if self.proc.poll() is not None:
                     raise AssertionError(
                         self.proc.stderr.read() if self.proc.stderr else "serve died"
-                    )
+                    ) from exc
                 time.sleep(0.05)
         raise AssertionError("serve did not start")
 
