@@ -45,6 +45,21 @@ class CustomerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ReminderPolicy:
+    """The close-the-loop and first-response policy numbers (``[reminders]`` in the config)."""
+
+    repeat_every_hours: float = 4.0  # N: repeat the close-the-loop DM every N working hours
+    escalate_after: int = 3  # K: after K unanswered reminders, ping the lead too
+    first_response_hours: float = 4.0  # M: a case nobody took within M working hours pings the lead
+    idle_days: float = 3.0  # D: an owned case with no activity for D working days pings its owner
+    working_hours: tuple[str, str] = ("09:00", "17:00")
+    working_days: tuple[int, ...] = (0, 1, 2, 3, 4)  # Monday = 0
+    escalation_target: str | None = None  # a user name; default: every lead
+    claim_timeout_minutes: float = 5.0  # a claim left by a crash is retried after this
+    max_delivery_attempts: int = 5  # then the lead is told the person is unreachable
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the bot reads from its config file and environment."""
 
@@ -71,6 +86,7 @@ class Settings:
     partner_center_client_id: str | None = None
     partner_center_client_secret: str | None = None
     partner_center_refresh_token: str | None = None
+    reminders: ReminderPolicy = field(default_factory=ReminderPolicy)
     raw: dict[str, Any] = field(default_factory=dict)
 
     def user_by_name(self, name: str) -> UserConfig | None:
@@ -175,6 +191,42 @@ def _customers(items: Any) -> tuple[CustomerConfig, ...]:
     return tuple(out)
 
 
+def _reminders(data: Any) -> ReminderPolicy:
+    if data is None:
+        return ReminderPolicy()
+    if not isinstance(data, dict):
+        raise ConfigError("[reminders] must be a table")
+    default = ReminderPolicy()
+    numbers: dict[str, Any] = {}
+    for key in ("repeat_every_hours", "first_response_hours", "idle_days", "claim_timeout_minutes"):
+        value = data.get(key, getattr(default, key))
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"reminders.{key} must be a positive number")
+        numbers[key] = float(value)
+    for key in ("escalate_after", "max_delivery_attempts"):
+        value = data.get(key, getattr(default, key))
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"reminders.{key} must be a whole number of at least 1")
+        numbers[key] = value
+    hours = data.get("working_hours", list(default.working_hours))
+    if not (isinstance(hours, list) and len(hours) == 2 and all(isinstance(h, str) for h in hours)):
+        raise ConfigError('reminders.working_hours must look like ["09:00", "17:00"]')
+    days = data.get("working_days", list(default.working_days))
+    if not (
+        isinstance(days, list) and days and all(isinstance(d, int) and 0 <= d <= 6 for d in days)
+    ):
+        raise ConfigError("reminders.working_days must list weekday numbers, Monday = 0")
+    target = data.get("escalation_target")
+    if target is not None and not isinstance(target, str):
+        raise ConfigError("reminders.escalation_target must be a user name")
+    return ReminderPolicy(
+        working_hours=(hours[0], hours[1]),
+        working_days=tuple(days),
+        escalation_target=target,
+        **numbers,
+    )
+
+
 def load_settings(env: dict[str, str] | None = None, *, config_path: str | None = None) -> Settings:
     """Read ``BOT_CONFIG`` (default ``./billing-bot.toml``, optional) and the environment."""
     env = dict(os.environ if env is None else env)
@@ -225,5 +277,6 @@ def load_settings(env: dict[str, str] | None = None, *, config_path: str | None 
         partner_center_client_id=env.get("PARTNER_CENTER_CLIENT_ID") or None,
         partner_center_client_secret=env.get("PARTNER_CENTER_CLIENT_SECRET") or None,
         partner_center_refresh_token=env.get("PARTNER_CENTER_REFRESH_TOKEN") or None,
+        reminders=_reminders(data.get("reminders")),
         raw=data,
     )

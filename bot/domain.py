@@ -71,6 +71,21 @@ LIVE_STATES = frozenset(
 # Cases in these states are finished and move to the archive.
 ARCHIVED_STATES = frozenset({State.CLOSED, State.CANCELLED})
 
+# Audit actions that change what a case card's buttons should be.
+STAGE_ACTIONS = frozenset(
+    {
+        "created",
+        "started",
+        "assigned",
+        "escalated",
+        "resolved",
+        "customer_informed",
+        "reopened",
+        "cancelled",
+        "closed",
+    }
+)
+
 STATE_LABELS: dict[State, str] = {
     State.OPEN: N_("open"),
     State.IN_PROGRESS: N_("in progress"),
@@ -365,6 +380,16 @@ class Case:
     @property
     def id(self) -> str:
         return format_case_id(self.number)
+
+    @property
+    def stage(self) -> int:
+        """How many times the state or the owner changed: what a card's buttons were made for.
+
+        A click carries the stage of the card it came from; a different stage
+        means someone acted since (a second click, a stale card). Notes do not
+        change the stage, so a note never makes someone else's card stale.
+        """
+        return sum(1 for a in self.audit if a.action in STAGE_ACTIONS)
 
     @property
     def is_live(self) -> bool:

@@ -53,7 +53,7 @@ def state_label(state: State) -> str:
 
 
 def _button(label: str, name: str, case: Case, style: ButtonStyle = ButtonStyle.DEFAULT) -> Button:
-    return Button(label, ActionRef(name, case.id, case.version), style)
+    return Button(label, ActionRef(name, case.id, case.stage), style)
 
 
 def buttons_for(case: Case, viewer: Actor, customer_tenant: str | None) -> list[Button]:
@@ -190,7 +190,7 @@ def case_card(
         facts=facts,
         history=history,
         buttons=buttons_for(case, viewer, customer_tenant),
-        version=case.version,
+        version=case.stage,
     )
 
 

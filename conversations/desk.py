@@ -257,7 +257,7 @@ class Desk:
             clicked
             and clicked.case_id == case.id
             and clicked.version is not None
-            and clicked.version != case.version
+            and clicked.version != case.stage
         )
 
     async def _stale_reply(self, turn: Turn, case: Case) -> Result:
@@ -703,7 +703,7 @@ class Desk:
     # ------------------------------------------------------------------ forms
     @staticmethod
     def _case_ctx(case: Case) -> dict[str, str]:
-        return {"case": case.id, "version": str(case.version)}
+        return {"case": case.id, "version": str(case.stage)}
 
     def _sr_title(self, case: Case) -> str:
         return _("Billing {kind} for {case}").format(kind=case.kind.value, case=case.id)
@@ -1065,7 +1065,7 @@ class Desk:
         check(turn.actor, action, case, customer_tenant=await self._customer_tenant(case))
         version = ctx.get("version")
         await self.store.commit([clear_op])
-        if version and version.isdigit() and int(version) != case.version:
+        if version and version.isdigit() and int(version) != case.stage:
             return await self._stale_reply(turn, case)
         turn.clicked = None
         if form_id == "resolve":

@@ -24,8 +24,9 @@ class Channel(StrEnum):
 class ActionRef:
     """A clicked button: the command it fires, on which case, as the card showed it.
 
-    ``version`` is the case version the card was rendered from: a click on an
-    older card (or a second click) is recognised as stale and changes nothing.
+    ``version`` is the case's stage (state and owner changes) the card was
+    rendered from: a click on an older card, or a second click, is recognised
+    as stale and changes nothing.
     """
 
     name: str

@@ -1,4 +1,4 @@
-"""Flow tests: every command, validation message, forbidden transition and role, as conversations."""
+"""Flow tests: every command, validation message, forbidden move and role, as conversations."""
 
 from __future__ import annotations
 
@@ -226,11 +226,20 @@ async def test_forms_from_stale_click_do_not_apply(env: DeskEnv) -> None:
     await bob.send(f"status {case_id}")
     await bob.click("Cancel case")
     bob.expect("Reason")
-    await alice.send(f"note {case_id} still checking")
+    await alice.send(f"resolve {case_id} fixed it")
     await bob.send("duplicate")
     bob.expect("Already done")
     case = await env.store.get_case(1)
-    assert case is not None and case.state == State.IN_PROGRESS
+    assert case is not None and case.state == State.RESOLVED
+
+
+async def test_a_note_does_not_make_other_cards_stale(env: DeskEnv) -> None:
+    case_id = await env.new_question()
+    alice, bob = env.chat("alice"), env.chat("bob")
+    await bob.send(f"status {case_id}")
+    await alice.send(f"note {case_id} still checking")
+    await bob.click("Take")
+    bob.expect(f"{case_id} is yours now.")
 
 
 async def test_assign_notifies_the_assignee_and_agents_cannot_reassign_others(env: DeskEnv) -> None:
