@@ -577,6 +577,10 @@ class Case:
     def close(self, actor: Actor, now: datetime) -> None:
         self._move(State.CLOSED, actor, now, "closed")
 
+    def note_snooze(self, until: datetime, actor: Actor, now: datetime) -> None:
+        """Record that the close-the-loop reminders were snoozed (not a state change)."""
+        self._audit(actor, now, "snoozed", {"until": until.astimezone(UTC).isoformat()})
+
     def record_service_request_status(self, status: str, actor: Actor, now: datetime) -> None:
         if self.service_request is None:
             raise DomainError(_("{case} has no service request.").format(case=self.id))

@@ -9,6 +9,7 @@ send succeeded (at-least-once, never lost by a crash).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -17,13 +18,14 @@ from typing import Any
 
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
-from bot.domain import Actor, Role, User
-from bot.i18n import use_locale
+from bot.domain import Actor, User
+from bot.i18n import _, use_locale
+from bot.scheduler import Scheduler
 from bot.storage import Op, Store, VersionConflict
 from conversations.cards import case_card
 from conversations.desk import Desk, Result
 from conversations.directory import tenant_key
-from conversations.model import Message, Reply
+from conversations.model import ActionRef, Button, Message, Reply
 from conversations.serialize import reply_to_dict
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,10 @@ class Runtime:
         self.clock = clock or SystemClock()
         self.desk = Desk(store, settings, self.clock)
         self.deliverers: dict[str, Deliverer] = {}
+        self.scheduler = Scheduler(store, settings, self.clock, self.deliver, self.render_job)
+        self.desk.scheduler_view = self.scheduler.due_for
+        self.inline_scheduling = True  # ``serve`` turns this off and runs scheduler_loop
+        self._scheduler_wake = asyncio.Event()
         self.inbox_handlers: dict[str, InboxHandler] = {}
         self._inbox_wake = asyncio.Event()
         self._inbox_idle = asyncio.Event()
@@ -132,21 +138,39 @@ class Runtime:
 
     async def handle(self, msg: Message) -> Result:
         result = await self.desk.handle(msg)
-        await self.deliver_due()
+        if self.inline_scheduling:
+            await self.scheduler.tick()
+        else:
+            self.kick()
         return result
 
-    async def notification_replies(self, user: User, job: dict[str, Any]) -> list[Reply]:
-        """The text and the case card of a notification, rendered for its recipient."""
+    def kick(self) -> None:
+        """Wake the background scheduler now (a change may have made a job due)."""
+        self._scheduler_wake.set()
+
+    async def scheduler_loop(self, interval: float = 1.0) -> None:
+        """Runs inside ``serve``: a tick every ``interval`` seconds, or sooner when kicked."""
+        while True:
+            try:
+                await self.scheduler.tick()
+            except Exception:  # noqa: BLE001 - keep scheduling; the error is logged
+                log.exception("scheduler tick failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._scheduler_wake.wait(), timeout=interval)
+            self._scheduler_wake.clear()
+
+    async def render_job(
+        self, user: User, text: str, case_number: int | None, kind: str
+    ) -> list[Reply]:
+        """A scheduled message for its recipient: the text, and the case card with its buttons."""
         with use_locale(user.locale):
-            replies = [Reply(text=job["text"])]
-            case = await self.store.get_case(int(job["case"])) if job.get("case") else None
+            reply = Reply(text=text)
+            case = await self.store.get_case(case_number) if case_number else None
             if case is not None:
                 customer = await self.store.get_customer(case.customer_id)
                 names = {u.id: u.display_name for u in await self.store.users()}
-                viewer = Actor(
-                    user.id, user.role, "notification", user.tenant_id, user.display_name
-                )
-                replies[0].card = case_card(
+                viewer = Actor(user.id, user.role, "reminder", user.tenant_id, user.display_name)
+                card = case_card(
                     case,
                     customer,
                     viewer,
@@ -155,37 +179,30 @@ class Runtime:
                     self.clock.now(),
                     tenant_key(customer) if customer else None,
                 )
-            return replies
+                if kind == "loop":
+                    # The close-the-loop DM: exactly Customer informed, Snooze, Reassign.
+                    wanted = {"informed", "assign"}
+                    card.buttons = [b for b in card.buttons if b.action.name in wanted]
+                    card.buttons.insert(
+                        1,
+                        Button(_("Snooze"), ActionRef("snooze", case.id, case.stage)),
+                    )
+                reply.card = card
+            return [reply]
 
-    async def deliver_due(self) -> int:
-        """Send every due notification job; returns how many were delivered."""
-        now = self.clock.now()
-        sent = 0
-        for key, job in await self.store.due_jobs(now):
-            if job.get("type") != "notify":
-                continue
-            user = await self.store.get_user(job["user_id"])
-            if user is None or user.role == Role.NONE:
-                await self.store.save_job(key, None)
-                continue
-            replies = await self.notification_replies(user, job)
-            delivered = False
-            for channel in ("slack", "teams"):
-                deliver = self.deliverers.get(channel)
-                if deliver and channel in user.identities:
-                    try:
-                        delivered = await deliver(user, replies)
-                    except Exception:  # noqa: BLE001 - one failing channel must not stop the others
-                        log.exception("delivery on %s to %s failed", channel, user.id)
-                        delivered = False
-                    if delivered:
-                        break
-            if not delivered:
-                await self.add_to_inbox(user.id, replies)
-                delivered = True
-            await self.store.save_job(key, None)
-            sent += 1
-        return sent
+    async def deliver(self, user: User, replies: list[Reply]) -> bool:
+        """Send to ``user`` on a channel where they are reachable; the local inbox otherwise."""
+        remote = [c for c in ("slack", "teams") if c in user.identities and c in self.deliverers]
+        for channel in remote:
+            try:
+                if await self.deliverers[channel](user, replies):
+                    return True
+            except Exception:  # noqa: BLE001 - one failing channel must not stop the others
+                log.exception("delivery on %s to %s failed", channel, user.id)
+        if remote:
+            return False  # reachable only remotely, and that failed: retried with backoff
+        await self.add_to_inbox(user.id, replies)
+        return True
 
     async def add_to_inbox(self, user_id: str, replies: list[Reply]) -> None:
         """The local channel's inbox: shown when ``billing-bot chat`` starts."""
@@ -205,4 +222,4 @@ class Runtime:
         return items
 
     async def housekeeping(self) -> None:
-        await self.store.purge_events(self.clock.now() - timedelta(0))
+        await self.store.purge_events(self.clock.now())

@@ -128,8 +128,9 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         if ":" in host:
             host = f"[{host}]"
         engine.set_lock_info({"url": f"http://{host}:{settings.port}"})
+    runtime.inline_scheduling = False
     tasks = [
-        asyncio.create_task(_background(runtime), name="deliveries"),
+        asyncio.create_task(runtime.scheduler_loop(), name="scheduler"),
         asyncio.create_task(runtime.inbox_worker(), name="inbox"),
     ]
     try:
@@ -142,16 +143,6 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
                 await task
         await runtime.store.close()
         log.info("storage flushed and unlocked")
-
-
-async def _background(runtime: Runtime) -> None:
-    """Deliver due notifications every few seconds (they are durable jobs in storage)."""
-    while True:
-        try:
-            await runtime.deliver_due()
-        except Exception:  # noqa: BLE001 - keep delivering; the error is logged
-            log.exception("delivering notifications failed")
-        await asyncio.sleep(2)
 
 
 def describe_channels(app: web.Application) -> list[str]:

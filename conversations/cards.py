@@ -24,6 +24,7 @@ AUDIT_LABELS = {
     "cancelled": N_("cancelled"),
     "closed": N_("closed"),
     "service_request_status": N_("service request status changed"),
+    "snoozed": N_("snoozed the reminders"),
 }
 
 

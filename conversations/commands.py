@@ -23,6 +23,8 @@ COMMANDS = (
     "reopen",
     "cancel",
     "close",
+    "snooze",
+    "reminders",
     "customers",
     "customer",
 )

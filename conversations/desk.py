@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.clock import Clock, SystemClock
@@ -39,15 +39,18 @@ from bot.domain import (
 from bot.i18n import _, use_locale
 from bot.money import Money, MoneyError, parse_money
 from bot.policy import Action, Forbidden, check
+from bot.scheduler import loop_key, loop_op, notify_op, snooze_op, stop_loop_op, watch_op
 from bot.storage import Op, StorageError, Store
+from bot.workhours import WorkingHours
 from conversations import help as help_texts
-from conversations.cards import case_card, full_history, list_line
+from conversations.cards import case_card, full_history, list_line, local_time
 from conversations.commands import LIST_FILTERS, Command, parse
 from conversations.directory import Directory, tenant_key
 from conversations.forms import (
     CATEGORY_LABELS,
     OUTCOME_LABELS,
     SEVERITY_LABELS,
+    SNOOZE_LABELS,
     VIA_LABELS,
     ValidationError,
     choices,
@@ -106,6 +109,10 @@ class _Stale(Exception):
         self.case = case
 
 
+async def _nothing_due(user: User, at: datetime) -> list[tuple[datetime, str, str]]:
+    return []
+
+
 def _reply(text: str, **kw: Any) -> Result:
     return Result([Reply(text=text, **kw)])
 
@@ -118,6 +125,9 @@ class Desk:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.directory = Directory(store, settings)
+        # Set by the runtime: what the scheduler would send to a person by a time.
+        self.scheduler_view: Callable[[User, datetime], Awaitable[list[tuple[datetime, str, str]]]]
+        self.scheduler_view = _nothing_due
         self.handlers: dict[str, Handler] = {
             "help": self.cmd_help,
             "resources": self.cmd_resources,
@@ -134,6 +144,8 @@ class Desk:
             "reopen": self.cmd_reopen,
             "cancel": self.cmd_cancel,
             "close": self.cmd_close,
+            "snooze": self.cmd_snooze,
+            "reminders": self.cmd_reminders,
             "customers": self.cmd_customers,
             "customer": self.cmd_customer,
         }
@@ -298,18 +310,8 @@ class Desk:
 
     def _notify_op(self, user_id: str, case: Case, kind: str, text: str, turn: Turn) -> Op:
         """A durable notification job, written in the same commit as the change it reports."""
-        key = f"notify:{case.id}:{case.version + 1}:{kind}:{user_id}"
-        return self.store.job_op(
-            key,
-            {
-                "type": "notify",
-                "user_id": user_id,
-                "case": case.number,
-                "text": text,
-                "due": turn.now.isoformat(),
-                "attempts": 0,
-            },
-        )
+        key = f"notify:{case.id}:{case.stage}:{kind}:{user_id}"
+        return notify_op(key, user_id, text, case.number, turn.now)
 
     # ---------------------------------------------------------------- commands
     async def cmd_help(self, turn: Turn, cmd: Command) -> Result:
@@ -574,20 +576,7 @@ class Desk:
     ) -> Result:
         self._ensure_started(turn, case)
         case.resolve(text, turn.actor, turn.now, outcome=outcome, credited=credited)
-        ops: list[Op] = []
-        owner = case.owner or turn.actor.user_id
-        if owner != turn.actor.user_id:
-            ops.append(
-                self._notify_op(
-                    owner,
-                    case,
-                    "resolved",
-                    _("{who} resolved {case}. Please tell the customer and record it.").format(
-                        who=turn.user.display_name, case=case.id
-                    ),
-                    turn,
-                )
-            )
+        # The close-the-loop reminders start in the same commit as the resolution.
         return await self._save_and_show(
             turn,
             case,
@@ -595,7 +584,7 @@ class Desk:
                 "{case} is resolved. Now tell the customer, then record it with "
                 "`informed {case} email` (or call, chat, ticket, meeting)."
             ).format(case=case.id),
-            extra_ops=ops,
+            extra_ops=[loop_op(case, turn.now)],
         )
 
     async def cmd_informed(self, turn: Turn, cmd: Command) -> Result:
@@ -614,12 +603,34 @@ class Desk:
 
     async def _do_informed(self, turn: Turn, case: Case, via: InformedVia, text: str) -> Result:
         case.mark_informed(via, text, turn.actor, turn.now)
+        job = await self.store.get_job(loop_key(case.number))
+        if job is not None:
+            case.audit[-1].details["reminders_sent"] = int(job.get("count", 0))
         return await self._save_and_show(
             turn,
             case,
             _("Recorded: the customer was told about {case} by {via}. Reminders stop.").format(
                 case=case.id, via=_(VIA_LABELS[via])
             ),
+            extra_ops=[stop_loop_op(case)],
+        )
+
+    async def _do_reopen(self, turn: Turn, case: Case, reason: str) -> Result:
+        case.reopen(reason, turn.actor, turn.now)
+        return await self._save_and_show(
+            turn,
+            case,
+            _("{case} is reopened.").format(case=case.id),
+            extra_ops=[stop_loop_op(case), watch_op(case, turn.now, self.settings)],
+        )
+
+    async def _do_cancel(self, turn: Turn, case: Case, reason: str) -> Result:
+        case.cancel(reason, turn.actor, turn.now)
+        return await self._save_and_show(
+            turn,
+            case,
+            _("{case} is cancelled.").format(case=case.id),
+            extra_ops=[stop_loop_op(case)],
         )
 
     async def cmd_reopen(self, turn: Turn, cmd: Command) -> Result:
@@ -631,8 +642,7 @@ class Desk:
 
                 raise DomainError(transition_error(case, State.REOPENED))
             return await self._start_form(turn, "reopen", self._case_ctx(case), prefill={})
-        case.reopen(rest, turn.actor, turn.now)
-        return await self._save_and_show(turn, case, _("{case} is reopened.").format(case=case.id))
+        return await self._do_reopen(turn, case, rest)
 
     async def cmd_cancel(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
@@ -645,14 +655,71 @@ class Desk:
 
                 raise DomainError(transition_error(case, State.CANCELLED))
             return await self._start_form(turn, "cancel", self._case_ctx(case), prefill={})
-        case.cancel(rest, turn.actor, turn.now)
-        return await self._save_and_show(turn, case, _("{case} is cancelled.").format(case=case.id))
+        return await self._do_cancel(turn, case, rest)
 
     async def cmd_close(self, turn: Turn, cmd: Command) -> Result:
         number, _rest = cmd.case_and_rest()
         case = await self._load_case(turn, number, Action.CLOSE, "close BILL-7")
         case.close(turn.actor, turn.now)
-        return await self._save_and_show(turn, case, _("{case} is closed.").format(case=case.id))
+        return await self._save_and_show(
+            turn, case, _("{case} is closed.").format(case=case.id), extra_ops=[stop_loop_op(case)]
+        )
+
+    async def cmd_snooze(self, turn: Turn, cmd: Command) -> Result:
+        number, rest = cmd.case_and_rest()
+        case = await self._load_case(turn, number, Action.SNOOZE, "snooze BILL-7 4h")
+        if case.state != State.RESOLVED:
+            raise DomainError(
+                _("{case} has no reminders to snooze: only resolved cases remind.").format(
+                    case=case.id
+                )
+            )
+        if not rest:
+            return await self._start_form(turn, "snooze", self._case_ctx(case), prefill={})
+        return await self._do_snooze(turn, case, rest.split()[0].lower())
+
+    async def _do_snooze(self, turn: Turn, case: Case, until: str) -> Result:
+        if until not in SNOOZE_LABELS:
+            raise DomainError(_("Snooze for 1h, 4h or until tomorrow: `snooze BILL-7 4h`."))
+        job = await self.store.get_job(loop_key(case.number))
+        if job is None or case.state != State.RESOLVED:
+            raise DomainError(
+                _("{case} has no reminders to snooze: only resolved cases remind.").format(
+                    case=case.id
+                )
+            )
+        hours = WorkingHours.parse(
+            turn.user.time_zone,
+            self.settings.reminders.working_hours,
+            frozenset(self.settings.reminders.working_days),
+        )
+        when = {
+            "1h": turn.now + timedelta(hours=1),
+            "4h": turn.now + timedelta(hours=4),
+            "tomorrow": hours.next_morning(turn.now),
+        }[until]
+        case.note_snooze(when, turn.actor, turn.now)
+        await self.store.save_case(case, [snooze_op(job, case.number, when)])
+        return _reply(
+            _("Snoozed: I will remind you about {case} again at {when}.").format(
+                case=case.id, when=local_time(when, turn.user.time_zone)
+            ),
+            replace=False,
+        )
+
+    async def cmd_reminders(self, turn: Turn, cmd: Command) -> Result:
+        check(turn.actor, Action.REMINDERS)
+        user = turn.user
+        items = await self.scheduler_view(user, turn.now + timedelta(days=365))
+        if not items:
+            return _reply(_("Nothing is due for you. Well done!"))
+        lines = [
+            _("{when} · {case} · {why}").format(
+                when=local_time(when, user.time_zone), case=case_id, why=why
+            )
+            for when, case_id, why in items[:LIST_LIMIT]
+        ]
+        return _reply(_("Due for you:") + "\n" + "\n".join(lines), kind="list")
 
     async def cmd_customers(self, turn: Turn, cmd: Command) -> Result:
         check(turn.actor, Action.CUSTOMERS)
@@ -785,6 +852,19 @@ class Desk:
             return (
                 title.format(case=case.id),
                 [FormField("reason", _("Reason"), FieldKind.LONG_TEXT)],
+                None,
+            )
+        if form_id == "snooze":
+            return (
+                _("Snooze the reminders for {case}").format(case=case.id),
+                [
+                    FormField(
+                        "until",
+                        _("Remind me again in"),
+                        FieldKind.CHOICE,
+                        choices=choices(SNOOZE_LABELS),
+                    )
+                ],
                 None,
             )
         if form_id == "note":
@@ -1061,6 +1141,7 @@ class Desk:
             "note": Action.NOTE,
             "assign": Action.ASSIGN,
             "escalate": Action.ESCALATE,
+            "snooze": Action.SNOOZE,
         }[form_id]
         check(turn.actor, action, case, customer_tenant=await self._customer_tenant(case))
         version = ctx.get("version")
@@ -1088,15 +1169,11 @@ class Desk:
                 turn, case, InformedVia(values["via"]), values.get("text", "")
             )
         if form_id == "reopen":
-            case.reopen(values["reason"], turn.actor, turn.now)
-            return await self._save_and_show(
-                turn, case, _("{case} is reopened.").format(case=case.id)
-            )
+            return await self._do_reopen(turn, case, values["reason"])
         if form_id == "cancel":
-            case.cancel(values["reason"], turn.actor, turn.now)
-            return await self._save_and_show(
-                turn, case, _("{case} is cancelled.").format(case=case.id)
-            )
+            return await self._do_cancel(turn, case, values["reason"])
+        if form_id == "snooze":
+            return await self._do_snooze(turn, case, values["until"])
         if form_id == "note":
             case.add_note(values["text"], turn.actor, turn.now)
             return await self._save_and_show(
@@ -1152,7 +1229,9 @@ class Desk:
                     dispute=Dispute(values["invoice"], amount, values["reason"]),
                 )
 
-        case = await self.store.create_case(build, [clear_op])
+        case = await self.store.create_case(
+            build, lambda new: [clear_op, watch_op(new, turn.now, self.settings)]
+        )
         card = await self._card(turn, case)
         if form_id == "ask":
             text = _("Thanks! Your question is {case}. The billing team will pick it up.").format(

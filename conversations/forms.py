@@ -41,6 +41,11 @@ VIA_LABELS = {
     InformedVia.TICKET: N_("Ticket"),
     InformedVia.MEETING: N_("Meeting"),
 }
+SNOOZE_LABELS = {
+    "1h": N_("1 hour"),
+    "4h": N_("4 hours"),
+    "tomorrow": N_("Tomorrow morning"),
+}
 SEVERITY_LABELS = {
     "minimal": N_("Minimal"),
     "moderate": N_("Moderate"),

@@ -39,6 +39,8 @@ COMMAND_HELP: list[tuple[str, str, str, tuple[Role, ...]]] = [
     ("reopen", "reopen BILL-n text", N_("work on a resolved or closed case again"), _STAFF),
     ("cancel", "cancel BILL-n reason", N_("cancel a case, e.g. a duplicate"), _STAFF),
     ("close", "close BILL-n", N_("close a case once the customer was informed"), _STAFF),
+    ("snooze", "snooze BILL-n 1h|4h|tomorrow", N_("pause the close-the-loop reminders"), _STAFF),
+    ("reminders", "reminders", N_("what is due for you, and when"), _STAFF),
     ("customers", "customers", N_("customers and their open cases"), _STAFF),
     ("customer", "customer NAME", N_("one customer and its open cases"), _STAFF),
 ]

@@ -10,6 +10,9 @@ Two engines implement it: :class:`MemoryEngine` (tests) and
 from __future__ import annotations
 
 import asyncio
+import bisect
+import heapq
+import json
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -45,12 +48,71 @@ __all__ = [
 ]
 
 
+_LIVE = frozenset(s.value for s in State) - frozenset(s.value for s in ARCHIVED_STATES)
+
+
+def _due(job: Doc) -> str:
+    due = job.get("due", "")
+    return due if isinstance(due, str) else ""
+
+
+class _Indexes:
+    """Secondary indexes over the engine's in-memory data, kept current by its listener.
+
+    Built on first use (after the engine has loaded), then updated per change:
+    live cases by owner (``None``: unassigned), and jobs sorted by ``due``.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._owners: dict[str | None, set[str]] | None = None
+        self._due: list[tuple[str, str]] | None = None
+        engine.listen(self._changed)
+
+    def owners(self) -> dict[str | None, set[str]]:
+        if self._owners is None:
+            owners: dict[str | None, set[str]] = {}
+            for key, doc in self.engine.view("cases").items():
+                if doc["state"] in _LIVE:
+                    owners.setdefault(doc.get("owner"), set()).add(key)
+            self._owners = owners
+        return self._owners
+
+    def due(self) -> list[tuple[str, str]]:
+        if self._due is None:
+            self._due = sorted((_due(doc), key) for key, doc in self.engine.view("jobs").items())
+        return self._due
+
+    def _changed(self, table: str, key: str, old: Doc | None, new: Doc | None) -> None:
+        if table == "cases" and self._owners is not None:
+            if old is not None and old["state"] in _LIVE:
+                keys = self._owners.get(old.get("owner"))
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del self._owners[old.get("owner")]
+            if new is not None and new["state"] in _LIVE:
+                self._owners.setdefault(new.get("owner"), set()).add(key)
+        elif table == "jobs" and self._due is not None:
+            if old is not None:
+                entry = (_due(old), key)
+                i = bisect.bisect_left(self._due, entry)
+                if i < len(self._due) and self._due[i] == entry:
+                    del self._due[i]
+            if new is not None:
+                bisect.insort(self._due, (_due(new), key))
+
+
 class Store:
     """Typed access to the billing desk's data; every write is atomic and durable."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._create_lock = asyncio.Lock()
+        self._indexes = _Indexes(engine)
+        # Live cases as Case objects, for predicates, valid while the stored doc is
+        # the very same object (engines replace documents, never change them).
+        self._case_cache: dict[str, tuple[Doc, Case]] = {}
 
     async def open(self) -> None:
         await self.engine.open()
@@ -84,7 +146,11 @@ class Store:
                 continue
 
     # ---- cases ----------------------------------------------------------
-    async def create_case(self, build: Callable[[int], Case], extra_ops: Sequence[Op] = ()) -> Case:
+    async def create_case(
+        self,
+        build: Callable[[int], Case],
+        extra_ops: Sequence[Op] | Callable[[Case], Sequence[Op]] = (),
+    ) -> Case:
         """Give the next case number to ``build`` and store the case it returns, atomically.
 
         The number and the case are written in one commit: a number shown to a
@@ -94,8 +160,9 @@ class Store:
             number, counter_op = self._counter_op("case")
             case = build(number)
             case.version = 1
+            extra = extra_ops(case) if callable(extra_ops) else extra_ops
             await self.engine.commit(
-                [counter_op, Op("cases", str(number), case.to_doc(), expect=None), *extra_ops]
+                [counter_op, Op("cases", str(number), case.to_doc(), expect=None), *extra]
             )
             return case
 
@@ -125,10 +192,19 @@ class Store:
         return case
 
     async def live_cases(self) -> list[Case]:
-        return [Case.from_doc(d) for d in await self.engine.scan("cases")]
+        return [Case.from_doc(d) for d in self._live_docs()]
 
     def archived_summaries(self) -> list[CaseSummary]:
         return list(self.engine.archived())
+
+    def _cached_case(self, key: str, doc: Doc) -> Case:
+        """A shared Case for ``doc`` (for predicates only: never handed out, never mutated)."""
+        hit = self._case_cache.get(key)
+        if hit is not None and hit[0] is doc:
+            return hit[1]
+        case = Case.from_doc(doc)
+        self._case_cache[key] = (doc, case)
+        return case
 
     async def list_cases(
         self,
@@ -137,47 +213,61 @@ class Store:
         include_archived: bool = False,
         summary_predicate: Callable[[CaseSummary], bool] | None = None,
         limit: int | None = None,
+        owner: Any = ANY,
     ) -> tuple[list[Case], int]:
         """Cases matching, newest activity first, and how many matched in all.
 
-        Live cases are filtered in memory; archived ones by their summary first,
-        so only the page shown is read from the archive.
+        ``owner`` (a user id, or None for unassigned) narrows the live cases through
+        an index first. Live cases are filtered in memory (``predicate`` must not
+        change the case it is given); archived ones by their summary first (and
+        ``owner`` if given), so only the page shown is read from the archive.
         """
-        live = [c for c in await self.live_cases() if predicate is None or predicate(c)]
-        keyed: list[tuple[str, int, Case | None]] = [
-            ((c.updated_at or c.created_at).isoformat(), c.number, c) for c in live
-        ]
+        view = self.engine.view("cases")
+        if owner is ANY:
+            live = [(k, d) for k, d in view.items() if d["state"] in _LIVE]
+        else:
+            keys = self._indexes.owners().get(owner, ())
+            live = [(k, view[k]) for k in keys if k in view]
+        keyed: list[tuple[str, int, Doc | None]] = []
+        for key, doc in live:
+            if predicate is None or predicate(self._cached_case(key, doc)):
+                keyed.append((doc.get("updated_at") or doc["created_at"], int(doc["number"]), doc))
+        if len(self._case_cache) > 2 * len(view) + 100:
+            self._case_cache = {k: v for k, v in self._case_cache.items() if view.get(k) is v[0]}
         if include_archived:
             for s in self.engine.archived():
-                if summary_predicate is None or summary_predicate(s):
+                if (summary_predicate is None or summary_predicate(s)) and (
+                    owner is ANY or s.owner == owner
+                ):
                     keyed.append((s.updated_at, s.number, None))
-        keyed.sort(key=lambda t: (t[0], t[1]), reverse=True)
         total = len(keyed)
-        page = keyed if limit is None else keyed[:limit]
+        if limit is None:
+            keyed.sort(key=lambda t: (t[0], t[1]), reverse=True)
+            page = keyed
+        else:
+            page = heapq.nlargest(limit, keyed, key=lambda t: (t[0], t[1]))
         out: list[Case] = []
-        for _ts, number, case in page:
-            if case is None:
+        for _ts, number, live_doc in page:
+            if live_doc is None:
                 case = await self.get_case(number)
                 if case is None or (predicate is not None and not predicate(case)):
                     continue
+            else:
+                case = Case.from_doc(live_doc)
             out.append(case)
         return out, total
 
     def case_counts(self) -> dict[str, int]:
-        """Cases per state (live from memory, archived from the index)."""
+        """Cases per state (live from memory, archived from the engine's counts)."""
         counts: dict[str, int] = {s.value: 0 for s in State}
         for doc in self._live_docs():
             counts[doc["state"]] += 1
-        for summary in self.engine.archived():
-            counts[summary.state] += 1
+        for state, n in self.engine.archived_counts().items():
+            counts[state] += n
         return counts
 
     def _live_docs(self) -> list[Doc]:
-        return [
-            d
-            for d in self.engine.view("cases").values()
-            if State(d["state"]) not in ARCHIVED_STATES
-        ]
+        return [d for d in self.engine.view("cases").values() if d["state"] in _LIVE]
 
     # ---- customers ------------------------------------------------------
     async def get_customer(self, customer_id: str) -> Customer | None:
@@ -266,11 +356,11 @@ class Store:
         return [(k, dict(v)) for k, v in self.engine.view("jobs").items()]
 
     async def due_jobs(self, now: datetime) -> list[tuple[str, Doc]]:
-        """Jobs whose ``due`` time (ISO UTC) has come, oldest first."""
-        stamp = now.isoformat()
-        due = [(k, d) for k, d in await self.jobs() if d.get("due", "") <= stamp]
-        due.sort(key=lambda kv: kv[1].get("due", ""))
-        return due
+        """Jobs whose ``due`` time (ISO UTC) has come, oldest first (from an index)."""
+        index = self._indexes.due()
+        end = bisect.bisect_right(index, now.isoformat(), key=lambda entry: entry[0])
+        view = self.engine.view("jobs")
+        return [(k, json.loads(json.dumps(view[k]))) for _due, k in index[:end] if k in view]
 
     # ---- processed events (idempotency) ---------------------------------
     async def remember_event(self, key: str, now: datetime, ttl: timedelta) -> bool:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 Doc = dict[str, Any]
+Listener = Callable[[str, str, "Doc | None", "Doc | None"], None]
+"""``fn(table, key, old, new)``: a document of an engine's in-memory view changed."""
 
 TABLES = (
     "meta",
@@ -110,6 +112,30 @@ def summarize(doc: Doc) -> CaseSummary:
 class Engine(abc.ABC):
     """The small contract every storage backend implements."""
 
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+
+    def listen(self, fn: Listener) -> None:
+        """Call ``fn(table, key, old, new)`` whenever a document of :meth:`view` changes.
+
+        Called synchronously, after the change is applied in memory: for every
+        committed op, for every op undone when a write fails, and (``new`` None)
+        when a finished case leaves memory for the archive. Listeners keep
+        secondary indexes; they must be quick and must not raise.
+        """
+        self._listeners.append(fn)
+
+    def _notify(self, table: str, key: str, old: Doc | None, new: Doc | None) -> None:
+        for fn in getattr(self, "_listeners", ()):
+            fn(table, key, old, new)
+
+    def archived_counts(self) -> dict[str, int]:
+        """How many archived cases there are per state (engines may keep this cheaper)."""
+        counts: dict[str, int] = {}
+        for summary in self.archived():
+            counts[summary.state] = counts.get(summary.state, 0) + 1
+        return counts
+
     @abc.abstractmethod
     async def open(self) -> None: ...
 
@@ -153,6 +179,7 @@ class MemoryEngine(Engine):
     """Dictionaries in memory: fast tests, nothing survives the process."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.tables: dict[str, dict[str, Doc]] = {t: {} for t in TABLES}
 
     async def open(self) -> None:
@@ -182,10 +209,14 @@ class MemoryEngine(Engine):
         # Stored as the durable engine stores them: JSON (a Decimal fails here too).
         docs = [None if op.doc is None else json.loads(json.dumps(op.doc)) for op in ops]
         for op, doc in zip(ops, docs, strict=True):
+            table = self.tables[op.table]
+            old = table.get(op.key)
             if doc is None:
-                self.tables[op.table].pop(op.key, None)
+                table.pop(op.key, None)
             else:
-                self.tables[op.table][op.key] = doc
+                table[op.key] = doc
+            if old is not None or doc is not None:
+                self._notify(op.table, op.key, old, doc)
 
     def archived(self) -> Iterable[CaseSummary]:
         return [

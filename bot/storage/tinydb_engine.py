@@ -58,6 +58,11 @@ ARCHIVED = frozenset({"closed", "cancelled"})
 MIGRATIONS: dict[int, Callable[[dict[str, dict[str, Doc]]], None]] = {}
 
 
+def encode(value: Any) -> bytes:
+    """The one JSON form of the journal, snapshot and archive (compact, UTF-8)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -127,6 +132,7 @@ class TinyDBEngine(Engine):
     """Durable storage on TinyDB files; see the module docstring for the layout."""
 
     def __init__(self, path: str | os.PathLike[str], *, compact_every: int = 2000) -> None:
+        super().__init__()
         self.path = Path(path)
         stem = self.path.with_suffix("") if self.path.suffix == ".json" else self.path
         self.journal_path = stem.with_name(stem.name + ".journal")
@@ -135,7 +141,11 @@ class TinyDBEngine(Engine):
         self.lock_path = stem.with_name(stem.name + ".lock")
         self.compact_every = compact_every
         self.hot: dict[str, dict[str, Doc]] = {t: {} for t in TABLES}
+        # The JSON of each document as last written (valid while the doc is the same
+        # object): snapshots and archive appends join these instead of re-encoding.
+        self._encoded: dict[str, dict[str, tuple[Doc, bytes]]] = {t: {} for t in TABLES}
         self.index: dict[int, tuple[int, int, CaseSummary]] = {}
+        self._index_states: dict[str, int] = {}  # archived cases in the index, per state
         self.seq = 0
         self._snapshot_seq = 0
         self._journal_lines = 0
@@ -331,7 +341,7 @@ class TinyDBEngine(Engine):
                             line
                         )
                         summary = CaseSummary(int(number), state, owner, customer, updated, kind)
-                        self.index[int(number)] = (int(off), int(length), summary)
+                        self._set_index(int(number), (int(off), int(length), summary))
                     except (ValueError, TypeError) as exc:
                         log.warning(
                             "rebuilding the damaged archive index %s (%s)", self.index_path, exc
@@ -352,6 +362,7 @@ class TinyDBEngine(Engine):
             rebuild = True
         if rebuild:
             self.index.clear()
+            self._index_states.clear()
             covered = 0
         rows: list[bytes] = []
         if size > covered:
@@ -387,7 +398,14 @@ class TinyDBEngine(Engine):
                 self._append_durably(self.index_path, b"".join(rows))
 
     def _index_doc(self, doc: Doc, off: int, length: int) -> None:
-        self.index[int(doc["number"])] = (off, length, summarize(doc))
+        self._set_index(int(doc["number"]), (off, length, summarize(doc)))
+
+    def _set_index(self, number: int, entry: tuple[int, int, CaseSummary]) -> None:
+        previous = self.index.get(number)
+        if previous is not None:
+            self._index_states[previous[2].state] -= 1
+        self.index[number] = entry
+        self._index_states[entry[2].state] = self._index_states.get(entry[2].state, 0) + 1
 
     @staticmethod
     def _index_line(doc: Doc, off: int, length: int) -> bytes:
@@ -472,6 +490,17 @@ class TinyDBEngine(Engine):
             if doc["state"] in ARCHIVED:
                 yield summarize(doc)
 
+    def archived_counts(self) -> dict[str, int]:
+        counts = {state: n for state, n in self._index_states.items() if n}
+        index = self.index
+        for key, doc in self.hot["cases"].items():  # the live data: small
+            entry = index.get(int(key)) if key.isdigit() else None
+            if entry is not None:  # reopened (or re-closed) since it was archived
+                counts[entry[2].state] -= 1
+            if doc["state"] in ARCHIVED:
+                counts[doc["state"]] = counts.get(doc["state"], 0) + 1
+        return {state: n for state, n in counts.items() if n}
+
     def view(self, table: str) -> dict[str, Doc]:
         return self.hot[table]
 
@@ -496,26 +525,32 @@ class TinyDBEngine(Engine):
             if op.table not in self.hot:
                 raise StorageError(f"unknown table {op.table}")
         check_expectations(ops, self.peek)
+        encoded = [b"null" if op.doc is None else encode(op.doc) for op in ops]  # may raise
         batch = self._pending
         if batch.future is None:
             batch.future = asyncio.get_running_loop().create_future()
         self.seq += 1
-        rows: list[list[Any]] = []
-        for op in ops:
-            rows.append([op.table, op.key, op.doc])
-        line = json.dumps({"seq": self.seq, "ops": rows}, ensure_ascii=False, separators=(",", ":"))
-        batch.lines.append(line.encode() + b"\n")
-        # The stored copies come from the journal line itself: exactly what a replay would see.
-        stored = json.loads(line)["ops"]
-        for op, (_t, _k, doc) in zip(ops, stored, strict=True):
+        rows = b",".join(
+            b"[" + encode(op.table) + b"," + encode(op.key) + b"," + enc + b"]"
+            for op, enc in zip(ops, encoded, strict=True)
+        )
+        batch.lines.append(b'{"seq":%d,"ops":[%s]}\n' % (self.seq, rows))
+        for op, enc in zip(ops, encoded, strict=True):
+            # The stored copy is parsed from the journal's bytes: exactly what a replay sees.
+            doc = None if op.doc is None else json.loads(enc)
             table = self.hot[op.table]
-            batch.undo.append((op.table, op.key, table.get(op.key)))
+            old = table.get(op.key)
+            batch.undo.append((op.table, op.key, old))
             if doc is None:
                 table.pop(op.key, None)
+                self._encoded[op.table].pop(op.key, None)
             else:
                 table[op.key] = doc
+                self._encoded[op.table][op.key] = (doc, enc)
             batch.keys.add((op.table, op.key))
             self._dirty[(op.table, op.key)] = batch.future
+            if old is not None or doc is not None:
+                self._notify(op.table, op.key, old, doc)
         self._wake.set()
         await asyncio.shield(batch.future)
 
@@ -573,10 +608,14 @@ class TinyDBEngine(Engine):
         later, self._pending = self._pending, _Batch()
         for failed in (later, batch):
             for table, key, previous in reversed(failed.undo):
+                current = self.hot[table].get(key)
+                self._encoded[table].pop(key, None)
                 if previous is None:
                     self.hot[table].pop(key, None)
                 else:
                     self.hot[table][key] = previous
+                if current is not None or previous is not None:
+                    self._notify(table, key, current, previous)
         err = StorageError(self.last_error)
         self._settle(later, err)
         self._settle(batch, err)
@@ -599,15 +638,25 @@ class TinyDBEngine(Engine):
         archive_docs = {k: d for k, d in self.hot["cases"].items() if d["state"] in ARCHIVED}
         snapshot = self._snapshot_bytes(self.seq, set(archive_docs))
         archive_lines = [
-            (k, json.dumps(d, ensure_ascii=False, separators=(",", ":")).encode() + b"\n", d)
-            for k, d in archive_docs.items()
+            (k, self._encoded_doc("cases", k, d) + b"\n", d) for k, d in archive_docs.items()
         ]
         offsets = await asyncio.to_thread(self._compact_sync, snapshot, archive_lines)
         for (key, _line, doc), (off, length) in zip(archive_lines, offsets, strict=True):
-            self.index[int(key)] = (off, length, summarize(doc))
+            self._set_index(int(key), (off, length, summarize(doc)))
             if self.hot["cases"].get(key) is doc:  # unchanged while we wrote: drop from memory
                 del self.hot["cases"][key]
+                self._encoded["cases"].pop(key, None)
+                self._notify("cases", key, doc, None)
         self._journal_lines = 0
+
+    def _encoded_doc(self, table: str, key: str, doc: Doc) -> bytes:
+        cache = self._encoded[table]
+        hit = cache.get(key)
+        if hit is not None and hit[0] is doc:
+            return hit[1]
+        enc = encode(doc)
+        cache[key] = (doc, enc)
+        return enc
 
     def _compact_sync(
         self, snapshot: bytes, archive_lines: list[tuple[str, bytes, Doc]]
@@ -618,7 +667,11 @@ class TinyDBEngine(Engine):
             payload = b"".join(line for _k, line, _d in archive_lines)
             off = self._archive_size
             os.ftruncate(self._archive_fd, off)
-            os.pwrite(self._archive_fd, payload, off)
+            view = memoryview(payload)
+            at = off
+            while view:
+                n = os.pwrite(self._archive_fd, view, at)
+                view, at = view[n:], at + n
             os.fsync(self._archive_fd)
             index_rows = []
             for _key, line, doc in archive_lines:
@@ -634,23 +687,26 @@ class TinyDBEngine(Engine):
         return offsets
 
     def _snapshot_bytes(self, seq: int, skip_cases: set[str]) -> bytes:
-        data: dict[str, dict[str, Doc]] = {
-            "meta": {"1": {"schema_version": SCHEMA_VERSION, "seq": seq}}
-        }
+        """The TinyDB file: ``{"meta": {...}, "<table>": {"1": {..., "_key": key}, ...}}``."""
+        meta = encode({"1": {"schema_version": SCHEMA_VERSION, "seq": seq}})
+        chunks = [b'"meta":' + meta]
         for table in TABLES:
             if table == "meta":
                 continue
-            docs = self.hot[table]
-            out: dict[str, Doc] = {}
+            rows = []
             i = 0
-            for key, doc in docs.items():
+            for key, doc in self.hot[table].items():
                 if table == "cases" and key in skip_cases:
                     continue
                 i += 1
-                out[str(i)] = {**doc, "_key": key}
-            data[table] = out
+                enc = self._encoded_doc(table, key, doc)
+                tail = b'"_key":' + encode(key) + b"}"
+                rows.append(
+                    b'"%d":' % i + (b"{" + tail if enc == b"{}" else enc[:-1] + b"," + tail)
+                )
+            chunks.append(encode(table) + b":{" + b",".join(rows) + b"}")
         self._snapshot_seq = seq
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+        return b"{" + b",".join(chunks) + b"}"
 
     def _write_snapshot(self, payload: bytes) -> None:
         self._storage.write_bytes(payload)

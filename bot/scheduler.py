@@ -1,0 +1,419 @@
+"""The scheduler: close-the-loop reminders, first-response and idle pings, notifications.
+
+Due work lives in storage (the ``jobs`` table), never only in memory: a
+restart loses nothing, and a job that came due while the bot was down runs
+once on start (its next time is computed from *now*, not replayed per missed
+interval). Delivery is at-least-once: a job is **claimed** in storage, sent,
+then **marked** (rescheduled or deleted); a claim left by a crash expires
+after ``claim_timeout`` and the job is retried. Without a crash nothing is
+sent twice. Every reminder re-reads its case when it fires and drops itself
+if the case moved on.
+
+Job kinds (key → document):
+
+``loop:N``   close-the-loop reminder for resolved case N: DM the owner every
+             N working hours until someone records that the customer was told;
+             after K unanswered reminders the lead is pinged too.
+``watch:N``  first-response and idle watch for live case N.
+``notify:…`` a one-off message for a person (assignment, lead ping).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from bot.clock import Clock
+from bot.config import ReminderPolicy, Settings
+from bot.domain import Case, Role, State, User
+from bot.i18n import _, ngettext, use_locale
+from bot.storage import Op, Store, VersionConflict
+from bot.workhours import WorkingHours
+
+if TYPE_CHECKING:
+    from conversations.model import Reply
+
+log = logging.getLogger(__name__)
+
+LOOP_STATES = frozenset({State.RESOLVED})
+WATCH_DONE = frozenset({State.RESOLVED, State.CUSTOMER_INFORMED, State.CLOSED, State.CANCELLED})
+
+# Sends replies to a person on their channel; False when they could not be reached.
+Deliver = Callable[[User, "list[Reply]"], Awaitable[bool]]
+# Renders a job's message for its recipient: (text, case number or None) → replies.
+Render = Callable[[User, str, "int | None", str], Awaitable["list[Reply]"]]
+
+
+def loop_key(number: int) -> str:
+    return f"loop:{number}"
+
+
+def watch_key(number: int) -> str:
+    return f"watch:{number}"
+
+
+def iso(when: datetime) -> str:
+    return when.isoformat()
+
+
+# ---- jobs written by flows, in the same commit as the change they follow ------------
+def loop_op(case: Case, now: datetime) -> Op:
+    """Start the close-the-loop reminders: the first DM goes out at once (in working hours)."""
+    return Op(
+        "jobs",
+        loop_key(case.number),
+        {"type": "loop", "case": case.number, "due": iso(now), "count": 0, "escalated": False},
+    )
+
+
+def watch_op(case: Case, now: datetime, settings: Settings) -> Op:
+    """Start the first-response / idle watch of a live case."""
+    policy = settings.reminders
+    due = WorkingHours.parse(
+        settings.time_zone, policy.working_hours, frozenset(policy.working_days)
+    ).add_working(now, timedelta(hours=policy.first_response_hours))
+    return Op(
+        "jobs", watch_key(case.number), {"type": "watch", "case": case.number, "due": iso(due)}
+    )
+
+
+def stop_loop_op(case: Case) -> Op:
+    return Op("jobs", loop_key(case.number), None)
+
+
+def snooze_op(job: dict[str, Any], number: int, until: datetime) -> Op:
+    return Op("jobs", loop_key(number), {**job, "due": iso(until), "claimed_until": None})
+
+
+def notify_op(key: str, user_id: str, text: str, case: int | None, due: datetime) -> Op:
+    return Op(
+        "jobs",
+        key,
+        {"type": "notify", "user_id": user_id, "case": case, "text": text, "due": iso(due)},
+    )
+
+
+class Scheduler:
+    """Runs due jobs from storage; :meth:`tick` is called by ``serve`` every second or so."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        clock: Clock,
+        deliver: Deliver,
+        render: Render,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.policy: ReminderPolicy = settings.reminders
+        self.clock = clock
+        self.deliver = deliver
+        self.render = render
+        self.sent: list[dict[str, Any]] = []  # what was sent this process (simulations, tests)
+
+    # ---- calendars ---------------------------------------------------------
+    def hours_of(self, user: User | None) -> WorkingHours:
+        cfg = self.settings.user_by_name(user.id) if user else None
+        tz = (user.time_zone if user else None) or self.settings.time_zone
+        hours = (
+            cfg.working_hours if cfg and cfg.working_hours else None
+        ) or self.policy.working_hours
+        return WorkingHours.parse(tz, hours, frozenset(self.policy.working_days))
+
+    async def leads(self) -> list[User]:
+        """Who gets escalations: the configured target, else every lead."""
+        users = await self.store.users()
+        target = self.policy.escalation_target
+        if target:
+            found = [u for u in users if u.id == target]
+            if found:
+                return found
+        leads = [u for u in users if u.role == Role.LEAD]
+        if leads:
+            return leads
+        # Leads from the config who never spoke to the bot yet.
+        out = []
+        for cfg in self.settings.users:
+            if cfg.role == Role.LEAD:
+                out.append(
+                    User(
+                        id=cfg.name,
+                        display_name=cfg.display_name or cfg.name,
+                        role=Role.LEAD,
+                        time_zone=cfg.time_zone or self.settings.time_zone,
+                        locale=cfg.locale or "en",
+                    )
+                )
+                await self.store.save_user(out[-1])
+        return out
+
+    def notify_op(self, key: str, user_id: str, text: str, case: int | None, due: datetime) -> Op:
+        return notify_op(key, user_id, text, case, due)
+
+    # ---- the loop ----------------------------------------------------------------
+    async def tick(self) -> int:
+        """Run every due job once; returns how many messages went out."""
+        now = self.clock.now()
+        sent = 0
+        for key, job in await self.store.due_jobs(now):
+            claimed = job.get("claimed_until")
+            if claimed and claimed > iso(now):
+                continue
+            version = job.get("version", 0)
+            claim = {
+                **job,
+                "claimed_until": iso(now + timedelta(minutes=self.policy.claim_timeout_minutes)),
+                "version": version + 1,
+            }
+            try:
+                await self.store.commit([Op("jobs", key, claim, expect=version)])
+            except VersionConflict:
+                continue
+            try:
+                sent += await self._run(key, claim, now)
+            except Exception:  # noqa: BLE001 - the claim expires and the job is retried
+                log.exception("scheduled job %s failed; it will be retried", key)
+        return sent
+
+    async def _commit_job(
+        self, key: str, job: dict[str, Any] | None, extra: list[Op] | None = None
+    ) -> None:
+        ops = [Op("jobs", key, None if job is None else {**job, "claimed_until": None})]
+        await self.store.commit(ops + (extra or []))
+
+    async def _run(self, key: str, job: dict[str, Any], now: datetime) -> int:
+        kind = job.get("type")
+        if kind == "loop":
+            return await self._loop(key, job, now)
+        if kind == "watch":
+            return await self._watch(key, job, now)
+        if kind == "notify":
+            return await self._notify(key, job, now)
+        log.warning("dropping a job of unknown type %r (%s)", kind, key)
+        await self._commit_job(key, None)
+        return 0
+
+    async def _send(
+        self, key: str, job: dict[str, Any], user: User, text: str, case: int | None, now: datetime
+    ) -> bool:
+        """Send with backoff on failure; after the last attempt the lead is told."""
+        replies = await self.render(user, text, case, job.get("type", "notify"))
+        try:
+            ok = await self.deliver(user, replies)
+        except Exception:  # noqa: BLE001 - a channel error is a failed delivery
+            log.exception("delivering %s to %s failed", key, user.id)
+            ok = False
+        if ok:
+            self.sent.append(
+                {"key": key, "user": user.id, "case": case, "at": now, "type": job.get("type")}
+            )
+            return True
+        attempts = int(job.get("attempts", 0)) + 1
+        if attempts >= self.policy.max_delivery_attempts:
+            log.error("%s stayed unreachable for %s; telling the lead", user.id, key)
+            extra = []
+            for lead in await self.leads():
+                if lead.id == user.id:
+                    continue
+                with use_locale(lead.locale):
+                    note = _("{name} could not be reached about {case}: please follow up.").format(
+                        name=user.display_name, case=f"BILL-{case}" if case else key
+                    )
+                extra.append(
+                    self.notify_op(f"notify:unreachable:{key}:{lead.id}", lead.id, note, case, now)
+                )
+            job = {
+                **job,
+                "attempts": 0,
+                "due": iso(
+                    self.hours_of(user).add_working(
+                        now, timedelta(hours=self.policy.repeat_every_hours)
+                    )
+                ),
+            }
+            await self._commit_job(key, job, extra)
+            return False
+        backoff = timedelta(minutes=min(2**attempts, 60))
+        await self._commit_job(key, {**job, "attempts": attempts, "due": iso(now + backoff)})
+        return False
+
+    async def _loop(self, key: str, job: dict[str, Any], now: datetime) -> int:
+        case = await self.store.get_case(int(job["case"]))
+        if case is None or case.state not in LOOP_STATES:
+            await self._commit_job(key, None)  # informed, reopened, cancelled, closed: stop
+            return 0
+        owner = await self.store.get_user(case.owner) if case.owner else None
+        recipients = [owner] if owner else await self.leads()
+        if not recipients:
+            await self._commit_job(key, {**job, "due": iso(now + timedelta(hours=1))})
+            return 0
+        user = recipients[0]
+        hours = self.hours_of(user)
+        if not hours.is_working(now):
+            await self._commit_job(key, {**job, "due": iso(hours.next_working(now))})
+            return 0
+        count = int(job.get("count", 0))
+        since = case.resolved_at or now
+        with use_locale(user.locale):
+            waited = max(1, int((now - since).total_seconds() // 3600))
+            if count == 0:
+                text = _(
+                    "{case} is resolved. Please tell the customer the result, then press "
+                    "Customer informed."
+                ).format(case=case.id)
+            else:
+                text = ngettext(
+                    "Reminder: {case} was resolved {n} hour ago; the customer has not been told yet.",
+                    "Reminder: {case} was resolved {n} hours ago; the customer has not been told yet.",
+                    waited,
+                ).format(case=case.id, n=waited)
+        if not await self._send(key, job, user, text, case.number, now):
+            return 0
+        count += 1
+        extra: list[Op] = []
+        escalated = bool(job.get("escalated"))
+        if count > self.policy.escalate_after and not escalated:
+            escalated = True
+            for lead in await self.leads():
+                if lead.id == user.id:
+                    continue
+                with use_locale(lead.locale):
+                    note = ngettext(
+                        "{case} is resolved, but after {n} reminder {owner} has not "
+                        "confirmed that the customer was told.",
+                        "{case} is resolved, but after {n} reminders {owner} has not "
+                        "confirmed that the customer was told.",
+                        count - 1,
+                    ).format(case=case.id, owner=user.display_name, n=count - 1)
+                due = self.hours_of(lead).next_working(now)
+                extra.append(
+                    self.notify_op(
+                        f"notify:escalated:{case.number}:{lead.id}", lead.id, note, case.number, due
+                    )
+                )
+        nxt = hours.add_working(now, timedelta(hours=self.policy.repeat_every_hours))
+        await self._commit_job(
+            key,
+            {
+                **job,
+                "count": count,
+                "escalated": escalated,
+                "attempts": 0,
+                "due": iso(nxt),
+                "last_sent": iso(now),
+            },
+            extra,
+        )
+        return 1
+
+    async def _watch(self, key: str, job: dict[str, Any], now: datetime) -> int:
+        case = await self.store.get_case(int(job["case"]))
+        if case is None or case.state in WATCH_DONE:
+            await self._commit_job(key, None)
+            return 0
+        policy = self.policy
+        if case.owner is None:
+            leads = await self.leads()
+            calendar = self.hours_of(leads[0] if leads else None)
+            due_at = calendar.add_working(
+                case.created_at, timedelta(hours=policy.first_response_hours)
+            )
+            if now < due_at:
+                await self._commit_job(key, {**job, "due": iso(due_at)})
+                return 0
+            sent = 0
+            for lead in leads:
+                hours = self.hours_of(lead)
+                if not hours.is_working(now):
+                    continue
+                with use_locale(lead.locale):
+                    text = _(
+                        "{case} has waited for a first response: nobody has taken it yet."
+                    ).format(case=case.id)
+                if await self._send(key, job, lead, text, case.number, now):
+                    sent += 1
+            if sent or not leads:
+                nxt = calendar.add_working(now, timedelta(hours=policy.first_response_hours))
+            else:
+                nxt = min(self.hours_of(lead).next_working(now) for lead in leads)
+            current = await self.store.get_job(key)
+            if current is not None:
+                await self._commit_job(key, {**current, "due": iso(nxt), "attempts": 0})
+            return sent
+        owner = await self.store.get_user(case.owner)
+        hours = self.hours_of(owner)
+        last = case.updated_at or case.created_at
+        due_at = hours.add_working(
+            last, timedelta(hours=self._working_day_hours() * policy.idle_days)
+        )
+        if now < due_at:
+            await self._commit_job(key, {**job, "due": iso(due_at)})
+            return 0
+        if owner is None:
+            await self._commit_job(key, {**job, "due": iso(now + timedelta(hours=1))})
+            return 0
+        if not hours.is_working(now):
+            await self._commit_job(key, {**job, "due": iso(hours.next_working(now))})
+            return 0
+        with use_locale(owner.locale):
+            days = max(1, int((now - last).total_seconds() // 86400))
+            text = ngettext(
+                "{case} has had no activity for {n} day. Is it still moving?",
+                "{case} has had no activity for {n} days. Is it still moving?",
+                days,
+            ).format(case=case.id, n=days)
+        if not await self._send(key, job, owner, text, case.number, now):
+            return 0
+        nxt = hours.add_working(now, timedelta(hours=self._working_day_hours() * policy.idle_days))
+        await self._commit_job(key, {**job, "due": iso(nxt), "attempts": 0})
+        return 1
+
+    def _working_day_hours(self) -> float:
+        day = WorkingHours.parse("UTC", self.policy.working_hours)
+        return (day.end.hour * 60 + day.end.minute - day.start.hour * 60 - day.start.minute) / 60
+
+    async def _notify(self, key: str, job: dict[str, Any], now: datetime) -> int:
+        user = await self.store.get_user(job["user_id"])
+        if user is None or user.role == Role.NONE:
+            await self._commit_job(key, None)
+            return 0
+        if not await self._send(key, job, user, job["text"], job.get("case"), now):
+            return 0
+        await self._commit_job(key, None)
+        return 1
+
+    # ---- what is due for a person -------------------------------------------------
+    async def due_for(self, user: User, at: datetime) -> list[tuple[datetime, str, str]]:
+        """(when, case id, why) for every job that would reach ``user`` by ``at``."""
+        out: list[tuple[datetime, str, str]] = []
+        leads = {u.id for u in await self.leads()}
+        for _key, job in await self.store.jobs():
+            due = datetime.fromisoformat(job["due"])
+            if due > at:
+                continue
+            number = job.get("case")
+            case = await self.store.get_case(int(number)) if number else None
+            kind = job.get("type")
+            if kind == "notify" and job.get("user_id") == user.id:
+                out.append((due, f"BILL-{number}" if number else "", job.get("text", "")))
+            elif kind == "loop" and case and case.state == State.RESOLVED:
+                if case.owner == user.id or (case.owner is None and user.id in leads):
+                    out.append(
+                        (
+                            due,
+                            case.id,
+                            _("tell the customer the result (reminder {n})").format(
+                                n=int(job.get("count", 0)) + 1
+                            ),
+                        )
+                    )
+            elif kind == "watch" and case and case.state not in WATCH_DONE:
+                if case.owner is None and user.id in leads:
+                    out.append((due, case.id, _("nobody has taken it yet (first response)")))
+                elif case.owner == user.id:
+                    out.append((due, case.id, _("check for activity (idle watch)")))
+        out.sort(key=lambda t: t[0])
+        return out
