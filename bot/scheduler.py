@@ -266,8 +266,8 @@ class Scheduler:
                 ).format(case=case.id)
             else:
                 text = ngettext(
-                    "Reminder: {case} was resolved {n} hour ago; the customer has not been told yet.",
-                    "Reminder: {case} was resolved {n} hours ago; the customer has not been told yet.",
+                    "Reminder: {case} was resolved {n} hour ago; the customer was not told yet.",
+                    "Reminder: {case} was resolved {n} hours ago; the customer was not told yet.",
                     waited,
                 ).format(case=case.id, n=waited)
         if not await self._send(key, job, user, text, case.number, now):
