@@ -155,28 +155,42 @@ class Scheduler:
 
     # ---- the loop ----------------------------------------------------------------
     async def tick(self) -> int:
-        """Run every due job once; returns how many messages went out."""
+        """Run every due job once; returns how many messages went out.
+
+        A job may make another due at once (a lead ping with the reminder that
+        triggered it): up to three passes, each over the jobs not yet run.
+        """
         now = self.clock.now()
         sent = 0
-        for key, job in await self.store.due_jobs(now):
-            claimed = job.get("claimed_until")
-            if claimed and claimed > iso(now):
-                continue
-            version = job.get("version", 0)
-            claim = {
-                **job,
-                "claimed_until": iso(now + timedelta(minutes=self.policy.claim_timeout_minutes)),
-                "version": version + 1,
-            }
-            try:
-                await self.store.commit([Op("jobs", key, claim, expect=version)])
-            except VersionConflict:
-                continue
-            try:
-                sent += await self._run(key, claim, now)
-            except Exception:  # noqa: BLE001 - the claim expires and the job is retried
-                log.exception("scheduled job %s failed; it will be retried", key)
+        done: set[str] = set()
+        for _pass in range(3):
+            due = [(k, j) for k, j in await self.store.due_jobs(now) if k not in done]
+            if not due:
+                break
+            for key, job in due:
+                done.add(key)
+                sent += await self._claim_and_run(key, job, now)
         return sent
+
+    async def _claim_and_run(self, key: str, job: dict[str, Any], now: datetime) -> int:
+        claimed = job.get("claimed_until")
+        if claimed and claimed > iso(now):
+            return 0
+        version = job.get("version", 0)
+        claim = {
+            **job,
+            "claimed_until": iso(now + timedelta(minutes=self.policy.claim_timeout_minutes)),
+            "version": version + 1,
+        }
+        try:
+            await self.store.commit([Op("jobs", key, claim, expect=version)])
+        except VersionConflict:
+            return 0
+        try:
+            return await self._run(key, claim, now)
+        except Exception:  # noqa: BLE001 - the claim expires and the job is retried
+            log.exception("scheduled job %s failed; it will be retried", key)
+            return 0
 
     async def _commit_job(
         self, key: str, job: dict[str, Any] | None, extra: list[Op] | None = None
@@ -272,10 +286,13 @@ class Scheduler:
                 ).format(case=case.id, n=waited)
         if not await self._send(key, job, user, text, case.number, now):
             return 0
-        count += 1
         extra: list[Op] = []
         escalated = bool(job.get("escalated"))
-        if count > self.policy.escalate_after and not escalated:
+        # ``count`` DMs went out before this one: the first, then count - 1 reminders.
+        # K reminders unanswered → the lead is pinged along with the next one.
+        unanswered = count - 1
+        count += 1
+        if unanswered >= self.policy.escalate_after and not escalated:
             escalated = True
             for lead in await self.leads():
                 if lead.id == user.id:
@@ -286,8 +303,8 @@ class Scheduler:
                         "confirmed that the customer was told.",
                         "{case} is resolved, but after {n} reminders {owner} has not "
                         "confirmed that the customer was told.",
-                        count - 1,
-                    ).format(case=case.id, owner=user.display_name, n=count - 1)
+                        unanswered,
+                    ).format(case=case.id, owner=user.display_name, n=unanswered)
                 due = self.hours_of(lead).next_working(now)
                 extra.append(
                     self.notify_op(

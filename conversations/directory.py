@@ -128,6 +128,11 @@ class Directory:
                 tenant_id=tenant,
             )
             changed = True
+        if cfg is not None:
+            for channel, external in (("slack", cfg.slack), ("teams", cfg.teams)):
+                if external and user.identities.get(channel) != external:
+                    user.identities[channel] = external
+                    changed = True
         if user.identities.get(msg.channel.value) != msg.user:
             user.identities[msg.channel.value] = msg.user
             changed = True
