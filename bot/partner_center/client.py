@@ -140,14 +140,14 @@ class PartnerCenterClient:
         self._settings = settings
         self._session = session
         self._owns_session = session is None
-        self._clock: Clock = clock or SystemClock()
+        self._clock: Clock = clock if clock is not None else SystemClock()
         self.timeout = timeout
         self.max_attempts = max(1, max_attempts)
         self.backoff_base = backoff_base
         self.max_retry_after = max_retry_after
         self.topics_ttl = topics_ttl
-        self._sleep: Sleep = sleep or asyncio.sleep
-        self._rng = rng or random.Random()
+        self._sleep: Sleep = sleep if sleep is not None else asyncio.sleep
+        self._rng = rng if rng is not None else random.Random()
         self.application_name = application_name
         self._base_url = settings.partner_center_url.rstrip("/")
         self._topics: tuple[list[SupportTopic], datetime] | None = None
