@@ -32,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
     chat = sub.add_parser("chat", help="chat with the desk in this terminal")
     chat.add_argument("--as", dest="user", default=None, help="who you are (default: $USER)")
     chat.add_argument("--locale", default=None, help="reply language: en or zh_CN")
+    rem = sub.add_parser(
+        "reminders", help="what is due for someone, now or at a given time, and why"
+    )
+    rem.add_argument("--as", dest="user", default=None, help="whose reminders (default: $USER)")
+    rem.add_argument("--at", default=None, help="an ISO time, e.g. 2026-11-25T09:30:00+08:00")
     return p
 
 
@@ -46,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(settings, args.host, args.port)
     if args.command == "chat":
         return asyncio.run(chat(settings, args.user, args.locale))
+    if args.command == "reminders":
+        return asyncio.run(reminders(settings, args.user, args.at))
     return 2
 
 
@@ -141,3 +148,70 @@ def _inbox_text(replies: list[Reply]) -> str:
         return ""
     text, _buttons = render_replies(replies)
     return f"\n\nWhile you were away ({len(replies)}):\n{text}"
+
+
+async def reminders(settings: Settings, user: str | None, at: str | None) -> int:
+    """Print what the scheduler would send to ``user`` by ``at`` (default now), and why."""
+    import getpass
+    from datetime import datetime
+
+    from bot.clock import clock_from_env
+    from bot.runtime import Runtime
+
+    name = user or getpass.getuser()
+    clock = clock_from_env()
+    try:
+        when = datetime.fromisoformat(at) if at else clock.now()
+    except ValueError:
+        print(
+            f"billing-bot: --at {at!r} is not an ISO time like 2026-11-25T09:30:00+08:00",
+            file=sys.stderr,
+        )
+        return 2
+    if when.tzinfo is None:
+        print("billing-bot: give --at with a time zone offset, e.g. +08:00 or Z", file=sys.stderr)
+        return 2
+    store = open_store(settings.db_path)
+    try:
+        await store.open()
+    except StoreLocked:
+        info = read_lock_info(lock_path_for(settings.db_path))
+        url = info.get("url")
+        if not url:
+            print(
+                f"billing-bot: the store is in use by pid {info.get('pid', '?')}", file=sys.stderr
+            )
+            return 1
+        async with aiohttp.ClientSession() as http:
+            params = {"user": name, "at": when.isoformat()}
+            async with http.get(f"{url}/local/reminders", params=params) as resp:
+                body = await resp.json()
+        if resp.status != 200:
+            print(f"billing-bot: {body.get('error')}", file=sys.stderr)
+            return 1
+        lines = body["lines"]
+    except StorageError as exc:
+        print(f"billing-bot: cannot open the store: {exc}", file=sys.stderr)
+        return 1
+    else:
+        try:
+            runtime = Runtime(settings, store, clock)
+            lines = await reminder_lines(runtime, name, when)
+        finally:
+            await store.close()
+    if not lines:
+        print(f"Nothing would be due for {name} by {when.isoformat()}.")
+    for line in lines:
+        print(line)
+    return 0
+
+
+async def reminder_lines(runtime: Any, name: str, when: Any) -> list[str]:
+    """Lines ``when · case · why`` in the person's own time zone."""
+    from conversations.cards import local_time
+
+    found = await runtime.store.find_user(name)
+    if found is None:
+        return []
+    items = await runtime.scheduler.due_for(found, when)
+    return [f"{local_time(t, found.time_zone)} · {case} · {why}" for t, case, why in items]

@@ -404,33 +404,34 @@ class Scheduler:
 
     # ---- what is due for a person -------------------------------------------------
     async def due_for(self, user: User, at: datetime) -> list[tuple[datetime, str, str]]:
-        """(when, case id, why) for every job that would reach ``user`` by ``at``."""
+        """(when, case id, why) for every job that would reach ``user`` by ``at``.
+
+        ``when`` is the job's due time moved into the recipient's working hours,
+        which is when it would really go out.
+        """
         out: list[tuple[datetime, str, str]] = []
         leads = {u.id for u in await self.leads()}
+        hours = self.hours_of(user)
         for _key, job in await self.store.jobs():
-            due = datetime.fromisoformat(job["due"])
+            due = hours.next_working(datetime.fromisoformat(job["due"]))
             if due > at:
                 continue
             number = job.get("case")
             case = await self.store.get_case(int(number)) if number else None
             kind = job.get("type")
-            if kind == "notify" and job.get("user_id") == user.id:
-                out.append((due, f"BILL-{number}" if number else "", job.get("text", "")))
-            elif kind == "loop" and case and case.state == State.RESOLVED:
-                if case.owner == user.id or (case.owner is None and user.id in leads):
-                    out.append(
-                        (
-                            due,
-                            case.id,
-                            _("tell the customer the result (reminder {n})").format(
-                                n=int(job.get("count", 0)) + 1
-                            ),
+            with use_locale(user.locale):
+                if kind == "notify" and job.get("user_id") == user.id:
+                    out.append((due, f"BILL-{number}" if number else "", job.get("text", "")))
+                elif kind == "loop" and case and case.state == State.RESOLVED:
+                    if case.owner == user.id or (case.owner is None and user.id in leads):
+                        why = _("tell the customer the result (reminder {n})").format(
+                            n=int(job.get("count", 0)) + 1
                         )
-                    )
-            elif kind == "watch" and case and case.state not in WATCH_DONE:
-                if case.owner is None and user.id in leads:
-                    out.append((due, case.id, _("nobody has taken it yet (first response)")))
-                elif case.owner == user.id:
-                    out.append((due, case.id, _("check for activity (idle watch)")))
+                        out.append((due, case.id, why))
+                elif kind == "watch" and case and case.state not in WATCH_DONE:
+                    if case.owner is None and user.id in leads:
+                        out.append((due, case.id, _("nobody has taken it yet (first response)")))
+                    elif case.owner == user.id:
+                        out.append((due, case.id, _("check for activity (idle watch)")))
         out.sort(key=lambda t: t[0])
         return out

@@ -90,6 +90,25 @@ async def local_inbox(request: web.Request) -> web.Response:
     return web.json_response({"items": items})
 
 
+async def local_reminders(request: web.Request) -> web.Response:
+    from datetime import datetime
+
+    from bot.cli import reminder_lines
+
+    if not is_loopback(request.remote):
+        return json_error(403, "the local endpoints only answer on loopback")
+    runtime = request.app[RUNTIME]
+    try:
+        at = datetime.fromisoformat(request.query.get("at", ""))
+    except ValueError:
+        return json_error(400, "at must be an ISO time with an offset")
+    if at.tzinfo is None:
+        return json_error(400, "at must be an ISO time with an offset")
+    return web.json_response(
+        {"lines": await reminder_lines(runtime, request.query.get("user", ""), at)}
+    )
+
+
 def build_app(settings: Settings, store: Store, clock: Clock | None = None) -> web.Application:
     """The application with every route; the store is opened on startup and closed on cleanup."""
     app = web.Application(client_max_size=MAX_BODY)
@@ -104,6 +123,7 @@ def build_app(settings: Settings, store: Store, clock: Clock | None = None) -> w
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/local/messages", local_messages)
     app.router.add_get("/local/inbox", local_inbox)
+    app.router.add_get("/local/reminders", local_reminders)
     app.cleanup_ctx.append(_lifecycle)
     return app
 

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
@@ -18,76 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.server import build_app
 from bot.storage import open_store
 from tests.harness import make_settings
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def bot_env(db: Path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("SLACK_", "MICROSOFT_APP", "PARTNER_CENTER"))
-    }
-    env.update({"BOT_DB": str(db), "BOT_CONFIG": "", "PYTHONUNBUFFERED": "1"})
-    env.pop("BOT_CONFIG")
-    env.update(extra)
-    return env
-
-
-def chat(db: Path, script: str, user: str = "alice", timeout: float = 60) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bot", "chat", "--as", user],
-        input=script,
-        capture_output=True,
-        text=True,
-        env=bot_env(db),
-        cwd=ROOT,
-        timeout=timeout,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
-class Serve:
-    def __init__(self, db: Path) -> None:
-        self.db = db
-        self.port = free_port()
-        self.proc: subprocess.Popen[str] | None = None
-
-    def start(self) -> subprocess.Popen[str]:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve", "--port", str(self.port)],
-            env=bot_env(self.db),
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self.proc
-            except OSError as exc:
-                if self.proc.poll() is not None:
-                    raise AssertionError(
-                        self.proc.stderr.read() if self.proc.stderr else "serve died"
-                    ) from exc
-                time.sleep(0.05)
-        raise AssertionError("serve did not start")
-
-    def stop(self) -> tuple[int, str]:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        _out, err = self.proc.communicate(timeout=30)
-        return self.proc.returncode, err
-
+from tests.processes import ROOT, Serve, bot_env, chat, free_port
 
 QUESTION = """ask Why was Contoso charged twice?
 Contoso

@@ -58,9 +58,18 @@ ARCHIVED = frozenset({"closed", "cancelled"})
 MIGRATIONS: dict[int, Callable[[dict[str, dict[str, Doc]]], None]] = {}
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def encode(value: Any) -> bytes:
     """The one JSON form of the journal, snapshot and archive (compact, UTF-8)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    return _ENCODER.encode(value).encode()
+
+
+def snapshot_row(encoded_doc: bytes, encoded_key: bytes) -> bytes:
+    """A document as a TinyDB row: its JSON with ``"_key"`` added as the last member."""
+    tail = b'"_key":' + encoded_key + b"}"
+    return b"{" + tail if encoded_doc == b"{}" else encoded_doc[:-1] + b"," + tail
 
 
 def fsync_dir(path: Path) -> None:
@@ -141,9 +150,9 @@ class TinyDBEngine(Engine):
         self.lock_path = stem.with_name(stem.name + ".lock")
         self.compact_every = compact_every
         self.hot: dict[str, dict[str, Doc]] = {t: {} for t in TABLES}
-        # The JSON of each document as last written (valid while the doc is the same
-        # object): snapshots and archive appends join these instead of re-encoding.
-        self._encoded: dict[str, dict[str, tuple[Doc, bytes]]] = {t: {} for t in TABLES}
+        # Each document's snapshot row as last written (valid while the doc is the same
+        # object): a snapshot joins these instead of encoding the live data again.
+        self._rows: dict[str, dict[str, tuple[Doc, bytes]]] = {t: {} for t in TABLES}
         self.index: dict[int, tuple[int, int, CaseSummary]] = {}
         self._index_states: dict[str, int] = {}  # archived cases in the index, per state
         self.seq = 0
@@ -246,6 +255,9 @@ class TinyDBEngine(Engine):
         self._snapshot_seq = self.seq = seq
         self._replay_journal()
         self._load_archive()
+        for name, docs in self.hot.items():  # encode now (off the event loop), not at compaction
+            for key, doc in docs.items():
+                self._snapshot_row(name, key, doc)
         self._journal_fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._journal_good_size = os.fstat(self._journal_fd).st_size
         self._archive_fd = os.open(self.archive_path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -530,12 +542,13 @@ class TinyDBEngine(Engine):
         if batch.future is None:
             batch.future = asyncio.get_running_loop().create_future()
         self.seq += 1
+        keys = [encode(op.key) for op in ops]
         rows = b",".join(
-            b"[" + encode(op.table) + b"," + encode(op.key) + b"," + enc + b"]"
-            for op, enc in zip(ops, encoded, strict=True)
+            b'["' + op.table.encode() + b'",' + key + b"," + enc + b"]"
+            for op, key, enc in zip(ops, keys, encoded, strict=True)
         )
         batch.lines.append(b'{"seq":%d,"ops":[%s]}\n' % (self.seq, rows))
-        for op, enc in zip(ops, encoded, strict=True):
+        for op, key, enc in zip(ops, keys, encoded, strict=True):
             # The stored copy is parsed from the journal's bytes: exactly what a replay sees.
             doc = None if op.doc is None else json.loads(enc)
             table = self.hot[op.table]
@@ -543,10 +556,10 @@ class TinyDBEngine(Engine):
             batch.undo.append((op.table, op.key, old))
             if doc is None:
                 table.pop(op.key, None)
-                self._encoded[op.table].pop(op.key, None)
+                self._rows[op.table].pop(op.key, None)
             else:
                 table[op.key] = doc
-                self._encoded[op.table][op.key] = (doc, enc)
+                self._rows[op.table][op.key] = (doc, snapshot_row(enc, key))
             batch.keys.add((op.table, op.key))
             self._dirty[(op.table, op.key)] = batch.future
             if old is not None or doc is not None:
@@ -609,7 +622,7 @@ class TinyDBEngine(Engine):
         for failed in (later, batch):
             for table, key, previous in reversed(failed.undo):
                 current = self.hot[table].get(key)
-                self._encoded[table].pop(key, None)
+                self._rows[table].pop(key, None)
                 if previous is None:
                     self.hot[table].pop(key, None)
                 else:
@@ -637,26 +650,24 @@ class TinyDBEngine(Engine):
         """Snapshot the live data, move finished cases to the archive, reset the journal."""
         archive_docs = {k: d for k, d in self.hot["cases"].items() if d["state"] in ARCHIVED}
         snapshot = self._snapshot_bytes(self.seq, set(archive_docs))
-        archive_lines = [
-            (k, self._encoded_doc("cases", k, d) + b"\n", d) for k, d in archive_docs.items()
-        ]
+        archive_lines = [(k, encode(d) + b"\n", d) for k, d in archive_docs.items()]
         offsets = await asyncio.to_thread(self._compact_sync, snapshot, archive_lines)
         for (key, _line, doc), (off, length) in zip(archive_lines, offsets, strict=True):
             self._set_index(int(key), (off, length, summarize(doc)))
             if self.hot["cases"].get(key) is doc:  # unchanged while we wrote: drop from memory
                 del self.hot["cases"][key]
-                self._encoded["cases"].pop(key, None)
+                self._rows["cases"].pop(key, None)
                 self._notify("cases", key, doc, None)
         self._journal_lines = 0
 
-    def _encoded_doc(self, table: str, key: str, doc: Doc) -> bytes:
-        cache = self._encoded[table]
+    def _snapshot_row(self, table: str, key: str, doc: Doc) -> bytes:
+        cache = self._rows[table]
         hit = cache.get(key)
         if hit is not None and hit[0] is doc:
             return hit[1]
-        enc = encode(doc)
-        cache[key] = (doc, enc)
-        return enc
+        row = snapshot_row(encode(doc), encode(key))
+        cache[key] = (doc, row)
+        return row
 
     def _compact_sync(
         self, snapshot: bytes, archive_lines: list[tuple[str, bytes, Doc]]
@@ -689,24 +700,22 @@ class TinyDBEngine(Engine):
     def _snapshot_bytes(self, seq: int, skip_cases: set[str]) -> bytes:
         """The TinyDB file: ``{"meta": {...}, "<table>": {"1": {..., "_key": key}, ...}}``."""
         meta = encode({"1": {"schema_version": SCHEMA_VERSION, "seq": seq}})
-        chunks = [b'"meta":' + meta]
+        parts = [b'{"meta":', meta]
         for table in TABLES:
             if table == "meta":
                 continue
-            rows = []
+            parts.append(b',"' + table.encode() + b'":{')
             i = 0
             for key, doc in self.hot[table].items():
                 if table == "cases" and key in skip_cases:
                     continue
                 i += 1
-                enc = self._encoded_doc(table, key, doc)
-                tail = b'"_key":' + encode(key) + b"}"
-                rows.append(
-                    b'"%d":' % i + (b"{" + tail if enc == b"{}" else enc[:-1] + b"," + tail)
-                )
-            chunks.append(encode(table) + b":{" + b",".join(rows) + b"}")
+                parts.append(b'"%d":' % i if i == 1 else b',"%d":' % i)
+                parts.append(self._snapshot_row(table, key, doc))
+            parts.append(b"}")
+        parts.append(b"}")
         self._snapshot_seq = seq
-        return b"{" + b",".join(chunks) + b"}"
+        return b"".join(parts)
 
     def _write_snapshot(self, payload: bytes) -> None:
         self._storage.write_bytes(payload)
