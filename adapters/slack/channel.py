@@ -1,0 +1,574 @@
+"""Slack I/O: slack-bolt's ``AsyncApp`` on the bot's aiohttp app, and the Web API client.
+
+Inbound (``POST /slack/events``): bolt verifies the signature (401 on a
+missing, wrong or stale one), then each listener records the request in the
+runtime's durable inbox *before* it acks (``process_before_response=True``,
+so bolt answers only after the listener returned). The work runs after the
+ack in :meth:`SlackChannel.work`: the desk handles the message, and the
+replies are queued again as a ``deliver`` item, so a crash never runs the
+desk twice for one request. Only a modal submission is answered in the
+request itself, because Slack wants its ``response_action: errors`` there.
+
+Outbound: one :class:`AsyncWebClient` (one shared aiohttp session, closed on
+shutdown) with ``AsyncRateLimitErrorRetryHandler`` for 429s; other Web API
+errors are logged and the user is told where Slack allows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from adapters.slack import translate as t
+from bot.config import Settings
+from bot.domain import Role, User, parse_case_id
+from bot.i18n import _, normalize_locale
+from bot.runtime import Runtime
+from bot.storage import Op, StorageError
+from conversations.desk import Desk
+from conversations.model import ActionRef, Channel, Form, Message, Reply
+from conversations.serialize import reply_from_dict, reply_to_dict
+from conversations.text import plain
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://slack.com/api/"
+PROFILE_TTL = 3600.0  # seconds a users.info answer is trusted
+PROFILE_WAIT_IN_REQUEST = 0.8  # seconds a modal submission may wait for users.info
+RATE_LIMIT_RETRIES = 3
+# chat.postMessage errors after which the answer goes to the user privately instead.
+NOT_POSTABLE = {
+    "not_in_channel",
+    "channel_not_found",
+    "is_archived",
+    "restricted_action",
+    "cannot_reply_to_message",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What users.info tells about a Slack user."""
+
+    name: str
+    tz: str | None
+    team: str | None
+    locale: str | None
+    is_bot: bool = False
+
+
+class ResponseUrlError(Exception):
+    """A ``response_url`` answered something other than 200."""
+
+
+class SlackChannel:
+    """The Slack channel: bolt app, inbox worker, deliverer and Web API calls."""
+
+    def __init__(self, runtime: Runtime, settings: Settings) -> None:
+        self.runtime = runtime
+        self.settings = settings
+        base_url = settings.slack_api_url or DEFAULT_API_URL
+        if not base_url.endswith("/"):
+            base_url += "/"
+        self.base_url = base_url
+        self.session: aiohttp.ClientSession | None = None
+        self.client = AsyncWebClient(
+            token=settings.slack_bot_token,
+            base_url=base_url,
+            retry_handlers=self._retry_handlers(),
+        )
+        self.bolt = AsyncApp(
+            client=self.client,
+            signing_secret=settings.slack_signing_secret,
+            process_before_response=True,  # record in the inbox, then ack: never the reverse
+            request_verification_enabled=True,
+        )
+        self._profiles: dict[str, tuple[float, Profile | None]] = {}
+        self._customer_channels = {c for cfg in settings.customers for c in cfg.slack_channels}
+        self.bolt.command(re.compile(r"^/"))(self._on_command)
+        self.bolt.action(re.compile(r".*"))(self._on_action)
+        self.bolt.view(re.compile(r".*"))(self._on_view)
+        self.bolt.event(re.compile(r".*"))(self._on_event)
+
+    @staticmethod
+    def _retry_handlers() -> list[Any]:
+        return [
+            AsyncConnectionErrorRetryHandler(),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
+        ]
+
+    # ---- lifecycle -------------------------------------------------------
+    async def _ensure_session(self) -> aiohttp.ClientSession:
+        if self.session is None or self.session.closed:
+            self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+            self.client.session = self.session
+        return self.session
+
+    async def on_startup(self, app: web.Application) -> None:
+        await self._ensure_session()
+
+    async def on_cleanup(self, app: web.Application) -> None:
+        if self.session is not None and not self.session.closed:
+            await self.session.close()
+        self.session = None
+        self.client.session = None
+
+    # ---- HTTP ------------------------------------------------------------
+    async def http(self, request: web.Request) -> web.Response:
+        """``POST /slack/events``: events, the slash command and interactivity."""
+        timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+        if not timestamp.isdigit() or not request.headers.get("X-Slack-Signature"):
+            # bolt would answer 401 too; a non-numeric timestamp would make it fail with 500.
+            return web.json_response({"error": "invalid request"}, status=401)
+        await self._ensure_session()
+        try:
+            bolt_request = await to_bolt_request(request)
+        except UnicodeDecodeError:
+            return web.json_response({"error": "the body is not UTF-8"}, status=400)
+        retry = request.headers.get("X-Slack-Retry-Num")
+        if retry:
+            log.info("Slack retry %s (%s)", retry, request.headers.get("X-Slack-Retry-Reason", ""))
+        response = await self.bolt.async_dispatch(bolt_request)
+        return await to_aiohttp_response(response)
+
+    # ---- listeners: record, then ack ---------------------------------------
+    async def _enqueue(self, item: dict[str, Any], dedupe: str | None) -> bool:
+        item = {"id": uuid.uuid4().hex, **item}
+        return await self.runtime.enqueue("slack", item, dedupe=dedupe)
+
+    async def _on_command(self, body: dict[str, Any], ack: AsyncAck) -> None:
+        trigger = body.get("trigger_id")
+        try:
+            await self._enqueue(
+                {"kind": "command", "body": t.redact(body)},
+                dedupe=f"slack:command:{trigger}" if trigger else None,
+            )
+        except StorageError:
+            log.exception("could not record a slash command")
+            await ack(text=_storage_down())
+            return
+        await ack()
+
+    async def _on_event(
+        self, body: dict[str, Any], ack: AsyncAck, context: AsyncBoltContext
+    ) -> None:
+        bot = context.bot_user_id
+        if t.event_to_message(body, bot) is None:
+            await ack()  # not for us (edits, joins, other bots): acked and ignored
+            return
+        # A storage error propagates: bolt answers 500 and Slack retries the event later.
+        queued = await self._enqueue(
+            {"kind": "event", "body": t.redact(body), "bot": bot}, t.event_dedupe_key(body)
+        )
+        if not queued:
+            log.info("event %s was already recorded; ignoring the retry", body.get("event_id"))
+        await ack()
+
+    async def _on_action(self, body: dict[str, Any], ack: AsyncAck) -> None:
+        key = t.click_dedupe_key(body)
+        item: dict[str, Any] = {"kind": "action", "body": t.redact(body), "dedupe": key}
+        try:
+            if not await self._enqueue(item, key):
+                # A second click: queued without its key; the worker answers "already done".
+                await self._enqueue({**item, "duplicate": True}, None)
+        except StorageError:
+            log.exception("could not record a click")
+            await ack()
+            return
+        await ack()
+
+    async def _on_view(self, body: dict[str, Any], ack: AsyncAck) -> None:
+        """A modal submission: validated and done here, so errors go back on the fields."""
+        parsed = t.view_to_message(body)
+        if parsed is None:
+            await ack()
+            return
+        msg, origin = parsed
+        await self._enrich(msg, wait=PROFILE_WAIT_IN_REQUEST)
+        result = await self.runtime.desk.handle(msg)
+        bad = next((r.form for r in result.replies if r.form is not None and r.form.errors), None)
+        if bad is not None:
+            await ack(response_action="errors", errors=t.form_errors(bad, body.get("view")))
+            return
+        if result.replies and all(
+            r.kind == "error" and r.card is None and r.form is None for r in result.replies
+        ):
+            shown = ((body.get("view") or {}).get("title") or {}).get("text", "")
+            title = plain(shown) or "Billing"
+            text = "\n".join(r.text for r in result.replies)
+            await ack(response_action="update", view=t.notice_view(title, text))
+            return
+        try:
+            await self._enqueue(
+                {
+                    "kind": "deliver",
+                    "origin": origin.to_dict(),
+                    "replies": [reply_to_dict(r) for r in result.replies],
+                    "private_only": await self._private_only(origin),
+                },
+                None,
+            )
+        except StorageError:
+            log.exception("could not queue the answer to a modal submission")
+        await ack()
+
+    # ---- the work after the ack ------------------------------------------
+    async def work(self, item: dict[str, Any]) -> None:
+        """Inbox handler: do what a recorded Slack request asked for."""
+        kind = item.get("kind")
+        if kind == "deliver":
+            await self._deliver(item)
+            return
+        marker = f"slack:handled:{item.get('id')}"
+        if self.runtime.store.engine.peek("events", marker) is not None:
+            return  # the desk already handled it; its answer is queued
+        body = item.get("body") or {}
+        if kind == "command":
+            parsed: tuple[Message, t.Origin] | None = t.command_to_message(body)
+        elif kind == "event":
+            parsed = t.event_to_message(body, item.get("bot"))
+        elif kind == "action":
+            parsed = t.action_to_message(body)
+        else:
+            log.warning("unknown Slack inbox item %r", kind)
+            return
+        if parsed is None:
+            return
+        msg, origin = parsed
+        await self._enrich(msg)
+        keep_text_form = False
+        if msg.action is not None and msg.action.name == t.OPEN_FORM:
+            replies = await self._open_form_click(msg, origin)
+            keep_text_form = True
+        else:
+            action = msg.action
+            stage_before, version_before = await self._case_marks(action)
+            if item.get("duplicate") and stage_before == (action.version if action else None):
+                return  # a second click while the first opened a form: nothing to show
+            result = await self.runtime.handle(msg)
+            replies = result.replies
+            _stage, version_after = await self._case_marks(action)
+            if item.get("dedupe") and not item.get("duplicate") and version_after == version_before:
+                # The click changed nothing (it opened a form, or was refused): it may come again.
+                await self.runtime.store.commit([Op("events", item["dedupe"], None)])
+        if kind == "event" and origin.is_direct:
+            await self._remember_dm(origin)
+        await self.runtime.enqueue(
+            "slack",
+            {
+                "id": uuid.uuid4().hex,
+                "kind": "deliver",
+                "origin": origin.to_dict(),
+                "replies": [reply_to_dict(r) for r in replies],
+                "private_only": await self._private_only(origin),
+                "keep_text_form": keep_text_form,
+            },
+            dedupe=marker,
+        )
+
+    async def _case_marks(self, action: ActionRef | None) -> tuple[int | None, int | None]:
+        """The (stage, version) of the clicked case, to tell whether a click changed it."""
+        number = parse_case_id(action.case_id or "") if action else None
+        case = await self.runtime.store.get_case(number) if number else None
+        return (case.stage, case.version) if case else (None, None)
+
+    async def _open_form_click(self, msg: Message, origin: t.Origin) -> list[Reply]:
+        """ "Open form" in a DM or mention: the stored form, or the command that makes it."""
+        action = msg.action
+        assert action is not None
+        form_id = action.value or "ask"
+        stored = await self.runtime.store.get_conversation(
+            t.form_store_key(origin, form_id, action.case_id)
+        )
+        if stored and stored.get("form"):
+            form = reply_from_dict({"form": stored["form"]}).form
+            if form is not None:
+                return [Reply(form=form, kind="form")]
+        text = f"{form_id} {action.case_id or ''}".strip()
+        retyped = Message(
+            channel=msg.channel,
+            user=msg.user,
+            conversation=msg.conversation,
+            text=text,
+            user_name=msg.user_name,
+            is_direct=msg.is_direct,
+            tenant=msg.tenant,
+            time_zone=msg.time_zone,
+            locale=msg.locale,
+            reference=msg.reference,
+        )
+        return (await self.runtime.handle(retyped)).replies
+
+    async def _deliver(self, item: dict[str, Any]) -> None:
+        origin = t.Origin.from_dict(item.get("origin") or {})
+        replies = [reply_from_dict(r) for r in item.get("replies") or []]
+        steps = t.plan(replies, origin, private_only=bool(item.get("private_only")))
+        for step in steps:
+            await self._run(step, origin, keep_text_form=bool(item.get("keep_text_form")))
+        self.runtime.kick()  # notifications the change made due go out now
+
+    # ---- steps -------------------------------------------------------------
+    async def _run(self, step: t.Step, origin: t.Origin, *, keep_text_form: bool) -> None:
+        await self._store_forms(step.forms, origin)
+        try:
+            if step.op == "modal":
+                assert step.form is not None
+                if await self._open_modal(step.form, origin):
+                    if not keep_text_form:
+                        await self._clear_text_form(origin)
+                    return
+                if step.fallback is not None:
+                    await self._private(step.fallback, origin)
+                return
+            if step.op == "post":
+                await self._post_visible(step.payload, origin)
+            elif step.op == "update":
+                await self._update(step.payload, origin)
+            else:
+                await self._private(step.payload, origin)
+        except (SlackApiError, SlackClientError, ResponseUrlError) as exc:
+            log.error("Slack refused %s for %s: %s", step.op, origin.user, _error(exc))
+            await self._tell(origin, _error(exc))
+
+    async def _open_modal(self, form: Form, origin: t.Origin) -> bool:
+        if not origin.trigger_id:
+            return False
+        view = t.modal_view(form, t.modal_metadata(form, origin))
+        try:
+            await self.client.views_open(trigger_id=origin.trigger_id, view=view)
+        except SlackApiError as exc:
+            # e.g. expired_trigger_id when the work came too late: the button path still works.
+            log.warning("views.open failed (%s); answering with an Open form button", _error(exc))
+            return False
+        return True
+
+    async def _post_visible(self, payload: dict[str, Any], origin: t.Origin) -> None:
+        try:
+            await self.client.chat_postMessage(channel=origin.channel or "", **payload)
+            return
+        except SlackApiError as exc:
+            error = _error(exc)
+            if error not in NOT_POSTABLE:
+                raise
+            log.warning("chat.postMessage in %s failed (%s)", origin.channel, error)
+        if origin.response_url and origin.source == "command":
+            # Not a member of the channel: a slash command's response_url can still post there.
+            await self._respond(origin.response_url, {**payload, "response_type": "in_channel"})
+            return
+        note = _("I could not post in this channel ({error}); here it is just for you.").format(
+            error=error
+        )
+        await self._private(_with_note(payload, note), origin)
+
+    async def _update(self, payload: dict[str, Any], origin: t.Origin) -> None:
+        if origin.is_ephemeral:
+            if origin.response_url:
+                await self._respond(origin.response_url, {**payload, "replace_original": True})
+            else:
+                await self._private(payload, origin)
+            return
+        await self.client.chat_update(
+            channel=origin.channel or "", ts=origin.message_ts or "", **payload
+        )
+
+    async def _private(self, payload: dict[str, Any], origin: t.Origin) -> None:
+        """Show ``payload`` to the user only: ephemeral, or the DM the request came from."""
+        if origin.source == "command" and origin.response_url:
+            await self._respond(origin.response_url, {**payload, "response_type": "ephemeral"})
+        elif origin.is_direct and origin.channel and origin.source != "command":
+            await self.client.chat_postMessage(channel=origin.channel, **payload)
+        elif origin.response_url:
+            await self._respond(
+                origin.response_url,
+                {**payload, "response_type": "ephemeral", "replace_original": False},
+            )
+        elif origin.channel:
+            await self.client.chat_postEphemeral(
+                channel=origin.channel, user=origin.user, **payload
+            )
+        else:
+            channel = await self._dm_channel_for(origin.user)
+            await self.client.chat_postMessage(channel=channel, **payload)
+
+    async def _respond(self, url: str, body: dict[str, Any]) -> None:
+        session = await self._ensure_session()
+        webhook = AsyncWebhookClient(url, session=session, retry_handlers=self._retry_handlers())
+        response = await webhook.send_dict(body)
+        if response.status_code != 200:
+            raise ResponseUrlError(f"response_url answered {response.status_code}")
+
+    async def _tell(self, origin: t.Origin, error: str) -> None:
+        """Best effort: tell the user that Slack refused to show the answer."""
+        text = t.mrkdwn(
+            _(
+                "Sorry, Slack refused to show my answer ({error}). Nothing was lost; try again."
+            ).format(error=error)
+        )
+        payload: dict[str, Any] = {"text": text}
+        if origin.channel and not origin.is_direct:
+            try:
+                await self.client.chat_postEphemeral(
+                    channel=origin.channel, user=origin.user, **payload
+                )
+                return
+            except (SlackApiError, SlackClientError) as exc:
+                log.warning("could not tell %s in %s: %s", origin.user, origin.channel, _error(exc))
+        try:
+            await self._dm(origin.user, payload)
+        except (SlackApiError, SlackClientError) as exc:
+            log.warning("could not tell %s about a Slack error: %s", origin.user, _error(exc))
+
+    async def _dm(self, slack_user: str, payload: dict[str, Any]) -> None:
+        channel = await self._dm_channel_for(slack_user)
+        await self.client.chat_postMessage(channel=channel, **payload)
+
+    # ---- DMs and references ----------------------------------------------
+    async def _dm_channel_for(self, slack_user: str) -> str:
+        user = await self.runtime.store.user_by_identity("slack", slack_user)
+        if user is not None:
+            return await self._dm_channel(user, slack_user)
+        opened = await self.client.conversations_open(users=slack_user)
+        return str(opened["channel"]["id"])
+
+    async def _dm_channel(self, user: User, slack_user: str) -> str:
+        refs = await self.runtime.store.references(user.id)
+        ref = refs.get("slack") or {}
+        if ref.get("channel") and ref.get("user") == slack_user:
+            return str(ref["channel"])
+        opened = await self.client.conversations_open(users=slack_user)
+        channel = str(opened["channel"]["id"])
+        profile = await self.profile(slack_user)
+        await self.runtime.store.save_reference(
+            user.id,
+            "slack",
+            {
+                "team": (profile.team if profile else None) or self.settings.slack_team_id,
+                "user": slack_user,
+                "channel": channel,
+            },
+        )
+        return channel
+
+    async def _remember_dm(self, origin: t.Origin) -> None:
+        """A DM to the bot: keep (team, user, DM channel) so a DM can be sent any time."""
+        user = await self.runtime.store.user_by_identity("slack", origin.user)
+        if user is None or not origin.channel:
+            return
+        ref = {"team": origin.team, "user": origin.user, "channel": origin.channel}
+        if (await self.runtime.store.references(user.id)).get("slack") != ref:
+            await self.runtime.store.save_reference(user.id, "slack", ref)
+
+    async def deliver(self, user: User, replies: list[Reply]) -> bool:
+        """The runtime's deliverer: a notification as a DM (conversations.open + postMessage)."""
+        slack_user = user.identities.get("slack")
+        if not slack_user:
+            return False
+        await self._ensure_session()
+        try:
+            channel = await self._dm_channel(user, slack_user)
+            await self.client.chat_postMessage(channel=channel, **t.message_payload(replies))
+        except (SlackApiError, SlackClientError) as exc:
+            log.error("could not DM %s on Slack: %s", user.id, _error(exc))
+            return False
+        return True
+
+    # ---- forms -------------------------------------------------------------
+    async def _store_forms(self, forms: list[Form], origin: t.Origin) -> None:
+        """Keep the forms behind "Open form" buttons, so a click opens exactly that form."""
+        for form in forms:
+            key = t.form_store_key(origin, form.form_id, form.context.get("case"))
+            await self.runtime.store.save_conversation(key, {"form": asdict(form)})
+
+    async def _clear_text_form(self, origin: t.Origin) -> None:
+        """The modal replaces the desk's field-by-field form in this conversation.
+
+        Otherwise the next slash command in the channel would be taken as an
+        answer to a question the user never saw.
+        """
+        probe = Message(channel=Channel.SLACK, user=origin.user, conversation=origin.conversation)
+        await self.runtime.store.save_conversation(Desk._conv_key(probe), None)
+
+    # ---- users -------------------------------------------------------------
+    async def profile(self, slack_user: str, *, wait: float | None = None) -> Profile | None:
+        """users.info, cached for an hour; None when Slack does not say."""
+        now = time.monotonic()
+        cached = self._profiles.get(slack_user)
+        if cached and cached[0] > now:
+            return cached[1]
+        await self._ensure_session()
+        try:
+            call = self.client.users_info(user=slack_user, include_locale=True)
+            answer = await (asyncio.wait_for(call, wait) if wait else call)
+        except (SlackApiError, SlackClientError, TimeoutError) as exc:
+            log.warning("users.info for %s failed: %s", slack_user, _error(exc))
+            self._profiles[slack_user] = (now + 60, None)
+            return None
+        info = answer.get("user") or {}
+        prof = info.get("profile") or {}
+        profile = Profile(
+            name=str(
+                prof.get("display_name") or prof.get("real_name") or info.get("real_name") or ""
+            )
+            or str(info.get("name") or ""),
+            tz=info.get("tz"),
+            team=info.get("team_id") or prof.get("team"),
+            locale=info.get("locale"),
+            is_bot=bool(info.get("is_bot")),
+        )
+        self._profiles[slack_user] = (now + PROFILE_TTL, profile)
+        return profile
+
+    async def _enrich(self, msg: Message, *, wait: float | None = None) -> None:
+        profile = await self.profile(msg.user, wait=wait)
+        if profile is None:
+            return
+        msg.user_name = profile.name or msg.user_name
+        msg.time_zone = profile.tz or msg.time_zone
+        msg.tenant = profile.team or msg.tenant
+        if profile.locale:
+            msg.locale = normalize_locale(profile.locale)
+
+    async def _private_only(self, origin: t.Origin) -> bool:
+        """Staff in a channel shared with a customer: cards (with internal notes) stay private."""
+        if origin.is_direct or origin.channel not in self._customer_channels:
+            return False
+        user = await self.runtime.store.user_by_identity("slack", origin.user)
+        return user is None or user.role in (Role.AGENT, Role.LEAD)
+
+
+def _error(exc: BaseException) -> str:
+    if isinstance(exc, SlackApiError):
+        return str(exc.response.get("error") or exc.response.status_code)
+    return str(exc) or type(exc).__name__
+
+
+def _storage_down() -> str:
+    return _(
+        "The billing desk's storage is not writable right now, so I did nothing. "
+        "Please try again in a minute."
+    )
+
+
+def _with_note(payload: dict[str, Any], note: str) -> dict[str, Any]:
+    block = {"type": "context", "elements": [{"type": "mrkdwn", "text": t.mrkdwn(note)}]}
+    return {**payload, "blocks": [block, *payload.get("blocks", [])][: t.MAX_BLOCKS]}
+
+
+__all__ = ["Profile", "SlackChannel"]

@@ -1,0 +1,759 @@
+"""Pure Slack translation: payloads → neutral messages, replies → Block Kit and modals.
+
+No I/O and no Slack SDK here, so every rule can be tested from JSON fixtures:
+
+* inbound: a slash command, an Events API callback (DM or mention), a
+  ``block_actions`` click and a ``view_submission`` each become one
+  :class:`~conversations.model.Message` plus an :class:`Origin` that says
+  where to answer (channel, ``trigger_id``, ``response_url``, the clicked
+  message);
+* outbound: :func:`plan` turns the desk's replies into :class:`Step` s (open
+  a modal, post a visible card, update the clicked card, tell the user
+  privately) with ready Block Kit JSON.
+
+Every piece of text that reaches Slack's ``mrkdwn`` goes through
+:func:`mrkdwn`: the marked user text is escaped with
+``render(text, escape)`` and, as defence in depth, so is the bot's own text
+(the bot never emits Slack markup on purpose), so nobody can ping
+``<!channel>`` or forge a link through a case description.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from conversations.model import (
+    ActionRef,
+    Button,
+    ButtonStyle,
+    CardFact,
+    CaseCard,
+    Channel,
+    FieldKind,
+    Form,
+    FormField,
+    Message,
+    Reply,
+)
+from conversations.text import END, START, plain, render
+
+# Slack's documented limits (Block Kit reference).
+MAX_BLOCKS = 50
+MAX_SECTION_TEXT = 3000
+MAX_FIELD_TEXT = 2000
+MAX_FIELDS = 10
+MAX_BUTTON_TEXT = 75
+MAX_BUTTON_VALUE = 2000
+MAX_ACTIONS = 25
+MAX_MODAL_TITLE = 24
+MAX_OPTION_TEXT = 75
+MAX_OPTIONS = 100
+MAX_LABEL = 2000
+MAX_PLACEHOLDER = 150
+MAX_FALLBACK = 300
+
+FORM_CALLBACK = "billing_form"  # callback_id of every form modal
+NOTICE_CALLBACK = "billing_notice"
+VALUE_ACTION = "value"  # action_id of the one element inside each input block
+OPEN_FORM = "open_form"  # the button that opens a modal where no trigger_id came along
+# Fields whose "required" depends on another answer (no credit when Microsoft denied a
+# dispute): Slack enforces required inputs in the client, so the desk checks these.
+CONDITIONAL_FIELDS = frozenset({"credited"})
+# The assign form's person: a user picker, whose id goes back to the desk as a mention.
+USER_FIELDS = frozenset({"user"})
+
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_BOT_MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
+_USER_MENTION = re.compile(r"<@([A-Za-z0-9]+)\|([^>]+)>")
+
+
+# --------------------------------------------------------------------------- text
+def escape(text: str) -> str:
+    """Slack's three control characters as entities (``&``, ``<``, ``>``)."""
+    return text.translate(_ESCAPES)
+
+
+def mrkdwn(text: str) -> str:
+    """Text for a ``mrkdwn`` object: user text escaped, and the bot's own text too."""
+    # The marks are private-use characters, untouched by ``escape``: escape the parts
+    # outside the marks, then let ``render`` escape the marked user text.
+    pieces = re.split(f"({START}.*?{END})", text, flags=re.DOTALL)
+    outside = "".join(p if p.startswith(START) else escape(p) for p in pieces)
+    return render(outside, escape)
+
+
+def plain_text(text: str, limit: int) -> str:
+    """Text for a ``plain_text`` object (shown literally by Slack), cut to ``limit``."""
+    return _cut(plain(text), limit)
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1].rstrip() + "…"
+
+
+def fit(text: str, limit: int) -> str:
+    """Escaped ``mrkdwn`` of ``text`` cut to ``limit`` without splitting an entity."""
+    out = mrkdwn(text)
+    if len(out) <= limit:
+        return out
+    cut = out[: limit - 1]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut.rstrip() + "…"
+
+
+def _mrkdwn_obj(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text}
+
+
+def _plain_obj(text: str, limit: int) -> dict[str, Any]:
+    return {"type": "plain_text", "text": plain_text(text, limit) or " ", "emoji": True}
+
+
+# ------------------------------------------------------------------------ origin
+@dataclass(slots=True)
+class Origin:
+    """Where a request came from and how to answer it; stored in the inbox as a dict."""
+
+    source: str  # command | event | action | view | notify
+    user: str
+    conversation: str
+    channel: str | None = None
+    team: str | None = None
+    is_direct: bool = False
+    trigger_id: str | None = None
+    response_url: str | None = None
+    message_ts: str | None = None  # the clicked message (to update it in place)
+    is_ephemeral: bool = False
+    card_case: str | None = None  # the case of the clicked card / of the form's case
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Origin:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# ----------------------------------------------------------------------- inbound
+def _is_dm(channel_id: str | None, channel_name: str | None = None) -> bool:
+    return bool(channel_id and channel_id.startswith("D")) or channel_name == "directmessage"
+
+
+def _mentions(text: str) -> dict[str, str]:
+    """``<@U123|maria>`` (slash commands with ``should_escape``) → ``{"maria": "U123"}``."""
+    return {name: uid for uid, name in _USER_MENTION.findall(text or "")}
+
+
+def strip_bot_mention(text: str, bot_user_id: str | None) -> str:
+    """The text of an ``app_mention`` without the mention of the bot itself."""
+    if not bot_user_id:
+        return (text or "").strip()
+    out = _BOT_MENTION.sub(lambda m: "" if m.group(1) == bot_user_id else m.group(0), text or "")
+    return " ".join(out.split(" ")).strip()
+
+
+def redact(body: dict[str, Any]) -> dict[str, Any]:
+    """A payload without the deprecated verification token, safe to store in the inbox."""
+    return {k: v for k, v in body.items() if k != "token"}
+
+
+def command_to_message(body: dict[str, Any]) -> tuple[Message, Origin]:
+    """A ``/billing`` slash command (form-encoded fields, already parsed)."""
+    user = str(body.get("user_id", ""))
+    channel = str(body.get("channel_id", ""))
+    text = str(body.get("text", ""))
+    is_direct = _is_dm(channel, body.get("channel_name"))
+    origin = Origin(
+        source="command",
+        user=user,
+        conversation=channel,
+        channel=channel,
+        team=body.get("team_id"),
+        is_direct=is_direct,
+        trigger_id=body.get("trigger_id"),
+        response_url=body.get("response_url"),
+    )
+    msg = Message(
+        channel=Channel.SLACK,
+        user=user,
+        conversation=channel,
+        text=text,
+        user_name=str(body.get("user_name", "")),
+        is_direct=is_direct,
+        tenant=body.get("team_id"),
+        mentions=_mentions(text),
+        reference=_reference(origin),
+    )
+    return msg, origin
+
+
+def event_to_message(
+    body: dict[str, Any], bot_user_id: str | None = None
+) -> tuple[Message, Origin] | None:
+    """A DM (``message.im``) or a mention (``app_mention``); None for anything to ignore.
+
+    Ignored: other event types, edits/joins/any message subtype, messages from
+    bots (the bot's own included), and DMs that carry no user.
+    """
+    if body.get("type") != "event_callback":
+        return None
+    event = body.get("event") or {}
+    etype = event.get("type")
+    if event.get("bot_id") or event.get("subtype") or event.get("bot_profile"):
+        return None
+    user = event.get("user")
+    channel = event.get("channel")
+    if not user or not channel or (bot_user_id and user == bot_user_id):
+        return None
+    if etype == "message" and event.get("channel_type") == "im":
+        text = str(event.get("text", ""))
+        is_direct = True
+    elif etype == "app_mention":
+        text = strip_bot_mention(str(event.get("text", "")), bot_user_id or _bot_of(body))
+        is_direct = _is_dm(channel)
+    else:
+        return None
+    team = event.get("user_team") or event.get("team") or body.get("team_id")
+    origin = Origin(
+        source="event",
+        user=user,
+        conversation=channel,
+        channel=channel,
+        team=team,
+        is_direct=is_direct,
+    )
+    msg = Message(
+        channel=Channel.SLACK,
+        user=user,
+        conversation=channel,
+        text=text,
+        is_direct=is_direct,
+        tenant=team,
+        mentions=_mentions(text),
+        reference=_reference(origin),
+    )
+    return msg, origin
+
+
+def _bot_of(body: dict[str, Any]) -> str | None:
+    auths = body.get("authorizations") or []
+    if auths and isinstance(auths, list) and auths[0].get("is_bot"):
+        return str(auths[0].get("user_id") or "") or None
+    return None
+
+
+def event_dedupe_key(body: dict[str, Any]) -> str | None:
+    """The Events API ``event_id``: a retry (``X-Slack-Retry-Num``) carries the same one."""
+    event_id = body.get("event_id")
+    return f"slack:event:{event_id}" if event_id else None
+
+
+def clicked_ref(body: dict[str, Any]) -> ActionRef | None:
+    """The :class:`ActionRef` of the first clicked button of a ``block_actions`` payload."""
+    actions = body.get("actions") or []
+    if not actions:
+        return None
+    action = actions[0]
+    value = action.get("value")
+    if value is None and action.get("selected_option"):
+        value = action["selected_option"].get("value")
+    if not value:
+        return None
+    ref = ActionRef.from_value(str(value))
+    return ref if ref.name else None
+
+
+def click_dedupe_key(body: dict[str, Any]) -> str | None:
+    """A double click's key: (case, action, stage) for card buttons, none for "Open form".
+
+    Other buttons (a form's answer choices) are keyed by the message they sit
+    on and the clicker, so each of them counts once.
+    """
+    ref = clicked_ref(body)
+    if ref is None or ref.name == OPEN_FORM:
+        return None
+    if ref.case_id and ref.version is not None:
+        return f"slack:click:{ref.case_id}:{ref.name}:{ref.version}"
+    container = body.get("container") or {}
+    ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
+    user = (body.get("user") or {}).get("id")
+    if not ts:
+        return None
+    return f"slack:click:{ts}:{user}:{ref.to_value()}"
+
+
+def action_to_message(body: dict[str, Any]) -> tuple[Message, Origin] | None:
+    """A ``block_actions`` click on one of our buttons."""
+    if body.get("type") != "block_actions":
+        return None
+    ref = clicked_ref(body)
+    if ref is None:
+        return None
+    user = body.get("user") or {}
+    container = body.get("container") or {}
+    channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
+    channel_name = (body.get("channel") or {}).get("name")
+    team = user.get("team_id") or (body.get("team") or {}).get("id")
+    is_direct = _is_dm(channel, channel_name)
+    origin = Origin(
+        source="action",
+        user=str(user.get("id", "")),
+        conversation=str(channel or user.get("id", "")),
+        channel=channel,
+        team=team,
+        is_direct=is_direct,
+        trigger_id=body.get("trigger_id"),
+        response_url=body.get("response_url"),
+        message_ts=container.get("message_ts") or (body.get("message") or {}).get("ts"),
+        is_ephemeral=bool(container.get("is_ephemeral")),
+        card_case=ref.case_id,
+    )
+    msg = Message(
+        channel=Channel.SLACK,
+        user=origin.user,
+        conversation=origin.conversation,
+        user_name=str(user.get("username") or user.get("name") or ""),
+        action=ref,
+        is_direct=is_direct,
+        tenant=team,
+        reference=_reference(origin),
+    )
+    return msg, origin
+
+
+def view_values(view: dict[str, Any]) -> dict[str, str]:
+    """A submitted modal's values by block id (one element per input block)."""
+    out: dict[str, str] = {}
+    for block_id, elements in ((view.get("state") or {}).get("values") or {}).items():
+        for element in elements.values():
+            kind = element.get("type")
+            if kind == "static_select":
+                option = element.get("selected_option") or {}
+                value = option.get("value") or ""
+            elif kind == "users_select":
+                picked = element.get("selected_user")
+                value = f"<@{picked}>" if picked else ""
+            else:
+                value = element.get("value") or ""
+            out[block_id] = str(value)
+    return out
+
+
+def view_to_message(body: dict[str, Any]) -> tuple[Message, Origin] | None:
+    """A ``view_submission`` of one of our form modals: a whole-form submission."""
+    view = body.get("view") or {}
+    if body.get("type") != "view_submission" or view.get("callback_id") != FORM_CALLBACK:
+        return None
+    try:
+        meta = json.loads(view.get("private_metadata") or "{}")
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(meta, dict) or not meta.get("f"):
+        return None
+    user = body.get("user") or {}
+    user_id = str(user.get("id", ""))
+    team = user.get("team_id") or (body.get("team") or {}).get("id")
+    origin = Origin(
+        source="view",
+        user=user_id,
+        conversation=str(meta.get("cv") or meta.get("ch") or user_id),
+        channel=meta.get("ch"),
+        team=team,
+        is_direct=bool(meta.get("d")),
+        response_url=meta.get("ru"),
+        message_ts=meta.get("ts"),
+        is_ephemeral=bool(meta.get("e")),
+        card_case=meta.get("cc"),
+    )
+    ctx = meta.get("x") or {}
+    msg = Message(
+        channel=Channel.SLACK,
+        user=user_id,
+        conversation=origin.conversation,
+        user_name=str(user.get("username") or user.get("name") or ""),
+        form_id=str(meta["f"]),
+        form_values=view_values(view),
+        form_context={str(k): str(v) for k, v in ctx.items()},
+        is_direct=origin.is_direct,
+        tenant=team,
+        reference=_reference(origin),
+    )
+    return msg, origin
+
+
+def _reference(origin: Origin) -> dict[str, Any]:
+    ref: dict[str, Any] = {"team": origin.team, "user": origin.user}
+    if origin.channel:
+        ref["channel_id"] = origin.channel
+    return ref
+
+
+def modal_metadata(form: Form, origin: Origin) -> str:
+    """``private_metadata`` of a form modal: the form and where its result goes (≤3000)."""
+    meta: dict[str, Any] = {
+        "f": form.form_id,
+        "x": form.context,
+        "cv": origin.conversation,
+        "ch": origin.channel,
+        "d": origin.is_direct,
+    }
+    if origin.message_ts and origin.card_case and form.context.get("case") == origin.card_case:
+        meta.update({"ts": origin.message_ts, "e": origin.is_ephemeral, "cc": origin.card_case})
+    if origin.response_url:
+        meta["ru"] = origin.response_url
+    text = json.dumps(meta, separators=(",", ":"))
+    if len(text) > 3000:  # never in practice; the form still works without the origin
+        meta.pop("ru", None)
+        text = json.dumps(meta, separators=(",", ":"))
+    return text
+
+
+# ---------------------------------------------------------------------- outbound
+class _Ids:
+    """Unique ``action_id`` s within one message (Slack rejects duplicates)."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def take(self, name: str) -> str:
+        base = name or "button"
+        candidate, n = base, 1
+        while candidate in self.seen:
+            n += 1
+            candidate = f"{base}-{n}"
+        self.seen.add(candidate)
+        return candidate
+
+
+def button_element(button: Button, ids: _Ids) -> dict[str, Any]:
+    element: dict[str, Any] = {
+        "type": "button",
+        "text": _plain_obj(button.label, MAX_BUTTON_TEXT),
+        "action_id": ids.take(button.action.name),
+        "value": button.action.to_value()[:MAX_BUTTON_VALUE],
+    }
+    if button.style != ButtonStyle.DEFAULT:
+        element["style"] = button.style.value
+    return element
+
+
+def _actions_blocks(buttons: list[Button], ids: _Ids) -> list[dict[str, Any]]:
+    blocks = []
+    for start in range(0, len(buttons), MAX_ACTIONS):
+        chunk = buttons[start : start + MAX_ACTIONS]
+        blocks.append(
+            {"type": "actions", "elements": [button_element(b, ids) for b in chunk]},
+        )
+    return blocks
+
+
+def text_blocks(text: str) -> list[dict[str, Any]]:
+    """Section blocks for a text, split on lines so no section passes Slack's limit."""
+    blocks: list[dict[str, Any]] = []
+    chunk: list[str] = []
+    size = 0
+    for line in text.split("\n"):
+        line_len = len(mrkdwn(line)) + 1
+        if chunk and size + line_len > MAX_SECTION_TEXT:
+            blocks.append({"type": "section", "text": _mrkdwn_obj(fit("\n".join(chunk), 3000))})
+            chunk, size = [], 0
+        chunk.append(line)
+        size += line_len
+    if chunk and "".join(chunk).strip():
+        blocks.append({"type": "section", "text": _mrkdwn_obj(fit("\n".join(chunk), 3000))})
+    return blocks
+
+
+def card_blocks(card: CaseCard, ids: _Ids | None = None) -> list[dict[str, Any]]:
+    """A case card: title and state, short facts as fields, long ones as sections."""
+    ids = ids or _Ids()
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "section",
+            "text": _mrkdwn_obj(fit(f"*{card.title}*", MAX_SECTION_TEXT)),
+        }
+    ]
+    short: list[CardFact] = []
+    long: list[CardFact] = []
+    for fact in card.facts:
+        value = plain(fact.value)
+        (long if len(value) > 60 or "\n" in value else short).append(fact)
+    for start in range(0, len(short), MAX_FIELDS):
+        blocks.append(
+            {
+                "type": "section",
+                "fields": [
+                    _mrkdwn_obj(fit(f"*{f.label}*\n{f.value}", MAX_FIELD_TEXT))
+                    for f in short[start : start + MAX_FIELDS]
+                ],
+            }
+        )
+    for fact in long:
+        blocks.append(
+            {
+                "type": "section",
+                "text": _mrkdwn_obj(fit(f"*{fact.label}*\n{fact.value}", MAX_SECTION_TEXT)),
+            }
+        )
+    if card.history:
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [_mrkdwn_obj(fit("\n".join(card.history), MAX_FIELD_TEXT))],
+            }
+        )
+    blocks += _actions_blocks(card.buttons, ids)
+    return blocks
+
+
+def open_form_button(form: Form, label: str = "Open form") -> Button:
+    """The button that stands in for a modal where Slack gave no ``trigger_id``."""
+    version = form.context.get("version", "")
+    return Button(
+        label,
+        ActionRef(
+            OPEN_FORM,
+            form.context.get("case") or None,
+            int(version) if version.isdigit() else None,
+            form.form_id,
+        ),
+        ButtonStyle.PRIMARY,
+    )
+
+
+def reply_blocks(reply: Reply, ids: _Ids) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    if reply.text:
+        blocks += text_blocks(reply.text)
+    if reply.card is not None:
+        blocks += card_blocks(reply.card, ids)
+    buttons = list(reply.buttons)
+    if reply.form is not None:
+        buttons.append(open_form_button(reply.form))
+    blocks += _actions_blocks(buttons, ids)
+    return blocks
+
+
+def fallback_text(replies: list[Reply]) -> str:
+    """The ``text`` of a message: shown in notifications, escaped like the blocks."""
+    for r in replies:
+        if r.text:
+            return fit(r.text.split("\n", 1)[0], MAX_FALLBACK)
+        if r.card is not None:
+            return fit(r.card.title, MAX_FALLBACK)
+    return " "
+
+
+def message_payload(replies: list[Reply]) -> dict[str, Any]:
+    """``text`` + ``blocks`` of one Slack message holding ``replies`` (at most 50 blocks)."""
+    ids = _Ids()
+    blocks: list[dict[str, Any]] = []
+    for r in replies:
+        blocks += reply_blocks(r, ids)
+    if len(blocks) > MAX_BLOCKS:
+        blocks = blocks[: MAX_BLOCKS - 1] + [
+            {"type": "context", "elements": [_mrkdwn_obj("…")]},
+        ]
+    return {"text": fallback_text(replies), "blocks": blocks}
+
+
+# ------------------------------------------------------------------------ modals
+def _input_block(f: FormField) -> dict[str, Any]:
+    element: dict[str, Any]
+    value = plain(f.value) if f.value else None
+    if f.kind == FieldKind.CHOICE and f.choices:
+        options = [
+            {"text": _plain_obj(c.label, MAX_OPTION_TEXT), "value": c.value[:150]}
+            for c in f.choices[:MAX_OPTIONS]
+        ]
+        element = {"type": "static_select", "action_id": VALUE_ACTION, "options": options}
+        chosen = next((o for o in options if o["value"] == value), None)
+        if chosen is not None:
+            element["initial_option"] = chosen
+    elif f.name in USER_FIELDS:
+        element = {"type": "users_select", "action_id": VALUE_ACTION}
+        if value and (m := _BOT_MENTION.fullmatch(value)):
+            element["initial_user"] = m.group(1)
+    else:
+        element = {
+            "type": "plain_text_input",
+            "action_id": VALUE_ACTION,
+            "multiline": f.kind == FieldKind.LONG_TEXT,
+            "max_length": min(f.max_length, 3000),
+        }
+        if value:
+            element["initial_value"] = value[: element["max_length"]]
+        if f.hint:
+            element["placeholder"] = _plain_obj(f.hint, MAX_PLACEHOLDER)
+    block: dict[str, Any] = {
+        "type": "input",
+        "block_id": f.name,
+        "label": _plain_obj(f.label, MAX_LABEL),
+        "element": element,
+        "optional": (not f.required) or f.name in CONDITIONAL_FIELDS,
+    }
+    if f.hint and element["type"] != "plain_text_input":
+        block["hint"] = _plain_obj(f.hint, MAX_LABEL)
+    return block
+
+
+def modal_view(form: Form, metadata: str) -> dict[str, Any]:
+    """A form as a modal: one input block per field, ``block_id`` = the field's name."""
+    blocks: list[dict[str, Any]] = []
+    if len(plain(form.title)) > MAX_MODAL_TITLE:
+        blocks.append({"type": "section", "text": _mrkdwn_obj(fit(f"*{form.title}*", 3000))})
+    if form.intro:
+        blocks += text_blocks(form.intro)
+    blocks += [_input_block(f) for f in form.fields]
+    return {
+        "type": "modal",
+        "callback_id": FORM_CALLBACK,
+        "title": _plain_obj(form.title, MAX_MODAL_TITLE),
+        "submit": _plain_obj(form.submit_label, MAX_MODAL_TITLE),
+        "close": _plain_obj("Cancel", MAX_MODAL_TITLE),
+        "private_metadata": metadata,
+        "blocks": blocks[:MAX_BLOCKS],
+    }
+
+
+def form_errors(form: Form, view: dict[str, Any] | None = None) -> dict[str, str]:
+    """``response_action: errors``: each message on its field's block (plain text).
+
+    An error for a field the submitted view does not show goes on its first input.
+    """
+    present = [
+        b.get("block_id") for b in (view or {}).get("blocks", []) if b.get("type") == "input"
+    ]
+    out: dict[str, str] = {}
+    for name, text in form.errors.items():
+        target = name if not present or name in present else present[0]
+        message = plain_text(text, MAX_LABEL)
+        out[target] = f"{out[target]} {message}" if target in out else message
+    return out
+
+
+def notice_view(title: str, text: str) -> dict[str, Any]:
+    """A modal that only says something (an error the form cannot fix), with a Close button."""
+    return {
+        "type": "modal",
+        "callback_id": NOTICE_CALLBACK,
+        "title": _plain_obj(title, MAX_MODAL_TITLE),
+        "close": _plain_obj("Close", MAX_MODAL_TITLE),
+        "blocks": text_blocks(text) or [{"type": "section", "text": _mrkdwn_obj(" ")}],
+    }
+
+
+# -------------------------------------------------------------------------- plan
+@dataclass(slots=True)
+class Step:
+    """One thing to do on Slack to show the desk's replies.
+
+    ``op``: ``modal`` (views.open with the origin's trigger_id), ``post`` (a
+    visible message in the channel), ``update`` (replace the clicked card),
+    ``private`` (only for the user: ephemeral, or the DM itself).
+    """
+
+    op: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    form: Form | None = None
+    forms: list[Form] = field(default_factory=list)  # forms behind "Open form" buttons
+    fallback: dict[str, Any] | None = None  # a modal step's message if the modal fails
+
+
+def _updates_card(reply: Reply, origin: Origin) -> bool:
+    if reply.card is None or not origin.message_ts:
+        return False
+    if reply.replace and origin.source == "action":
+        return True
+    # A form opened from a card's button: its result replaces that card.
+    return origin.source == "view" and origin.card_case == reply.card.case_id
+
+
+def plan(replies: list[Reply], origin: Origin, *, private_only: bool = False) -> list[Step]:
+    """The steps that show ``replies`` natively on Slack, in order.
+
+    * a form opens a modal when the request carried a ``trigger_id`` (once);
+      otherwise it becomes its text prompt plus an "Open form" button;
+    * a card that replaces the clicked one updates that message in place;
+    * other cards are posted visibly in the channel, unless the answer is
+      private, the conversation is a DM, or ``private_only`` (staff in a
+      channel shared with a customer: internal details stay private);
+    * everything else is for the sender only, merged into one message.
+    """
+    steps: list[Step] = []
+    trigger = origin.trigger_id if origin.source in ("command", "action") else None
+    modal_forms = [r.form for r in replies if r.form is not None][:1] if trigger else []
+    intros = {f.intro for f in modal_forms if f.intro}
+    private: list[Reply] = []
+    for r in replies:
+        if r.form is not None and modal_forms and r.form is modal_forms[0]:
+            fallback = Reply(text=r.text, buttons=r.buttons, form=r.form, kind=r.kind)
+            steps.append(
+                Step("modal", form=r.form, fallback=message_payload([fallback]), forms=[r.form])
+            )
+            continue
+        if intros and r.text in intros and r.card is None and r.form is None:
+            continue  # the modal shows the intro
+        if _updates_card(r, origin):
+            assert r.card is not None
+            if origin.is_ephemeral or not private_only or origin.is_direct:
+                steps.append(Step("update", payload=message_payload([Reply(card=r.card)])))
+                if r.text:
+                    private.append(Reply(text=r.text, kind=r.kind, private=True))
+                continue
+        if r.card is not None and not (r.private or private_only or origin.is_direct):
+            steps.append(Step("post", payload=message_payload([r])))
+            continue
+        private.append(r)
+    if private:
+        steps.append(
+            Step(
+                "private",
+                payload=message_payload(private),
+                forms=[r.form for r in private if r.form is not None],
+            )
+        )
+    return steps
+
+
+def form_store_key(origin: Origin, form_id: str, case_id: str | None) -> str:
+    """Where the adapter keeps a form behind an "Open form" button (conversation store)."""
+    return f"slack-form|{origin.conversation}|{origin.user}|{form_id}|{case_id or ''}"
+
+
+__all__ = [
+    "FORM_CALLBACK",
+    "OPEN_FORM",
+    "Origin",
+    "Step",
+    "action_to_message",
+    "card_blocks",
+    "click_dedupe_key",
+    "clicked_ref",
+    "command_to_message",
+    "escape",
+    "event_dedupe_key",
+    "event_to_message",
+    "fit",
+    "form_errors",
+    "form_store_key",
+    "message_payload",
+    "modal_metadata",
+    "modal_view",
+    "mrkdwn",
+    "notice_view",
+    "plain_text",
+    "plan",
+    "redact",
+    "strip_bot_mention",
+    "view_to_message",
+    "view_values",
+]
