@@ -10,6 +10,7 @@ never slept.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
@@ -192,6 +193,17 @@ async def test_tokens_are_cached_until_five_minutes_before_expiry(
     await client.support_topics(refresh=True)
     assert len(fake.token_requests) == 2
     assert [r.auth_grant for r in fake.api_requests()] == ["refresh_token"] * 5
+
+
+async def test_concurrent_calls_share_one_token_fetch(
+    client: PartnerCenterClient, fake: FakePartnerCenter
+) -> None:
+    sub = fake.add_subscription()
+    reads = [client.get_subscription(CUSTOMER_TENANT_ID, sub["id"]) for _ in range(5)]
+    await asyncio.gather(*reads, client.support_topics(), client.support_topics())
+    grants = sorted(r.body["grant_type"] for r in fake.token_requests)
+    assert grants == ["client_credentials", "refresh_token"]
+    assert len(fake.api_requests("GET", "/supporttopics")) == 1
 
 
 async def test_a_rotated_refresh_token_is_used_for_the_next_grant(
@@ -492,7 +504,9 @@ async def test_a_read_that_times_out_says_partner_center_is_not_answering(
     async with PartnerCenterClient(fake.settings(), sleep=sleeps, timeout=0.2) as c:
         with pytest.raises(PartnerCenterUnavailable) as caught:
             await c.support_topics()
-    assert caught.value.user_message.startswith("Partner Center is not answering right now")
+    assert caught.value.user_message == (
+        "Partner Center is not answering right now; try again later."
+    )
     assert not caught.value.outcome_unknown
     assert len(fake.api_requests()) == 3 and len(sleeps) == 2
 

@@ -581,6 +581,8 @@ class PartnerCenterClient:
                 f"Partner Center is busy and asked us to wait {gave_up.retry_after:.0f} seconds; "
                 f"{about.not_done}, try again later."
             )
+        elif about.maybe_done is None:  # a read: nothing to undo
+            text = "Partner Center is not answering right now; try again later."
         else:
             text = f"Partner Center is not answering right now; {about.not_done}, try again later."
         err = PartnerCenterUnavailable(
