@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.clock import Clock
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOOP_STATES = frozenset({State.RESOLVED})
+CATCH_UP_GRACE = timedelta(minutes=30)
 WATCH_DONE = frozenset({State.RESOLVED, State.CUSTOMER_INFORMED, State.CLOSED, State.CANCELLED})
 
 # Sends replies to a person on their channel; False when they could not be reached.
@@ -55,7 +56,8 @@ def watch_key(number: int) -> str:
 
 
 def iso(when: datetime) -> str:
-    return when.isoformat()
+    """Stored times are UTC ISO strings, so they compare as text."""
+    return when.astimezone(UTC).isoformat()
 
 
 # ---- jobs written by flows, in the same commit as the change they follow ------------
@@ -138,6 +140,11 @@ class Scheduler:
         out = []
         for cfg in self.settings.users:
             if cfg.role == Role.LEAD:
+                identities = {
+                    channel: external
+                    for channel, external in (("slack", cfg.slack), ("teams", cfg.teams))
+                    if external
+                }
                 out.append(
                     User(
                         id=cfg.name,
@@ -145,6 +152,7 @@ class Scheduler:
                         role=Role.LEAD,
                         time_zone=cfg.time_zone or self.settings.time_zone,
                         locale=cfg.locale or "en",
+                        identities=identities,
                     )
                 )
                 await self.store.save_user(out[-1])
@@ -311,7 +319,13 @@ class Scheduler:
                         f"notify:escalated:{case.number}:{lead.id}", lead.id, note, case.number, due
                     )
                 )
-        nxt = hours.add_working(now, timedelta(hours=self.policy.repeat_every_hours))
+        # Keep to the schedule (a tick a little late must not push every later reminder),
+        # but after downtime start again from now: one catch-up, not one per missed slot.
+        planned = datetime.fromisoformat(job["due"])
+        base = planned if now - planned <= CATCH_UP_GRACE else now
+        nxt = hours.add_working(base, timedelta(hours=self.policy.repeat_every_hours))
+        if nxt <= now:
+            nxt = hours.add_working(now, timedelta(hours=self.policy.repeat_every_hours))
         await self._commit_job(
             key,
             {

@@ -69,8 +69,8 @@ class WorkingHours:
             local = cursor.astimezone(self.zone)
             end_today = datetime.combine(local.date(), self.end, tzinfo=self.zone).astimezone(UTC)
             available = end_today - cursor
-            if remaining <= available:
-                return cursor + remaining
+            if remaining < available:
+                return cursor + remaining  # landing on the end of the day means next morning
             remaining -= available
             cursor = self.next_working(end_today)
         return cursor
