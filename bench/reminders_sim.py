@@ -167,7 +167,7 @@ async def run(days: int, cases: int, seed: int) -> dict[str, object]:
         if kind == "loop" and c in sim.informed_at and at > sim.informed_at[c]
     )
     by_case: dict[int, list[datetime]] = {}
-    for at, uid, kind, c in sim.sends:
+    for at, _uid, kind, c in sim.sends:
         if kind == "loop" and c is not None:
             by_case.setdefault(c, []).append(at)
     duplicates = 0
