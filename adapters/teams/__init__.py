@@ -1,1 +1,95 @@
-"""Microsoft Teams through botbuilder: every import of botbuilder stays in this folder."""
+"""Microsoft Teams through botbuilder: every import of botbuilder stays in this folder.
+
+:func:`mount` adds ``POST /api/messages`` to the bot's aiohttp application and
+reports whether the channel is on and why (shown at start and in
+``/healthz``). The modules: ``translate`` (activity JSON → neutral message),
+``render`` (neutral replies → activities with Adaptive Cards), ``channel``
+(the CloudAdapter, the durable inbox work, DMs and references) and
+``package`` (``billing-bot teams-package``). See docs/teams.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from bot.config import Settings
+    from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+APP_TYPES = {
+    "multitenant": "MultiTenant",
+    "singletenant": "SingleTenant",
+    "userassignedmsi": "UserAssignedMSI",
+}
+
+
+def status(settings: Settings) -> dict[str, Any]:
+    """Whether the Teams channel can run with these settings, and why (no I/O)."""
+    from bot.server import is_loopback
+
+    app_type = (settings.teams_app_type or "MultiTenant").lower()
+    if settings.teams_app_id:
+        if app_type not in APP_TYPES:
+            return {
+                "on": False,
+                "why": f"MICROSOFT_APP_TYPE must be one of {', '.join(APP_TYPES.values())}",
+            }
+        if app_type in ("singletenant", "userassignedmsi") and not settings.teams_app_tenant_id:
+            return {
+                "on": False,
+                "why": f"MICROSOFT_APP_TYPE={APP_TYPES[app_type]} needs MICROSOFT_APP_TENANT_ID",
+            }
+        if app_type != "userassignedmsi" and not settings.teams_app_password:
+            return {"on": False, "why": "MICROSOFT_APP_ID is set but MICROSOFT_APP_PASSWORD is not"}
+        return {
+            "on": True,
+            "why": f"POST /api/messages; app {settings.teams_app_id} ({APP_TYPES[app_type]}), "
+            "every request's token is verified",
+            "mode": "authenticated",
+        }
+    if is_loopback(settings.host):
+        return {
+            "on": True,
+            "why": "local (Emulator) mode: MICROSOFT_APP_ID is not set, requests are not "
+            "authenticated, so it answers only because the server is bound to loopback",
+            "mode": "emulator",
+        }
+    return {
+        "on": False,
+        "why": f"MICROSOFT_APP_ID is not set; without it Teams runs only in local (Emulator) "
+        f"mode, which needs the server bound to loopback (HOST is {settings.host})",
+    }
+
+
+def mount(app: web.Application, runtime: Runtime, settings: Settings) -> dict[str, Any]:
+    """Add ``POST /api/messages`` and the Teams inbox handler and deliverer; report on/off."""
+    from aiohttp import web
+
+    state = status(settings)
+    if not state["on"]:
+        why = str(state["why"])
+        log.warning("Teams channel is off: %s", why)
+
+        async def off(request: web.Request) -> web.Response:
+            return web.json_response({"error": f"the Teams channel is off: {why}"}, status=503)
+
+        app.router.add_post("/api/messages", off)
+        return state
+    from adapters.teams.channel import TeamsChannel
+
+    try:
+        channel = TeamsChannel(runtime, settings)
+    except Exception as exc:  # noqa: BLE001 - the SDK raises bare Exception for bad settings
+        state = {"on": False, "why": f"the Bot Framework settings were refused: {exc}"}
+        log.warning("Teams channel is off: %s", state["why"])
+        return state
+    app.router.add_post("/api/messages", channel.messages)
+    runtime.inbox_handlers["teams"] = channel.work
+    runtime.deliverers["teams"] = channel.deliver
+    log.info("Teams channel is on: %s", state["why"])
+    return state

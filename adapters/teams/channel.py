@@ -1,0 +1,617 @@
+"""The thin I/O part of the Teams channel: botbuilder's CloudAdapter on the bot's own app.
+
+``POST /api/messages`` checks the body before the SDK sees it (415 for a
+wrong content type, 400 for bad JSON or an activity without ``type``; the SDK
+itself would answer 500), then hands the request to
+``CloudAdapter.process``: with ``MICROSOFT_APP_ID`` set the SDK verifies the
+request's JWT (none or a bad one → 401). The turn only *records* what the
+activity asks for in the runtime's durable inbox (deduplicated by activity
+id) and answers at once, well inside Teams' 15 seconds; the inbox worker
+then runs the desk and posts the answers with ``continue_conversation``.
+
+Answers of one activity are kept in a small durable outbox until all were
+sent, so a retry after a failed send re-sends them and never runs the desk a
+second time. A double click on a card button is recognised by its click key
+(who, which card, which button of which case version) and changes nothing.
+
+Conversation references are stored for every user and conversation seen, so
+direct messages (assignments, reminders) work after a restart; a proactive
+send answered 403 or 404 marks the reference dead and reports ``False``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import timedelta
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+from botbuilder.core import Bot, TurnContext
+from botbuilder.core.teams import TeamsInfo
+from botbuilder.integration.aiohttp import (
+    CloudAdapter,
+    ConfigurationBotFrameworkAuthentication,
+)
+from botbuilder.schema import (
+    Activity,
+    ChannelAccount,
+    ConversationParameters,
+    ConversationReference,
+)
+from msrest.exceptions import DeserializationError, HttpOperationError
+
+from adapters.teams import render, translate
+from bot.config import Settings
+from bot.domain import User, parse_case_id
+from bot.runtime import Runtime
+from bot.storage import Op, VersionConflict
+from conversations.model import Channel, Message, Reply
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "teams"
+CLICK_WINDOW = timedelta(seconds=30)
+DEAD_STATUSES = (HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND)
+HANDLED_TYPES = ("message", "conversationUpdate", "installationUpdate")
+
+
+class BotConfiguration:
+    """The configuration object ``ConfigurationBotFrameworkAuthentication`` reads, from Settings.
+
+    Only set attributes are defined: the SDK tests them with ``hasattr``.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.APP_ID = settings.teams_app_id or ""
+        self.APP_PASSWORD = settings.teams_app_password or ""
+        self.APP_TYPE = settings.teams_app_type or "MultiTenant"
+        if settings.teams_app_tenant_id:
+            self.APP_TENANTID = settings.teams_app_tenant_id
+
+
+@dataclass(slots=True)
+class _Request:
+    """What the route hands to the turn: the JSON as posted, and whether the turn started."""
+
+    body: dict[str, Any]
+    reached: bool = False
+
+
+_current: ContextVar[_Request | None] = ContextVar("teams_request", default=None)
+
+
+class _RecordFailed(Exception):
+    """The activity could not be recorded: answer 503 so the Bot Connector retries."""
+
+
+class _DeskBot(Bot):
+    def __init__(self, on_turn: Callable[[TurnContext], Awaitable[None]]) -> None:
+        self._on_turn = on_turn
+
+    async def on_turn(self, context: TurnContext) -> None:
+        await self._on_turn(context)
+
+
+def _status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _json_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@dataclass(slots=True)
+class _Sent:
+    """What one send produced (for logs and tests)."""
+
+    posted: int = 0
+    updated: int = 0
+    ids: list[str] = field(default_factory=list)
+
+
+class TeamsChannel:
+    """Everything Teams-specific that needs I/O: the route, the inbox work, the DMs."""
+
+    def __init__(self, runtime: Runtime, settings: Settings) -> None:
+        self.runtime = runtime
+        self.settings = settings
+        self.store = runtime.store
+        self.app_id = settings.teams_app_id or None
+        self.auth = ConfigurationBotFrameworkAuthentication(BotConfiguration(settings))
+        self.adapter = CloudAdapter(self.auth)
+        self.bot = _DeskBot(self.on_turn)
+
+    # ------------------------------------------------------------ HTTP
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        """``POST /api/messages``: check the body, let the SDK authenticate, record, answer."""
+        if request.content_type != "application/json":
+            return _json_error(415, "send the activity as application/json")
+        try:
+            body = json.loads(await request.read())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _json_error(400, "the body is not valid JSON")
+        problem = _check_activity(body)
+        if problem:
+            return _json_error(400, problem)
+        holder = _Request(body)
+        token = _current.set(holder)
+        try:
+            response = await self.adapter.process(request, self.bot)
+        except web.HTTPException:
+            raise  # 401 from the SDK (PermissionError), 415/400 it found itself
+        except _RecordFailed as exc:
+            log.error("could not record a Teams activity: %s", exc)
+            return _json_error(503, "the billing desk could not record this; retry")
+        except Exception as exc:  # noqa: BLE001 - sorted below, never a bare 500
+            if holder.reached:
+                log.exception("handling a Teams activity failed")
+                return _json_error(503, "the billing desk could not record this; retry")
+            # Failed before the turn: the token could not be verified (a malformed
+            # JWT makes the SDK raise a decoding error instead of PermissionError).
+            log.warning("Teams request rejected: %s: %s", type(exc).__name__, exc)
+            return _json_error(401, "the request's token could not be verified")
+        finally:
+            _current.reset(token)
+        return response or web.Response(status=200)
+
+    # ------------------------------------------------------------ the turn
+    async def on_turn(self, context: TurnContext) -> None:
+        """Record the activity durably (deduplicated) and return: the work runs after."""
+        holder = _current.get()
+        body = holder.body if holder else context.activity.serialize()
+        if holder:
+            holder.reached = True
+        kind = body.get("type")
+        if kind not in HANDLED_TYPES:
+            return  # typing, reactions, invokes we do not use: nothing to do
+        if kind == "message" and translate.to_message(body) is None:
+            return  # a channel message not addressed to the bot
+        conv = translate.base_conversation(str((body.get("conversation") or {}).get("id", "")))
+        activity_id = body.get("id")
+        dedupe = f"teams:{conv}:{activity_id}" if activity_id else None
+        payload = {"kind": kind, "activity": body, "key": dedupe or _random_key()}
+        try:
+            fresh = await self.runtime.enqueue(CHANNEL, payload, dedupe)
+        except Exception as exc:
+            raise _RecordFailed(str(exc)) from exc
+        if not fresh:
+            log.info("Teams activity %s was delivered again; already recorded", activity_id)
+
+    # ------------------------------------------------------------ inbox work
+    async def work(self, payload: dict[str, Any]) -> None:
+        """The runtime's inbox handler for Teams items."""
+        body: dict[str, Any] = payload["activity"]
+        kind = payload.get("kind")
+        if kind == "message":
+            await self._message(body, payload["key"])
+        elif kind in ("conversationUpdate", "installationUpdate"):
+            await self._membership(body, payload["key"])
+
+    async def _message(self, body: dict[str, Any], key: str) -> None:
+        await self._remember_sender(body)
+        outbox_key = f"teams-outbox|{key}"
+        state = await self.store.get_conversation(outbox_key)
+        if state is None:
+            msg = translate.to_message(body)
+            if msg is None:
+                return
+            outgoing = await self._answer(body, msg, key)
+            state = {
+                "items": [{"activity": o.activity, "replace": o.replace} for o in outgoing],
+                "sent": 0,
+            }
+            await self.store.save_conversation(outbox_key, state)
+        await self._flush(outbox_key, state, body)
+
+    async def _answer(self, body: dict[str, Any], msg: Message, key: str) -> list[render.Outgoing]:
+        """Run the desk for one message and render its answers."""
+        if msg.mentions:
+            msg.mentions = await self._resolve_mentions(body, msg.mentions)
+        if msg.action is not None and not await self._first_click(body, msg, key):
+            return []
+        result = await self.runtime.handle(msg)
+        return render.render_replies(
+            result.replies,
+            from_card=msg.action is not None or msg.form_id is not None,
+            form_submitted=msg.form_id is not None,
+        )
+
+    async def _first_click(self, body: dict[str, Any], msg: Message, key: str) -> bool:
+        """False for the second of a double click that has nothing new to show.
+
+        The click key is claimed durably by the first activity carrying it (a
+        retry of that same activity may claim it again). A repeat whose card
+        is out of date still goes to the desk, which answers "already done"
+        with the current card and changes nothing.
+        """
+        click = translate.click_key(body)
+        if click is None:
+            return True
+        now = self.runtime.clock.now()
+        current = self.store.engine.peek("events", click)
+        live = current is not None and current.get("expires", "") > now.isoformat()
+        if live and current is not None and current.get("by") != key:
+            action = msg.action
+            number = parse_case_id(action.case_id or "") if action else None
+            case = await self.store.get_case(number) if number else None
+            stale = bool(case and action and action.version is not None)
+            if stale and case is not None and action is not None:
+                stale = case.version != action.version
+            log.info("double click %s ignored%s", click, " (card out of date)" if stale else "")
+            return stale
+        version = current.get("version", 0) if current else None
+        doc = {
+            "expires": (now + CLICK_WINDOW).isoformat(),
+            "by": key,
+            "version": (version or 0) + 1,
+        }
+        try:
+            await self.store.commit([Op("events", click, doc, expect=version)])
+        except VersionConflict:
+            return False
+        return True
+
+    async def _flush(self, outbox_key: str, state: dict[str, Any], body: dict[str, Any]) -> None:
+        """Send what is left in the outbox, recording progress after each activity."""
+        reference = translate.reference_of(body)
+        reply_to = body.get("id")
+        card_id = body.get("replyToId")
+        items = state["items"]
+        while state["sent"] < len(items):
+            item = items[state["sent"]]
+            await self.send(
+                reference,
+                [render.Outgoing(item["activity"], item["replace"])],
+                reply_to=reply_to,
+                update_id=card_id,
+            )
+            state["sent"] += 1
+            if state["sent"] < len(items):
+                await self.store.save_conversation(outbox_key, state)
+        await self.store.save_conversation(outbox_key, None)
+
+    # ------------------------------------------------------------ sending
+    async def send(
+        self,
+        reference: dict[str, Any],
+        outgoing: list[render.Outgoing],
+        *,
+        reply_to: str | None = None,
+        update_id: str | None = None,
+    ) -> _Sent:
+        """Post (or update) activities in a conversation through ``continue_conversation``.
+
+        ``reply_to`` threads the answer to the message it answers; a proactive
+        message has none. ``update_id`` is the card to update for an item
+        marked ``replace``; when the update fails the item is posted instead.
+        """
+        sent = _Sent()
+        ref = ConversationReference().deserialize(reference)
+
+        async def fix_reply_to(
+            context: TurnContext, activities: list[Activity], next_send: Callable[[], Any]
+        ) -> Any:
+            # continue_conversation would thread every message to its made-up event id.
+            for activity in activities:
+                activity.reply_to_id = reply_to
+            return await next_send()
+
+        async def callback(context: TurnContext) -> None:
+            context.on_send_activities(fix_reply_to)
+            try:
+                for item in outgoing:
+                    activity = Activity().deserialize(item.activity)
+                    if item.replace and update_id:
+                        activity.id = update_id
+                        try:
+                            await context.update_activity(activity)
+                            sent.updated += 1
+                            continue
+                        except HttpOperationError as exc:
+                            if _status(exc) not in (400, 403, 404):
+                                raise
+                            log.warning("could not update card %s (%s)", update_id, _status(exc))
+                            activity.id = None
+                    response = await context.send_activity(activity)
+                    sent.posted += 1
+                    if response is not None and response.id:
+                        sent.ids.append(response.id)
+            finally:
+                await _close_connector(context, self.adapter)
+
+        await self.adapter.continue_conversation(ref, callback, self.app_id)
+        return sent
+
+    # ------------------------------------------------------------ DMs
+    async def deliver(self, user: User, replies: list[Reply]) -> bool:
+        """The runtime's deliverer: a direct message to ``user``; False when it cannot go out."""
+        doc_key, doc = await self._reference_doc(user)
+        if doc is None or doc.get("dead"):
+            return False
+        dm = doc.get("dm")
+        outgoing = render.render_replies(replies, from_card=False)
+        try:
+            if dm is None:
+                dm = await self._open_dm(doc_key, doc)
+                if dm is None:
+                    return False
+            await self.send(dm, outgoing)
+        except HttpOperationError as exc:
+            status = _status(exc)
+            if status in DEAD_STATUSES:
+                await self._mark_dead(doc_key, doc, f"HTTP {status}")
+                log.warning(
+                    "Teams DM to %s failed with %s: the bot was blocked or removed; "
+                    "reference marked dead",
+                    user.id,
+                    status,
+                )
+                return False
+            log.error("Teams DM to %s failed with HTTP %s", user.id, status)
+            return False
+        return True
+
+    async def _reference_doc(self, user: User) -> tuple[str, dict[str, Any] | None]:
+        doc = (await self.store.references(user.id)).get(CHANNEL)
+        if doc is not None:
+            return user.id, doc
+        external = user.identities.get(CHANNEL)
+        if external:
+            other = f"teams:{external}"
+            doc = (await self.store.references(other)).get(CHANNEL)
+            if doc is not None:
+                return other, doc
+        return user.id, None
+
+    async def _open_dm(self, doc_key: str, doc: dict[str, Any]) -> dict[str, Any] | None:
+        """Start a 1:1 chat with someone met only in a channel (the app must be installed)."""
+        member = doc.get("member") or {}
+        service_url = doc.get("service_url")
+        if not member.get("id") or not service_url or not doc.get("bot"):
+            return None
+        created: dict[str, Any] = {}
+        tenant = doc.get("tenant")
+        params = ConversationParameters(
+            is_group=False,
+            bot=ChannelAccount(id=doc["bot"].get("id"), name=doc["bot"].get("name")),
+            members=[ChannelAccount(id=member["id"], name=member.get("name"))],
+            tenant_id=tenant,
+            channel_data={"tenant": {"id": tenant}} if tenant else None,
+        )
+
+        async def callback(context: TurnContext) -> None:
+            created["id"] = context.activity.conversation.id
+            await _close_connector(context, self.adapter)
+
+        await self.adapter.create_conversation(
+            self.app_id, callback, params, "msteams", service_url, None
+        )
+        if not created.get("id"):
+            return None
+        dm = {
+            "user": {
+                "id": member["id"],
+                "name": member.get("name"),
+                "aadObjectId": member.get("aad"),
+            },
+            "bot": doc["bot"],
+            "conversation": {
+                "id": created["id"],
+                "conversationType": "personal",
+                "tenantId": tenant,
+            },
+            "channelId": "msteams",
+            "serviceUrl": service_url,
+        }
+        await self.store.save_reference(doc_key, CHANNEL, {**doc, "dm": dm})
+        return dm
+
+    async def _mark_dead(self, key: str, doc: dict[str, Any], why: str) -> None:
+        dead = {
+            **doc,
+            "dead": True,
+            "dead_reason": why,
+            "dead_at": self.runtime.clock.now().isoformat(),
+        }
+        await self.store.save_reference(key, CHANNEL, dead)
+
+    # ------------------------------------------------------------ references
+    async def _user_key(self, aad: str) -> str:
+        """The desk's user id for a Teams user (the same rule as the directory)."""
+        known = await self.store.user_by_identity(CHANNEL, aad)
+        if known is not None:
+            return known.id
+        for cfg in self.settings.users:
+            if cfg.teams == aad:
+                return cfg.name
+        return f"teams:{aad}"
+
+    async def _remember_member(
+        self,
+        body: dict[str, Any],
+        member: dict[str, Any],
+        *,
+        personal: bool,
+    ) -> None:
+        """Store (or refresh) what is needed to DM ``member`` later."""
+        aad = str(member.get("aadObjectId") or member.get("id") or "")
+        if not aad:
+            return
+        key = await self._user_key(aad)
+        current = (await self.store.references(key)).get(CHANNEL) or {}
+        reference = translate.reference_of(body)
+        doc = {
+            **current,
+            "member": {"id": member.get("id"), "name": member.get("name"), "aad": aad},
+            "bot": reference["bot"],
+            "tenant": translate.tenant_of(body),
+            "service_url": reference["serviceUrl"],
+            "seen": self.runtime.clock.now().isoformat(),
+        }
+        if personal:
+            doc["dm"] = {**reference, "user": dict(member)}
+            doc.pop("dead", None)
+            doc.pop("dead_reason", None)
+            doc.pop("dead_at", None)
+        if doc != current:
+            await self.store.save_reference(key, CHANNEL, doc)
+
+    async def _remember_conversation(self, body: dict[str, Any]) -> None:
+        reference = translate.reference_of(body)
+        conv = translate.base_conversation(str(reference["conversation"].get("id", "")))
+        if not conv:
+            return
+        channel_data = body.get("channelData") or {}
+        reference["conversation"] = {**reference["conversation"], "id": conv}
+        doc = {
+            "reference": reference,
+            "type": translate.conversation_type(body),
+            "team": (channel_data.get("team") or {}).get("id"),
+            "tenant": translate.tenant_of(body),
+        }
+        key = f"conversation:{conv}"
+        if (await self.store.references(key)).get(CHANNEL) != doc:
+            await self.store.save_reference(key, CHANNEL, doc)
+
+    async def _remember_sender(self, body: dict[str, Any]) -> None:
+        sender = body.get("from") or {}
+        personal = translate.conversation_type(body) == "personal"
+        await self._remember_member(body, sender, personal=personal)
+        await self._remember_conversation(body)
+
+    async def _membership(self, body: dict[str, Any], key: str) -> None:
+        """``conversationUpdate`` / ``installationUpdate``: references, and a hello on install."""
+        personal = translate.conversation_type(body) == "personal"
+        bot_id = (body.get("recipient") or {}).get("id")
+        await self._remember_conversation(body)
+        sender = body.get("from") or {}
+        if body.get("type") == "installationUpdate":
+            action = str(body.get("action") or "")
+            if action.startswith("remove"):
+                aad = translate.sender_id(body)
+                doc_key = await self._user_key(aad)
+                doc = (await self.store.references(doc_key)).get(CHANNEL)
+                if personal and doc is not None:
+                    await self._mark_dead(doc_key, doc, "app uninstalled")
+                return
+            if sender.get("id"):
+                await self._remember_member(body, sender, personal=personal)
+            return
+        added = [m for m in body.get("membersAdded") or [] if isinstance(m, dict)]
+        for member in added:
+            if member.get("id") and member.get("id") != bot_id:
+                await self._remember_member(body, member, personal=personal)
+        if personal and sender.get("id") and sender.get("id") != bot_id:
+            await self._remember_member(body, sender, personal=True)
+        if personal and any(m.get("id") == bot_id for m in added) and sender.get("id"):
+            await self._welcome(body, key)
+
+    async def _welcome(self, body: dict[str, Any], key: str) -> None:
+        """The bot was added to someone's personal scope: say what it can do."""
+        msg = Message(
+            channel=Channel.TEAMS,
+            user=translate.sender_id(body),
+            conversation=str((body.get("conversation") or {}).get("id", "")),
+            text="help",
+            user_name=str((body.get("from") or {}).get("name") or ""),
+            tenant=translate.tenant_of(body),
+            time_zone=translate.time_zone(body),
+            locale=body.get("locale"),
+        )
+        outbox_key = f"teams-outbox|{key}"
+        state = await self.store.get_conversation(outbox_key)
+        if state is None:
+            result = await self.runtime.handle(msg)
+            outgoing = render.render_replies(result.replies, from_card=False)
+            state = {
+                "items": [{"activity": o.activity, "replace": False} for o in outgoing],
+                "sent": 0,
+            }
+            await self.store.save_conversation(outbox_key, state)
+        await self._flush(outbox_key, state, {**body, "id": None, "replyToId": None})
+
+    async def _resolve_mentions(
+        self, body: dict[str, Any], mentions: dict[str, str]
+    ) -> dict[str, str]:
+        """Mentioned people as AAD object ids (Teams mentions carry the ``29:…`` id only)."""
+        pending = {k: v for k, v in mentions.items() if not translate.is_guid(v)}
+        if not pending:
+            return mentions
+        resolved = dict(mentions)
+        reference = translate.reference_of(body)
+        conv = translate.base_conversation(str(reference["conversation"].get("id", "")))
+        reference["conversation"] = {**reference["conversation"], "id": conv}
+        members: dict[str, dict[str, Any]] = {}
+
+        async def callback(context: TurnContext) -> None:
+            try:
+                for name, member_id in pending.items():
+                    try:
+                        member = await TeamsInfo.get_member(context, member_id)
+                    except (HttpOperationError, DeserializationError, ValueError, TypeError) as exc:
+                        log.warning("could not look up the mentioned %s: %s", member_id, exc)
+                        continue
+                    if member.aad_object_id:
+                        resolved[name] = member.aad_object_id
+                        members[member.aad_object_id] = {
+                            "id": member.id,
+                            "name": member.name,
+                            "aadObjectId": member.aad_object_id,
+                        }
+            finally:
+                await _close_connector(context, self.adapter)
+
+        await self.adapter.continue_conversation(
+            ConversationReference().deserialize(reference), callback, self.app_id
+        )
+        for member in members.values():
+            # Someone mentioned (an assignee) can get a DM even before they talk to the bot.
+            await self._remember_member(body, member, personal=False)
+        return resolved
+
+
+async def _close_connector(context: TurnContext, adapter: CloudAdapter) -> None:
+    client = context.turn_state.get(adapter.BOT_CONNECTOR_CLIENT_KEY)
+    if client is not None:
+        try:
+            await client.__aexit__(None, None, None)
+        except Exception:  # noqa: BLE001 - closing is best effort
+            log.debug("closing a connector client failed", exc_info=True)
+
+
+def _random_key() -> str:
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+def _check_activity(body: Any) -> str | None:
+    """Why a JSON body is not an activity the SDK can take, or None."""
+    if not isinstance(body, dict):
+        return "the body must be a JSON object (an activity)"
+    kind = body.get("type")
+    if not isinstance(kind, str) or not kind.strip():
+        return "the activity has no type"
+    service_url = body.get("serviceUrl")
+    if not isinstance(service_url, str) or not service_url.startswith(("https://", "http://")):
+        return "the activity has no serviceUrl"
+    for key in ("conversation", "from", "recipient"):
+        if key in body and not isinstance(body[key], dict):
+            return f"the activity's {key} must be an object"
+    if not isinstance((body.get("conversation") or {}).get("id"), str):
+        return "the activity has no conversation id"
+    try:
+        Activity().deserialize(body)
+    except (DeserializationError, ValueError, TypeError, AttributeError) as exc:
+        return f"not a valid activity: {exc}"
+    return None
+
+
+__all__ = ["BotConfiguration", "TeamsChannel"]
