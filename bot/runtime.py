@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,8 @@ Deliverer = Callable[[User, list[Reply]], Awaitable[bool]]
 InboxHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
 EVENT_TTL = timedelta(days=2)
+# Flow modules that add commands, forms and job types: each has ``register(runtime)``.
+FLOW_MODULES = ("conversations.escalation", "conversations.collections")
 MAX_INBOX_ATTEMPTS = 5
 
 
@@ -50,6 +53,24 @@ class Runtime:
         self.deliverers: dict[str, Deliverer] = {}
         self.scheduler = Scheduler(store, settings, self.clock, self.deliver, self.render_job)
         self.desk.scheduler_view = self.scheduler.due_for
+        # Called on shutdown (flow modules' HTTP sessions, channel clients).
+        self.closers: list[Callable[[], Awaitable[None]]] = []
+        for name in FLOW_MODULES:
+            try:
+                module = importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                if exc.name != name:
+                    raise
+                continue
+            module.register(self)
+
+    async def close(self) -> None:
+        """Release what flow modules and channels opened (HTTP sessions)."""
+        for close in reversed(self.closers):
+            try:
+                await close()
+            except Exception:  # noqa: BLE001 - shutdown goes on
+                log.exception("closing %r failed", close)
         self.inline_scheduling = True  # ``serve`` turns this off and runs scheduler_loop
         self._scheduler_wake = asyncio.Event()
         self.inbox_handlers: dict[str, InboxHandler] = {}

@@ -43,6 +43,8 @@ WATCH_DONE = frozenset({State.RESOLVED, State.CUSTOMER_INFORMED, State.CLOSED, S
 
 # Sends replies to a person on their channel; False when they could not be reached.
 Deliver = Callable[[User, "list[Reply]"], Awaitable[bool]]
+# Runs a claimed job of a kind a flow module added: (key, job, now) → messages sent.
+JobHandler = Callable[[str, dict[str, Any], datetime], Awaitable[int]]
 # Renders a job's message for its recipient: (text, case number or None) → replies.
 Render = Callable[[User, str, "int | None", str], Awaitable["list[Reply]"]]
 
@@ -114,6 +116,7 @@ class Scheduler:
         self.clock = clock
         self.deliver = deliver
         self.render = render
+        self.handlers: dict[str, JobHandler] = {}
         self.sent: list[dict[str, Any]] = []  # what was sent this process (simulations, tests)
 
     # ---- calendars ---------------------------------------------------------
@@ -206,8 +209,31 @@ class Scheduler:
         ops = [Op("jobs", key, None if job is None else {**job, "claimed_until": None})]
         await self.store.commit(ops + (extra or []))
 
+    def add_job_type(self, kind: str, handler: JobHandler) -> None:
+        """Let a flow module run its own kind of job (e.g. service-request polling).
+
+        The handler gets ``(key, job, now)`` on a claimed job, returns how many
+        messages it sent, and must end by rescheduling or deleting the job with
+        :meth:`finish` (else the claim expires and the job runs again).
+        """
+        self.handlers[kind] = handler
+
+    async def finish(
+        self, key: str, job: dict[str, Any] | None, extra: list[Op] | None = None
+    ) -> None:
+        """Reschedule (``job`` with a new ``due``) or delete (None) a claimed job."""
+        await self._commit_job(key, job, extra)
+
+    async def send(
+        self, key: str, job: dict[str, Any], user: User, text: str, case: int | None, now: datetime
+    ) -> bool:
+        """Deliver a job's message with the scheduler's retries and unreachable handling."""
+        return await self._send(key, job, user, text, case, now)
+
     async def _run(self, key: str, job: dict[str, Any], now: datetime) -> int:
         kind = job.get("type")
+        if kind in self.handlers:
+            return await self.handlers[str(kind)](key, job, now)
         if kind == "loop":
             return await self._loop(key, job, now)
         if kind == "watch":

@@ -161,6 +161,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await runtime.close()
         await runtime.store.close()
         log.info("storage flushed and unlocked")
 

@@ -99,6 +99,23 @@ class Turn:
 
 
 Handler = Callable[[Turn, Command], Awaitable[Result]]
+FieldsFn = Callable[
+    [Turn, dict[str, str], dict[str, str]], Awaitable[tuple[str, list[FormField], str | None]]
+]
+CompleteFn = Callable[[Turn, dict[str, str], dict[str, str], Op], Awaitable[Result]]
+
+
+@dataclass(slots=True)
+class FormSpec:
+    """A form added by a flow module (see :meth:`Desk.add_form`).
+
+    ``fields(turn, context, answers so far)`` gives title, fields and intro;
+    ``complete(turn, values, context, clear_op)`` acts on the validated values
+    and must commit ``clear_op`` (which ends the form) with its own change.
+    """
+
+    fields: FieldsFn
+    complete: CompleteFn
 
 
 class _Stale(Exception):
@@ -128,6 +145,7 @@ class Desk:
         # Set by the runtime: what the scheduler would send to a person by a time.
         self.scheduler_view: Callable[[User, datetime], Awaitable[list[tuple[datetime, str, str]]]]
         self.scheduler_view = _nothing_due
+        self.forms: dict[str, FormSpec] = {}
         self.handlers: dict[str, Handler] = {
             "help": self.cmd_help,
             "resources": self.cmd_resources,
@@ -775,10 +793,20 @@ class Desk:
     def _sr_title(self, case: Case) -> str:
         return _("Billing {kind} for {case}").format(kind=case.kind.value, case=case.id)
 
+    def add_command(self, name: str, handler: Handler) -> None:
+        """Add (or replace) a command; flow modules call this from their ``register``."""
+        self.handlers[name] = handler
+
+    def add_form(self, form_id: str, spec: FormSpec) -> None:
+        """Add (or replace) a form; it is filled the same way on every channel."""
+        self.forms[form_id] = spec
+
     async def _fields(
         self, turn: Turn, form_id: str, ctx: dict[str, str], values: dict[str, str]
     ) -> tuple[str, list[FormField], str | None]:
         """Title, fields (given the answers so far) and intro text of a form."""
+        if form_id in self.forms:
+            return await self.forms[form_id].fields(turn, ctx, values)
         customer_field = FormField("customer", _("Customer"), hint=_("The customer's company name"))
         if form_id == "ask":
             fields = [
@@ -1126,6 +1154,8 @@ class Desk:
         self, turn: Turn, form_id: str, values: dict[str, str], ctx: dict[str, str], clear: str
     ) -> Result:
         clear_op = self.store.conversation_op(clear, None)
+        if form_id in self.forms:
+            return await self.forms[form_id].complete(turn, values, ctx, clear_op)
         if form_id in ("ask", "dispute"):
             return await self._create_case(turn, form_id, values, clear_op)
         number = parse_case_id(ctx.get("case", ""))
