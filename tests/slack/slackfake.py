@@ -467,3 +467,26 @@ class SlackEnv:
 
     async def case(self, number: int) -> Any:
         return await self.runtime.store.get_case(number)
+
+
+ASK_VALUES = {"customer": "Contoso", "category": "charges"}
+
+
+async def new_case(
+    env: SlackEnv,
+    description: str,
+    *,
+    customer: str = "Contoso",
+    user: str = "UANA",
+    channel: str = "CGENERAL",
+) -> Posted:
+    """``/billing ask`` → the modal → submitted: the case card the bot posts in the channel."""
+    before = len(env.fake.messages)
+    await env.command(f"ask {description}", user=user, channel=channel)
+    view = env.fake.last_view()
+    values = {**ASK_VALUES, "customer": customer, "description": description}
+    status, answer = await env.submit(view, values, user=user)
+    assert status == 200 and answer == {}, answer
+    cards = [m for m in env.fake.messages[before:] if "BILL-" in m.text and m.buttons()]
+    posted = cards[-1] if cards else env.fake.messages[-1]
+    return posted
