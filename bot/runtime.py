@@ -53,6 +53,12 @@ class Runtime:
         self.deliverers: dict[str, Deliverer] = {}
         self.scheduler = Scheduler(store, settings, self.clock, self.deliver, self.render_job)
         self.desk.scheduler_view = self.scheduler.due_for
+        self.inline_scheduling = True  # ``serve`` turns this off and runs scheduler_loop
+        self._scheduler_wake = asyncio.Event()
+        self.inbox_handlers: dict[str, InboxHandler] = {}
+        self._inbox_wake = asyncio.Event()
+        self._inbox_idle = asyncio.Event()
+        self._inbox_idle.set()
         # Called on shutdown (flow modules' HTTP sessions, channel clients).
         self.closers: list[Callable[[], Awaitable[None]]] = []
         for name in FLOW_MODULES:
@@ -71,12 +77,6 @@ class Runtime:
                 await close()
             except Exception:  # noqa: BLE001 - shutdown goes on
                 log.exception("closing %r failed", close)
-        self.inline_scheduling = True  # ``serve`` turns this off and runs scheduler_loop
-        self._scheduler_wake = asyncio.Event()
-        self.inbox_handlers: dict[str, InboxHandler] = {}
-        self._inbox_wake = asyncio.Event()
-        self._inbox_idle = asyncio.Event()
-        self._inbox_idle.set()
 
     # ---- the durable inbox: record before the ack, work after it ---------
     async def enqueue(
