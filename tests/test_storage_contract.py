@@ -128,6 +128,26 @@ async def test_concurrent_creations_get_distinct_numbers(store: Store, now: date
     assert await store.next_number("case") == 52
 
 
+async def test_create_case_commits_extra_ops_atomically(store: Store, now: datetime) -> None:
+    def remind(case: Case) -> list[Op]:
+        return [
+            store.job_op(f"remind:{case.number}", {"due": now.isoformat(), "case": case.number})
+        ]
+
+    case = await store.create_case(builder(now), extra_ops=remind)
+    assert await store.get_job(f"remind:{case.number}") == {
+        "due": now.isoformat(),
+        "case": case.number,
+    }
+    await store.commit([Op("inbox", "taken", {"version": 1}, expect=None)])
+    with pytest.raises(VersionConflict):
+        await store.create_case(
+            builder(now), extra_ops=[Op("inbox", "taken", {"version": 1}, expect=None)]
+        )
+    assert await store.get_case(case.number + 1) is None  # nothing written, no number used
+    assert (await store.create_case(builder(now))).number == case.number + 1
+
+
 async def test_get_case_roundtrip_keeps_money_exact(store: Store, now: datetime) -> None:
     dispute = Dispute("INV-2026-11-0042", Money(Decimal("1234567.10"), "EUR"), "double charge")
     created = await store.create_case(builder(now, dispute=dispute))
@@ -245,6 +265,100 @@ async def test_list_cases_orders_filters_and_pages(store: Store, now: datetime) 
     assert [c.number for c in mine] == [1, 3, 5]
     assert total == 3
     assert all(isinstance(c, Case) for c in everything)
+
+
+async def test_list_cases_by_owner(store: Store, now: datetime) -> None:
+    cases = [await store.create_case(builder(now + timedelta(minutes=i))) for i in range(6)]
+    for c, owner in zip(cases, ["u-ana", "u-bo", "u-ana", "u-bo", "u-ana"], strict=False):
+        c.set_owner(owner, AGENT, now + timedelta(minutes=10 + c.number))
+        await store.save_case(c)
+    mine, total = await store.list_cases(owner="u-ana")
+    assert [c.number for c in mine] == [5, 3, 1] and total == 3
+    unassigned, total = await store.list_cases(owner=None)
+    assert [c.number for c in unassigned] == [6] and total == 1
+    # Moving a case to someone else, and finishing one, show up at once.
+    cases[0].set_owner("u-bo", AGENT, now + timedelta(hours=1))
+    await store.save_case(cases[0])
+    await close_case(store, cases[2], now + timedelta(hours=2))
+    mine, total = await store.list_cases(owner="u-ana")
+    assert [c.number for c in mine] == [5] and total == 1
+    theirs, _ = await store.list_cases(owner="u-bo", predicate=lambda c: c.number != 4)
+    assert [c.number for c in theirs] == [1, 2]
+    everything, total = await store.list_cases(owner="u-ana", include_archived=True)
+    assert [c.number for c in everything] == [3, 5] and total == 2
+    assert (await store.list_cases(owner="u-nobody"))[1] == 0
+
+
+async def test_listed_cases_are_the_callers_own(store: Store, now: datetime) -> None:
+    created = await store.create_case(builder(now))
+    listed, _ = await store.list_cases(predicate=lambda c: True)
+    listed[0].add_note("mine only", AGENT, now)  # changing a listed case changes nothing stored
+    again, _ = await store.list_cases(predicate=lambda c: True)
+    assert again[0].notes == [] and again[0] is not listed[0]
+    assert (await store.live_cases())[0].notes == []
+    got = await store.get_case(created.number)
+    assert got is not None and got.notes == []
+
+
+async def test_indexes_agree_with_a_full_scan(store: Store, now: datetime) -> None:
+    await random_writes_against_full_scans(store, now)
+
+
+async def test_indexes_survive_compactions_and_reopen(db_path: Path, now: datetime) -> None:
+    store = await open_db(db_path, compact_every=3)
+    try:
+        await random_writes_against_full_scans(store, now)
+    finally:
+        await store.close()
+    store = await open_db(db_path)
+    try:
+        await random_writes_against_full_scans(store, now)
+    finally:
+        await store.close()
+
+
+async def random_writes_against_full_scans(store: Store, now: datetime) -> None:
+    """Random writes; the owner and due indexes must give what a full scan gives."""
+    import random
+
+    rng = random.Random(5)
+    owners = ["u-a", "u-b", "u-c", None]
+    numbers: list[int] = []
+    for step in range(150):
+        r = rng.random()
+        if r < 0.25 or not numbers:
+            numbers.append((await store.create_case(builder(now))).number)
+        elif r < 0.55:
+            case = await store.get_case(rng.choice(numbers))
+            assert case is not None
+            owner = rng.choice(["u-a", "u-b", "u-c"])
+            if case.is_live and case.owner != owner:
+                case.set_owner(owner, AGENT, now + timedelta(seconds=step))
+                await store.save_case(case)
+            elif case.state == State.OPEN:
+                await close_case(store, case, now + timedelta(seconds=step))
+        else:
+            key = f"job{rng.randrange(30)}"
+            if rng.random() < 0.25:
+                await store.save_job(key, None)
+            else:
+                due = (now + timedelta(minutes=rng.randrange(-60, 60))).isoformat()
+                await store.save_job(key, {"due": due, "n": step})
+        if step % 10 == 0:
+            live = await store.live_cases()
+            for who in owners:
+                got, _ = await store.list_cases(owner=who)
+                want = sorted(
+                    (c for c in live if c.owner == who),
+                    key=lambda c: ((c.updated_at or c.created_at).isoformat(), c.number),
+                    reverse=True,
+                )
+                assert [c.number for c in got] == [c.number for c in want]
+            at = now + timedelta(minutes=rng.randrange(-70, 70))
+            jobs = await store.jobs()
+            want_jobs = sorted((d["due"], k) for k, d in jobs if d["due"] <= at.isoformat())
+            got_jobs = await store.due_jobs(at)
+            assert [(d["due"], k) for k, d in got_jobs] == want_jobs
 
 
 async def test_case_counts(store: Store, now: datetime) -> None:
@@ -664,6 +778,26 @@ async def test_the_snapshot_is_a_plain_tinydb_file(db_path: Path, now: datetime)
         db.close()
 
 
+async def test_the_snapshot_keeps_odd_keys_and_empty_documents(db_path: Path) -> None:
+    odd = {'quote"back\\slash': {}, "ünï ✓ 🧾": {"x": "\u2028 \n"}, "_key": {"_key": "inner"}}
+    store = await open_db(db_path)
+    await store.commit([Op("inbox", k, d) for k, d in odd.items()])
+    await store.close()
+    db = open_tinydb(db_path)
+    try:
+        rows = {d["_key"]: {k: v for k, v in d.items() if k != "_key"} for d in db.table("inbox")}
+        assert rows == {k: {f: v for f, v in d.items() if f != "_key"} for k, d in odd.items()}
+    finally:
+        db.close()
+    again = await open_db(db_path)
+    try:
+        for k, d in odd.items():
+            want = {f: v for f, v in d.items() if f != "_key"}  # `_key` is the store's own
+            assert await again.engine.get("inbox", k) == want
+    finally:
+        await again.close()
+
+
 async def test_a_failing_disk_rolls_back_and_recovers(
     db_path: Path, now: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -697,6 +831,15 @@ async def test_a_failing_disk_rolls_back_and_recovers(
         assert await store.get_customer("fabrikam") is None
         assert await store.get_conversation("k") is None
         assert await store.get_case(created.number + 1) is None
+        assert [k for k, _ in await store.due_jobs(now)] == []
+        more = await asyncio.gather(
+            store.save_job("j", {"due": now.isoformat()}),
+            store.save_case(case),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, StorageError) for r in more)
+        assert [k for k, _ in await store.due_jobs(now)] == []  # the index was rolled back too
+        assert (await store.list_cases(owner=None))[1] == 1
         health = store.health()
         assert health["ok"] is False
         assert "No space left" in health["error"]

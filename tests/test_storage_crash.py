@@ -1,6 +1,6 @@
 """Kill -9 a real writer process again and again: no acknowledged write may be lost.
 
-The writer (``tests/storage_writer.py``) compacts every 50 commits, so kills
+The writer (``tests/storage_writer.py``) compacts every 20 commits, so kills
 also land in the middle of compactions (snapshot, archive and index writes).
 After every kill the store is opened here, checked against everything the
 writer acknowledged over all runs, and closed again (which compacts it).
@@ -24,6 +24,7 @@ WRITER = Path(__file__).with_name("storage_writer.py")
 ROOT = WRITER.parent.parent
 CYCLES = 24
 SEED = 20261124
+COMPACT_EVERY = 20  # small: many kills land in the middle of a compaction
 
 
 @dataclass
@@ -53,7 +54,7 @@ def start_writer(store: Path, seed: int, out: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with out.open("wb") as fh:
         return subprocess.Popen(
-            [sys.executable, str(WRITER), str(store), str(seed), "50"],
+            [sys.executable, str(WRITER), str(store), str(seed), str(COMPACT_EVERY)],
             stdout=fh,
             stderr=subprocess.PIPE,
             env=env,
@@ -79,6 +80,9 @@ async def verify(store_path: Path, acks: Acks) -> None:
     await store.open()  # loads: no StorageError after any kill
     try:
         assert store.health()["ok"] is True
+        live = {c.number for c in await store.live_cases()}
+        archived = {s.number for s in store.archived_summaries()}
+        assert not live & archived
         for number, version in acks.version.items():
             case = await store.get_case(number)
             assert case is not None, f"acknowledged case {number} is missing"
@@ -88,19 +92,13 @@ async def verify(store_path: Path, acks: Acks) -> None:
                 assert case.state.value == acks.state[number], number
             if number in acks.created:
                 assert case.description == acks.created[number], f"case {number} was overwritten"
+            finished = case.state in (State.CLOSED, State.CANCELLED)
+            assert (number in archived) == finished and (number in live) != finished
         counter = engine.peek("counters", "case")
         highest = max(acks.created, default=0)
         assert counter is not None or highest == 0
         if counter is not None:
             assert counter["value"] >= highest  # the next number cannot collide
-        live = {c.number for c in await store.live_cases()}
-        archived = {s.number for s in store.archived_summaries()}
-        assert not live & archived
-        for number in acks.version:
-            case = await store.get_case(number)
-            assert case is not None
-            finished = case.state in (State.CLOSED, State.CANCELLED)
-            assert (number in archived) == finished and (number in live) != finished
     finally:
         await store.close()
 
@@ -115,7 +113,7 @@ async def test_kill_minus_nine_loses_no_acknowledged_write(tmp_path: Path) -> No
         proc = start_writer(store_path, SEED + cycle, out)
         try:
             wait_ready(proc, out)
-            time.sleep(rng.uniform(0.05, 0.6))
+            time.sleep(rng.uniform(0.03, 0.35))
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         finally:
             proc.send_signal(signal.SIGKILL)

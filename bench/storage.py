@@ -1,0 +1,442 @@
+"""Storage benchmark: the durable TinyDB engine at 1,000 / 10,000 / 100,000 cases.
+
+Run ``.venv/bin/python bench/storage.py [--sizes 1000,10000,100000] [--ops create,...]``.
+
+For each size a store is bulk-built in a temp dir (files written directly in the
+engine's format: archive + index for the finished cases, a TinyDB snapshot for
+the rest), with 1% of the cases live. The shape stays what one desk sees as its
+history grows:
+
+* every case has a customer, most an owner, an audit trail of 2-7 entries, a
+  fifth are disputes with exact money;
+* live cases are spread over agents so that each agent owns about 10 (a person's
+  workload does not grow with the archive); the number of agents grows instead;
+* every live case has a reminder job, due within the next week; 5 are due now
+  (the scheduler polls often, so few are due at any one poll).
+
+Then a fresh process opens the store with :class:`TinyDBEngine` (fsync on) and
+times, one operation at a time:
+
+``create``      ``Store.create_case`` (counter + case, one durable commit)
+``update``      read a live case, one transition with its audit entry, ``save_case``
+``read``        ``get_case`` of a random number over the whole range (archive included)
+``list_owner``  one agent's live cases (``Store.list_cases(owner=...)``)
+``due_jobs``    the reminders due now (``Store.due_jobs``)
+
+and, only when named in ``--ops`` (no target: they grow with the live cases by design),
+``list_open`` (the desk's default ``list``: every live case through a predicate,
+first 20) and ``counts`` (``Store.case_counts``, the health endpoint's numbers),
+
+and reports p50/p99/max in milliseconds, the 100,000/1,000 ratio of each p50,
+and the measuring process's peak RSS (``resource.getrusage``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bot.domain import (  # noqa: E402
+    Actor,
+    Case,
+    Category,
+    Customer,
+    Dispute,
+    InformedVia,
+    Kind,
+    Outcome,
+    Role,
+    State,
+    User,
+)
+from bot.money import Money  # noqa: E402
+from bot.storage import Store, TinyDBEngine  # noqa: E402
+from bot.storage.tinydb_engine import SCHEMA_VERSION  # noqa: E402
+
+OPS = ("create", "update", "read", "list_owner", "due_jobs")
+EXTRA_OPS = ("list_open", "counts")  # not in the targets; opt in with --ops
+WRITES = ("create", "update")
+T0 = datetime(2025, 11, 24, 9, 0, tzinfo=UTC)
+NOW = T0 + timedelta(days=365)
+LIVE_PER_AGENT = 10
+DUE_NOW = 5
+DESCRIPTIONS = [
+    "Why is the invoice for October higher than September? We added three seats mid-month.",
+    "We were charged twice for Microsoft 365 E3 on the last invoice.",
+    "Please explain the Azure plan charges for the sandbox subscription.",
+    "The credit note from August is not on our statement.",
+    "Tax on the invoice is wrong: we are VAT-registered in Ireland.",
+]
+
+
+# ---- bulk build --------------------------------------------------------------
+
+
+def dumps(doc: Any) -> bytes:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def agent_id(i: int) -> str:
+    return f"u-agent{i}"
+
+
+def build_case(number: int, n: int, rng: random.Random, live: bool, agents: int) -> Case:
+    created = T0 + timedelta(seconds=int(number * (365 * 86400 - 3600) / n))
+    customers = max(20, n // 200)
+    author = Actor(agent_id(rng.randrange(agents)), Role.AGENT, "slack")
+    dispute = None
+    if rng.random() < 0.2:
+        amount = Money(Decimal(rng.randrange(100, 5_000_000)) / 100, "EUR")
+        dispute = Dispute(f"INV-{number:07d}", amount, "charged for seats we removed")
+    case = Case.new(
+        number,
+        kind=Kind.DISPUTE if dispute else Kind.QUESTION,
+        customer_id=f"customer {rng.randrange(customers)}",
+        category=Category.CHARGES if dispute else rng.choice(list(Category)),
+        description=rng.choice(DESCRIPTIONS),
+        actor=author,
+        now=created,
+        invoice=dispute.invoice if dispute else None,
+        dispute=dispute,
+    )
+    step = timedelta(hours=3)
+    at = created
+    if not live and rng.random() < 0.1:
+        case.cancel("duplicate", author, at + step)
+        return case
+    owner = agent_id(number % agents) if live else agent_id(rng.randrange(agents))
+    case.set_owner(owner, author, at := at + step)
+    worker = Actor(owner, Role.AGENT, "teams")
+    if live and rng.random() < 0.3:
+        return case  # open, assigned
+    case.start(worker, at := at + step)
+    case.add_note("Checked Partner Center: proration for seats added mid-month.", worker, at)
+    if live and rng.random() < 0.5:
+        return case
+    if case.dispute is not None:
+        credit = Money(case.dispute.amount.amount / 2, "EUR")
+        case.resolve(
+            "Microsoft granted a partial credit",
+            worker,
+            at := at + step,
+            outcome=Outcome.PARTIAL_CREDIT,
+            credited=credit,
+        )
+    else:
+        case.resolve("Explained the charges", worker, at := at + step)
+    if live:
+        return case
+    case.mark_informed(InformedVia.EMAIL, "Sent the breakdown", worker, at := at + step)
+    case.close(worker, at + step)
+    return case
+
+
+def build_store(directory: Path, n: int, seed: int) -> Path:
+    """Write a store of ``n`` cases straight into the engine's file format."""
+    rng = random.Random(seed)
+    live_count = max(1, n // 100)
+    agents = max(1, live_count // LIVE_PER_AGENT)
+    # Live cases are mostly recent ones, a few old ones linger.
+    recent = range(max(1, n - n // 10), n + 1)
+    live_numbers = set(rng.sample(recent, min(len(recent), live_count * 4 // 5)))
+    while len(live_numbers) < live_count:
+        live_numbers.add(rng.randint(1, n))
+    path = directory / "bench.json"
+    engine = TinyDBEngine(path)  # for the file names only; never opened here
+    tables: dict[str, dict[str, Any]] = {
+        "counters": {"case": {"value": n, "version": n}},
+        "cases": {},
+        "customers": {},
+        "users": {},
+        "identities": {},
+        "conversations": {},
+        "references": {},
+        "jobs": {},
+        "events": {},
+        "inbox": {},
+        "audit": {},
+    }
+    with engine.archive_path.open("wb") as archive, engine.index_path.open("wb") as index:
+        offset = 0
+        for number in range(1, n + 1):
+            live = number in live_numbers
+            doc = build_case(number, n, rng, live, agents).to_doc()
+            doc["version"] = len(doc["audit"])
+            if live:
+                tables["cases"][str(number)] = doc
+                continue
+            line = dumps(doc) + b"\n"
+            archive.write(line)
+            index.write(TinyDBEngine._index_line(doc, offset, len(line)))
+            offset += len(line)
+    for i in range(max(20, n // 200)):
+        c = Customer(f"customer {i}", f"Customer {i}", f"tenant-{i}", agent_id(i % agents), T0)
+        tables["customers"][c.id] = c.to_doc()
+    for i in range(agents):
+        u = User(agent_id(i), f"Agent {i}", Role.AGENT, identities={"slack": f"U{i:06d}"})
+        tables["users"][u.id] = u.to_doc()
+        tables["identities"][f"slack:U{i:06d}"] = {"user_id": u.id}
+        tables["references"][f"{u.id}|slack"] = {"channel": f"D{i:06d}", "team": "T1"}
+    for k, number in enumerate(sorted(live_numbers)):
+        due = NOW - timedelta(minutes=k + 1) if k < DUE_NOW else NOW + timedelta(hours=1 + k % 160)
+        tables["jobs"][f"remind:{number}"] = {
+            "kind": "remind",
+            "case": number,
+            "due": due.isoformat(),
+        }
+    for i in range(200):
+        tables["events"][f"slack:Ev{i}"] = {"expires": (NOW + timedelta(hours=1)).isoformat()}
+    snapshot: dict[str, Any] = {"meta": {"1": {"schema_version": SCHEMA_VERSION, "seq": 0}}}
+    for name, docs in tables.items():
+        snapshot[name] = {str(i): {**d, "_key": k} for i, (k, d) in enumerate(docs.items(), 1)}
+    path.write_bytes(dumps(snapshot))
+    # A store that has been around is on disk, not in dirty pages the first fsync must flush.
+    for f in (path, engine.archive_path, engine.index_path):
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return path
+
+
+# ---- measuring (in a fresh process) ------------------------------------------
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def timed(fn: Callable[[], Awaitable[Any]], count: int) -> list[float]:
+    out = []
+    for _ in range(count):
+        start = time.perf_counter_ns()
+        await fn()
+        out.append((time.perf_counter_ns() - start) / 1e6)
+    return out
+
+
+def advance(case: Case, actor: Actor) -> None:
+    """One transition (with its audit entry) that keeps the case live."""
+    if case.state in (State.OPEN, State.REOPENED):
+        case.start(actor, NOW)
+    elif case.state in (State.IN_PROGRESS, State.ESCALATED):
+        if case.dispute is not None:
+            case.resolve("denied", actor, NOW, outcome=Outcome.DENIED)
+        else:
+            case.resolve("explained", actor, NOW)
+    elif case.state == State.RESOLVED:
+        case.mark_informed(InformedVia.CHAT, "told them", actor, NOW)
+    else:  # customer informed (or closed): back to work
+        case.reopen("customer wrote back", actor, NOW)
+
+
+async def measure(path: Path, n: int, ops: list[str], samples: int, seed: int) -> dict[str, Any]:
+    rng = random.Random(seed)
+    started = time.perf_counter()
+    store = Store(TinyDBEngine(path))
+    await store.open()
+    open_s = time.perf_counter() - started
+    live = await store.live_cases()
+    live_count = len(live)
+    live_numbers = [c.number for c in live]
+    owners = sorted({c.owner for c in live if c.owner})
+    actor = Actor("u-agent0", Role.AGENT, "slack")
+    results: dict[str, list[float]] = {}
+
+    async def read() -> None:
+        await store.get_case(rng.randint(1, n))
+
+    async def list_owner() -> None:
+        await store.list_cases(owner=rng.choice(owners))
+
+    async def list_open() -> None:
+        await store.list_cases(predicate=lambda c: c.state != State.CUSTOMER_INFORMED, limit=20)
+
+    async def counts() -> None:
+        store.case_counts()
+
+    async def due_jobs() -> None:
+        await store.due_jobs(NOW)
+
+    async def update() -> None:
+        case = await store.get_case(rng.choice(live_numbers))
+        assert case is not None
+        advance(case, actor)
+        await store.save_case(case)
+
+    def build(number: int) -> Case:
+        return Case.new(
+            number,
+            kind=Kind.QUESTION,
+            customer_id="customer 1",
+            category=Category.INVOICE,
+            description=DESCRIPTIONS[0],
+            actor=actor,
+            now=NOW,
+        )
+
+    async def create() -> None:
+        await store.create_case(build)
+
+    funcs = {
+        "read": read,
+        "list_owner": list_owner,
+        "list_open": list_open,
+        "counts": counts,
+        "due_jobs": due_jobs,
+        "update": update,
+        "create": create,
+    }
+    # Reads first, on the store as built; then creates; then updates, spread over every
+    # live case (the new ones too: updating 10 cases 2,000 times would time audit growth).
+    order = {"create": 1, "update": 2}
+    for op in sorted(ops, key=lambda o: order.get(o, 0)):
+        if op == "update":
+            live_numbers[:] = [c.number for c in await store.live_cases()]
+        await timed(funcs[op], min(20, samples))  # warm-up
+        results[op] = await timed(funcs[op], samples)
+    await store.close()
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "size": n,
+        "open_s": open_s,
+        "live": live_count,
+        "agents": len(owners),
+        "peak_rss_mb": peak_kb / 1024,
+        "ops": {
+            op: {
+                "p50": percentile(v, 0.50),
+                "p99": percentile(v, 0.99),
+                "max": max(v),
+            }
+            for op, v in results.items()
+        },
+    }
+
+
+# ---- driver ------------------------------------------------------------------
+
+
+def run_size(n: int, ops: list[str], samples: int, seed: int, keep: bool) -> dict[str, Any]:
+    directory = Path(tempfile.mkdtemp(prefix=f"bench-storage-{n}-"))
+    try:
+        t = time.perf_counter()
+        path = build_store(directory, n, seed)
+        build_s = time.perf_counter() - t
+        size_mb = sum(f.stat().st_size for f in directory.iterdir()) / 1e6
+        cmd = [sys.executable, __file__, "--measure", str(path), "--sizes", str(n)]
+        cmd += ["--ops", ",".join(ops), "--samples", str(samples), "--seed", str(seed)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        result.update(build_s=build_s, files_mb=size_mb)
+        return result
+    finally:
+        if keep:
+            print(f"(kept {directory})", file=sys.stderr)
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def report(results: list[dict[str, Any]], ops: list[str]) -> bool:
+    print(
+        f"machine: {os.cpu_count()} cpus, Python {platform.python_version()}, {platform.system()}"
+    )
+    print()
+    print("| cases | live | files MB | open s | peak RSS MB |")
+    print("|------:|-----:|---------:|-------:|------------:|")
+    for r in results:
+        print(
+            f"| {r['size']:,} | {r['live']:,} | {r['files_mb']:.0f} | {r['open_s']:.2f} "
+            f"| {r['peak_rss_mb']:.0f} |"
+        )
+    print()
+    print("| operation | cases | p50 ms | p99 ms | max ms |")
+    print("|-----------|------:|-------:|-------:|-------:|")
+    for op in ops:
+        for r in results:
+            s = r["ops"][op]
+            print(f"| {op} | {r['size']:,} | {s['p50']:.3f} | {s['p99']:.3f} | {s['max']:.2f} |")
+    ok = True
+    small, big = results[0], results[-1]
+    if len(results) > 1:
+        print()
+        print(f"| operation | p50 ratio {big['size']:,} / {small['size']:,} | within 2x |")
+        print("|-----------|------:|:---:|")
+        for op in ops:
+            ratio = big["ops"][op]["p50"] / small["ops"][op]["p50"]
+            met = ratio <= 2.0
+            if op in OPS:
+                ok &= met
+            verdict = ("yes" if met else "NO") if op in OPS else "(no target)"
+            print(f"| {op} | {ratio:.2f} | {verdict} |")
+    print()
+    for op in (o for o in ops if o in WRITES):
+        for r in results:
+            s = r["ops"][op]
+            met = s["p50"] <= 5 and s["p99"] <= 25
+            ok &= met
+            print(
+                f"durable {op} at {r['size']:,}: p50 {s['p50']:.2f} ms (<= 5), "
+                f"p99 {s['p99']:.2f} ms (<= 25): {'met' if met else 'MISSED'}"
+            )
+    print()
+    print("all targets met" if ok else "SOME TARGETS MISSED")
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000,10000,100000", help="case counts, comma-separated")
+    parser.add_argument(
+        "--ops", default=",".join(OPS), help=f"operations ({', '.join(OPS + EXTRA_OPS)})"
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=2000,
+        help="timed runs per operation (2000: the writes span two compactions)",
+    )
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--keep", action="store_true", help="keep the built stores")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)  # internal: the measuring process
+    args = parser.parse_args()
+    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s]
+    ops = [o for o in args.ops.split(",") if o]
+    unknown = set(ops) - set(OPS + EXTRA_OPS)
+    if unknown:
+        parser.error(f"unknown operations: {', '.join(sorted(unknown))}")
+    if args.measure:
+        result = asyncio.run(measure(Path(args.measure), sizes[0], ops, args.samples, args.seed))
+        print(json.dumps(result))
+        return 0
+    results = []
+    for n in sizes:
+        print(f"building and measuring {n:,} cases ...", file=sys.stderr, flush=True)
+        results.append(run_size(n, ops, args.samples, args.seed, args.keep))
+    report(results, ops)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
