@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from bot.clock import FakeClock
 from bot.server import RUNTIME, build_app
 from bot.storage import open_store
-from tests.slack.slackfake import FakeSlack, SlackEnv, make_settings
+from tests.slack.slackfake import START, FakeSlack, SlackEnv, make_settings
 
 
 @pytest.fixture
@@ -31,8 +32,12 @@ async def fake_slack() -> AsyncIterator[FakeSlack]:
 
 @pytest.fixture
 async def slack(fake_slack: FakeSlack, tmp_path: Path) -> AsyncIterator[SlackEnv]:
-    """The bot with the Slack channel on, its store a durable TinyDB file in ``tmp_path``."""
+    """The bot with the Slack channel on, its store a durable TinyDB file in ``tmp_path``.
+
+    Its clock starts on a Tuesday at 09:00 UTC and runs in real time, so working
+    hours and reminders do not depend on when the tests run.
+    """
     settings = make_settings(f"{fake_slack.url}/api/")
-    app = build_app(settings, open_store(tmp_path / "billing.json"))
+    app = build_app(settings, open_store(tmp_path / "billing.json"), FakeClock(START, speed=1.0))
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         yield SlackEnv(client, fake_slack, app[RUNTIME], settings)

@@ -10,6 +10,7 @@ from ``fixtures/*.json``). Nothing in the bot is patched.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import hmac
@@ -17,7 +18,9 @@ import itertools
 import json
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ from bot.domain import Role
 from bot.runtime import Runtime
 
 FIXTURES = Path(__file__).parent / "fixtures"
+START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # a Tuesday morning
 TOKEN = "xoxb-test-token"
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 PARTNER = "TPARTNER"
@@ -315,6 +319,16 @@ class SlackEnv:
     async def settle(self) -> None:
         """Wait until every recorded request was worked off (and its answer sent)."""
         await self.runtime.wait_idle()
+
+    async def eventually(self, probe: Callable[[], Any], timeout: float = 5.0) -> Any:
+        """The first truthy ``probe()`` (background work such as the scheduler's DMs)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = probe()
+            if found or time.monotonic() > deadline:
+                assert found, "timed out waiting"
+                return found
+            await asyncio.sleep(0.02)
 
     async def post(
         self,
