@@ -50,6 +50,7 @@ from bot.config import Settings
 from bot.domain import User, parse_case_id
 from bot.runtime import Runtime
 from bot.storage import Op, VersionConflict
+from conversations.desk import Desk
 from conversations.model import Channel, Message, Reply
 
 log = logging.getLogger(__name__)
@@ -217,6 +218,10 @@ class TeamsChannel:
         if msg.action is not None and not await self._first_click(body, msg, key):
             return []
         result = await self.runtime.handle(msg)
+        if any(r.form is not None for r in result.replies):
+            # The card replaces the desk's field-by-field form in this chat; otherwise the
+            # next typed command would be taken as the answer to a question never shown.
+            await self.store.save_conversation(Desk._conv_key(msg), None)
         return render.render_replies(
             result.replies,
             from_card=msg.action is not None or msg.form_id is not None,
@@ -238,14 +243,7 @@ class TeamsChannel:
         current = self.store.engine.peek("events", click)
         live = current is not None and current.get("expires", "") > now.isoformat()
         if live and current is not None and current.get("by") != key:
-            action = msg.action
-            number = parse_case_id(action.case_id or "") if action else None
-            case = await self.store.get_case(number) if number else None
-            stale = bool(case and action and action.version is not None)
-            if stale and case is not None and action is not None:
-                stale = case.version != action.version
-            log.info("double click %s ignored%s", click, " (card out of date)" if stale else "")
-            return stale
+            return await self._card_moved_on(msg, click)
         version = current.get("version", 0) if current else None
         doc = {
             "expires": (now + CLICK_WINDOW).isoformat(),
@@ -256,6 +254,20 @@ class TeamsChannel:
             await self.store.commit([Op("events", click, doc, expect=version)])
         except VersionConflict:
             return False
+        return True
+
+    async def _card_moved_on(self, msg: Message, click: str) -> bool:
+        """A repeated click: True when its case moved on (the desk then says "already done")."""
+        action = msg.action
+        number = parse_case_id(action.case_id or "") if action else None
+        case = await self.store.get_case(number) if number else None
+        if case is None or action is None or action.version is None:
+            log.info("repeated click %s ignored", click)
+            return False
+        if case.stage == action.version:  # the stage is what a card's buttons were made for
+            log.info("repeated click %s ignored: the first one changed nothing yet", click)
+            return False
+        log.info("repeated click %s on an out-of-date card: answered already done", click)
         return True
 
     async def _flush(self, outbox_key: str, state: dict[str, Any], body: dict[str, Any]) -> None:
@@ -551,6 +563,8 @@ class TeamsChannel:
         members: dict[str, dict[str, Any]] = {}
 
         async def callback(context: TurnContext) -> None:
+            # TeamsInfo reads the team from channelData, which a continuation activity lacks.
+            context.activity.channel_data = dict(body.get("channelData") or {})
             try:
                 for name, member_id in pending.items():
                     try:
@@ -574,7 +588,29 @@ class TeamsChannel:
         for member in members.values():
             # Someone mentioned (an assignee) can get a DM even before they talk to the bot.
             await self._remember_member(body, member, personal=False)
+            await self._introduce(member)
         return resolved
+
+    async def _introduce(self, member: dict[str, Any]) -> None:
+        """A mentioned person the desk has not met: known by their Teams name, not ``@Maria_L…``.
+
+        Same rule as the directory for an unknown person of the workspace
+        (``default_role``); configured people are left to the directory.
+        """
+        aad = str(member.get("aadObjectId") or "")
+        if not aad or await self.store.user_by_identity(CHANNEL, aad) is not None:
+            return
+        if any(cfg.teams == aad for cfg in self.settings.users):
+            return
+        await self.store.save_user(
+            User(
+                id=f"teams:{aad}",
+                display_name=str(member.get("name") or aad),
+                role=self.settings.default_role,
+                time_zone=self.settings.time_zone,
+                identities={CHANNEL: aad},
+            )
+        )
 
 
 async def _close_connector(context: TurnContext, adapter: CloudAdapter) -> None:

@@ -225,17 +225,6 @@ def form_card(form: Form) -> Card:
                     "wrap": True,
                 }
             )
-    body.append(
-        {
-            "type": "TextBlock",
-            "text": card_text(
-                _("Or answer here in the chat, one question at a time; `cancel` stops.")
-            ),
-            "isSubtle": True,
-            "size": "Small",
-            "wrap": True,
-        }
-    )
     submit = {
         "type": "Action.Submit",
         "title": render(form.submit_label, lambda s: s),

@@ -198,12 +198,23 @@ class FakeConnector:
         return web.json_response({"id": f"a:1created-{member}"}, status=201)
 
     async def member(self, request: web.Request) -> web.Response:
+        _call, failed = await self._record(request)
+        if failed:
+            return failed
         mid = request.match_info["mid"]
         if mid not in self.members:
             return web.json_response({"error": {"code": "NotFound"}}, status=404)
         return web.json_response(self.members[mid])
 
     # ---- what tests read
+    async def wait_for(self, condition: Any, timeout: float = 8.0) -> None:
+        """Wait until ``condition()`` holds (DMs go out from the background scheduler)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not condition():
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"timed out; calls: {[c.path for c in self.calls]}")
+            await asyncio.sleep(0.02)
+
     def to(self, conversation: str, method: str | None = None) -> list[Call]:
         return [
             c
@@ -458,9 +469,17 @@ class Teams:
     def submit(
         self, user: TeamsUser, call: Call, values: dict[str, str], **kw: Any
     ) -> dict[str, Any]:
-        """A form card's submit: the button's data merged with the inputs, as Teams does."""
+        """A form card's submit: the button's data merged with every input, as Teams does.
+
+        Inputs the test does not set keep what the card showed (pre-filled values).
+        """
         submit = call.actions()[0]
-        value = {**submit["data"], **{f"f_{k}": v for k, v in values.items()}}
+        shown = {
+            b["id"]: b.get("value", "")
+            for b in call.card["body"]
+            if str(b.get("type", "")).startswith("Input.")
+        }
+        value = {**shown, **submit["data"], **{f"f_{k}": v for k, v in values.items()}}
         return self.activity(
             user, value=value, reply_to=call.card_id, conversation=call.conversation, **kw
         )
