@@ -128,6 +128,7 @@ class FakeSlack:
         self.views: list[dict[str, Any]] = []
         self.failures: dict[str, list[dict[str, Any]]] = {}
         self.hits: dict[str, list[float]] = {}
+        self.holds: dict[str, asyncio.Event] = {}
         self._ts = itertools.count(1)
         self._urls = itertools.count(1)
         self.url = ""
@@ -143,6 +144,11 @@ class FakeSlack:
         self.failures.setdefault(method, []).append(
             {"error": error, "status": status, "retry_after": retry_after}
         )
+
+    def hold(self, method: str) -> asyncio.Event:
+        """Calls of ``method`` wait (the bot's work hangs there) until the event is set."""
+        self.holds[method] = asyncio.Event()
+        return self.holds[method]
 
     def response_url(self) -> str:
         return f"{self.url}/response/{next(self._urls)}"
@@ -187,6 +193,8 @@ class FakeSlack:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         args = await self._args(request)
         self.calls.append(Call(method, args))
+        if method in self.holds:
+            await self.holds[method].wait()
         pending = self.failures.get(method)
         if pending:
             failure = pending.pop(0)

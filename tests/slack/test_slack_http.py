@@ -87,3 +87,28 @@ async def test_shared_session_is_closed_on_shutdown(fake_slack: FakeSlack, tmp_p
         assert session is not None and not session.closed
         assert channel.client.session is session  # one session for every Web API call
     assert session.closed
+
+
+def test_manifest_matches_what_the_bot_serves() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    manifest = (root / "manifest" / "slack.yaml").read_text(encoding="utf-8")
+    docs = (root / "docs" / "slack.md").read_text(encoding="utf-8")
+    assert "command: /billing" in manifest and "should_escape: true" in manifest
+    urls = [line for line in manifest.splitlines() if "url: https://" in line]
+    assert len(urls) == 3 and all(u.endswith("/slack/events") for u in urls)
+    for event in ("app_mention", "message.im"):
+        assert f"      - {event}\n" in manifest
+    scopes = manifest.split("bot:\n", 1)[1].split("settings:", 1)[0]
+    names = [line.strip()[2:] for line in scopes.splitlines() if line.strip().startswith("- ")]
+    assert names == [
+        "app_mentions:read",
+        "chat:write",
+        "commands",
+        "im:history",
+        "im:write",
+        "users:read",
+    ]
+    for scope in names:
+        assert f"| `{scope}` |" in docs, f"docs/slack.md does not explain {scope}"
