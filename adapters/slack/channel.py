@@ -62,6 +62,15 @@ NOT_POSTABLE = {
     "cannot_reply_to_message",
 }
 
+# chat.update errors after which the clicked message's response_url replaces it instead.
+NOT_UPDATABLE = {
+    "cant_update_message",
+    "message_not_found",
+    "channel_not_found",
+    "not_in_channel",
+    "edit_window_closed",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Profile:
@@ -213,7 +222,8 @@ class SlackChannel:
             shown = ((body.get("view") or {}).get("title") or {}).get("text", "")
             title = plain(shown) or "Billing"
             text = "\n".join(r.text for r in result.replies)
-            await ack(response_action="update", view=t.notice_view(title, text))
+            # Pushed on top of the form: "Back" returns to it with everything still filled in.
+            await ack(response_action="push", view=t.notice_view(title, text))
             return
         try:
             await self._enqueue(
@@ -384,9 +394,16 @@ class SlackChannel:
             else:
                 await self._private(payload, origin)
             return
-        await self.client.chat_update(
-            channel=origin.channel or "", ts=origin.message_ts or "", **payload
-        )
+        try:
+            await self.client.chat_update(
+                channel=origin.channel or "", ts=origin.message_ts or "", **payload
+            )
+        except SlackApiError as exc:
+            if not origin.response_url or _error(exc) not in NOT_UPDATABLE:
+                raise
+            # e.g. a card posted through a response_url: that URL can still replace it.
+            log.warning("chat.update failed (%s); replacing through the response_url", _error(exc))
+            await self._respond(origin.response_url, {**payload, "replace_original": True})
 
     async def _private(self, payload: dict[str, Any], origin: t.Origin) -> None:
         """Show ``payload`` to the user only: ephemeral, or the DM the request came from."""
@@ -418,7 +435,8 @@ class SlackChannel:
         """Best effort: tell the user that Slack refused to show the answer."""
         text = t.mrkdwn(
             _(
-                "Sorry, Slack refused to show my answer ({error}). Nothing was lost; try again."
+                "Sorry, Slack refused to show my answer ({error}). What you asked for was "
+                "handled: `/billing list` shows where things stand."
             ).format(error=error)
         )
         payload: dict[str, Any] = {"text": text}
@@ -516,7 +534,8 @@ class SlackChannel:
         try:
             call = self.client.users_info(user=slack_user, include_locale=True)
             answer = await (asyncio.wait_for(call, wait) if wait else call)
-        except (SlackApiError, SlackClientError, TimeoutError) as exc:
+        except (SlackApiError, SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
+            # Optional: without it the user keeps the name and time zone stored before.
             log.warning("users.info for %s failed: %s", slack_user, _error(exc))
             self._profiles[slack_user] = (now + 60, None)
             return None

@@ -25,6 +25,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from bot.i18n import _
 from conversations.model import (
     ActionRef,
     Button,
@@ -514,11 +515,11 @@ def card_blocks(card: CaseCard, ids: _Ids | None = None) -> list[dict[str, Any]]
     return blocks
 
 
-def open_form_button(form: Form, label: str = "Open form") -> Button:
+def open_form_button(form: Form) -> Button:
     """The button that stands in for a modal where Slack gave no ``trigger_id``."""
     version = form.context.get("version", "")
     return Button(
-        label,
+        _("Open form"),
         ActionRef(
             OPEN_FORM,
             form.context.get("case") or None,
@@ -618,7 +619,7 @@ def modal_view(form: Form, metadata: str) -> dict[str, Any]:
         "callback_id": FORM_CALLBACK,
         "title": _plain_obj(form.title, MAX_MODAL_TITLE),
         "submit": _plain_obj(form.submit_label, MAX_MODAL_TITLE),
-        "close": _plain_obj("Cancel", MAX_MODAL_TITLE),
+        "close": _plain_obj(_("Cancel"), MAX_MODAL_TITLE),
         "private_metadata": metadata,
         "blocks": blocks[:MAX_BLOCKS],
     }
@@ -641,12 +642,12 @@ def form_errors(form: Form, view: dict[str, Any] | None = None) -> dict[str, str
 
 
 def notice_view(title: str, text: str) -> dict[str, Any]:
-    """A modal that only says something (an error the form cannot fix), with a Close button."""
+    """A modal that only says something (an error no single field shows), with a Back button."""
     return {
         "type": "modal",
         "callback_id": NOTICE_CALLBACK,
         "title": _plain_obj(title, MAX_MODAL_TITLE),
-        "close": _plain_obj("Close", MAX_MODAL_TITLE),
+        "close": _plain_obj(_("Back"), MAX_MODAL_TITLE),
         "blocks": text_blocks(text) or [{"type": "section", "text": _mrkdwn_obj(" ")}],
     }
 

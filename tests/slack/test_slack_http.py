@@ -112,3 +112,15 @@ def test_manifest_matches_what_the_bot_serves() -> None:
     ]
     for scope in names:
         assert f"| `{scope}` |" in docs, f"docs/slack.md does not explain {scope}"
+
+
+def test_flows_and_domain_never_import_the_slack_sdks() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    for folder in ("bot", "conversations", "adapters/local"):
+        for path in (root / folder).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            assert "slack_bolt" not in text and "slack_sdk" not in text, path
+    translator = (root / "adapters" / "slack" / "translate.py").read_text(encoding="utf-8")
+    assert "slack_bolt" not in translator and "slack_sdk" not in translator  # pure

@@ -255,3 +255,85 @@ async def test_customer_sees_only_their_tenant(slack: SlackEnv) -> None:
     await slack.command("note BILL-3 internal: check the invoice", channel="CCONTOSO")
     assert len(slack.fake.calls_to("chat.postMessage")) == visible
     assert "internal: check" in slack.fake.last_message(ephemeral=True).text
+
+
+async def test_acks_fast_while_the_web_api_hangs(slack: SlackEnv) -> None:
+    release = slack.fake.hold("users.info")
+    for send in (
+        lambda: slack.command("help", settle=False),
+        lambda: slack.post(
+            json.dumps({**load("event_message_im"), "event_id": "EvFAST"}),
+            "application/json",
+            settle=False,
+        ),
+    ):
+        started = time.monotonic()
+        status, _ = await send()
+        assert status == 200 and time.monotonic() - started < 1.0
+    assert len(slack.runtime.store.engine.view("inbox")) >= 1  # recorded, waiting for Slack
+    del slack.fake.holds["users.info"]
+    release.set()
+    await slack.settle()
+    assert "`ask [text]`" in slack.fake.last_message(ephemeral=True).text
+
+
+async def test_users_info_is_cached(slack: SlackEnv) -> None:
+    for text in ("help", "list", "customers"):
+        await slack.command(text)
+    await slack.dm("help")
+    assert [c["user"] for c in slack.fake.calls_to("users.info")] == ["UANA"]
+
+
+async def test_an_ephemeral_card_is_replaced_through_the_response_url(slack: SlackEnv) -> None:
+    await new_case(slack, "Why two charges?", channel="CCONTOSO")
+    await slack.command("status BILL-1", channel="CCONTOSO")  # staff in a customer channel
+    card = next(m for m in reversed(slack.fake.messages) if m.ephemeral and m.buttons())
+    updates = len(slack.fake.calls_to("chat.update"))
+    await slack.click(card, "take")
+    assert len(slack.fake.calls_to("chat.update")) == updates  # cannot chat.update an ephemeral
+    replaced = [
+        c.args
+        for c in slack.fake.calls
+        if c.method == "response_url" and c.args.get("replace_original") is True
+    ]
+    assert len(replaced) == 1 and "in progress" in json.dumps(replaced[0])
+    assert "in progress" in slack.fake.message(card.ts).text  # the same ephemeral, replaced
+
+
+async def test_a_card_slack_will_not_update_is_replaced_through_the_response_url(
+    slack: SlackEnv,
+) -> None:
+    card = await new_case(slack, "Why two charges?")
+    slack.fake.fail("chat.update", error="cant_update_message")
+    await slack.click(card, "take")
+    replaced = [c.args for c in slack.fake.calls if c.method == "response_url"]
+    assert any(
+        r.get("replace_original") is True and "in progress" in json.dumps(r) for r in replaced
+    )
+
+
+async def test_an_error_no_field_shows_is_pushed_over_the_form(slack: SlackEnv) -> None:
+    await slack.command("dispute G012345678")
+    values = {
+        "customer": "Contoso",
+        "invoice": "G012345678",
+        "amount": "12.50",
+        "currency": "EUR",
+        "reason": "Charged twice",
+    }
+    await slack.submit(slack.fake.last_view(), values)
+    await slack.command("resolve BILL-1")
+    view = slack.fake.last_view()
+    status, answer = await slack.submit(
+        view, {"outcome": "credit_granted", "credited": "99.00 EUR", "resolution": ""}
+    )
+    assert status == 200 and answer["response_action"] == "push"
+    assert "more than the disputed 12.50 EUR" in json.dumps(answer["view"])
+    assert answer["view"]["close"]["text"] == "Back"
+    assert (await slack.case(1)).state != State.RESOLVED
+    status, answer = await slack.submit(
+        view, {"outcome": "denied", "credited": "", "resolution": "Microsoft says no"}
+    )
+    assert answer == {}
+    case = await slack.case(1)
+    assert case.state == State.RESOLVED and case.dispute.credited is None
