@@ -178,15 +178,19 @@ async def run(days: int, cases: int, seed: int) -> dict[str, object]:
                 minutes=1
             ):
                 duplicates += 1
-    # Deadline: when the owner's (K+1)th DM is due, moved into the lead's hours, plus two ticks.
+    # The policy deadline of a resolved case: when the owner's (K+1)th DM is due — the
+    # first goes out when the owner's working hours allow, then one every N working
+    # hours — and the lead's ping then goes out in the lead's working hours. The
+    # scheduler runs every TICK, so each step may be up to one tick late: the
+    # deadline allows exactly that (next_working and add_working are monotonic).
     lead_hours = hours["lead"]
     in_window = ok = 0
     for c, resolved in sim.resolved_at.items():
         cal = hours[owner_of[c]]
-        t = cal.next_working(resolved)
+        t = cal.next_working(resolved + TICK)
         for _ in range(policy.escalate_after + 1):
             t = cal.add_working(t, timedelta(hours=policy.repeat_every_hours))
-        deadline = lead_hours.next_working(t) + 2 * TICK
+        deadline = lead_hours.next_working(t + TICK) + TICK
         if deadline >= end:
             continue
         in_window += 1
