@@ -53,6 +53,7 @@ DEFAULT_API_URL = "https://slack.com/api/"
 PROFILE_TTL = 3600.0  # seconds a users.info answer is trusted
 PROFILE_WAIT_IN_REQUEST = 0.8  # seconds a modal submission may wait for users.info
 RATE_LIMIT_RETRIES = 3
+UNVERIFIED_TEAM = "unverified"  # a sender's workspace when neither Slack payload nor API said
 # chat.postMessage errors after which the answer goes to the user privately instead.
 NOT_POSTABLE = {
     "not_in_channel",
@@ -555,8 +556,12 @@ class SlackChannel:
         return profile
 
     async def _enrich(self, msg: Message, *, wait: float | None = None) -> None:
+        """Name, time zone and workspace of the sender, from users.info (cached)."""
         profile = await self.profile(msg.user, wait=wait)
         if profile is None:
+            if msg.tenant is None:
+                # Nobody vouched for the user's workspace: never take them for partner staff.
+                msg.tenant = UNVERIFIED_TEAM
             return
         msg.user_name = profile.name or msg.user_name
         msg.time_zone = profile.tz or msg.time_zone

@@ -189,7 +189,7 @@ def command_to_message(body: dict[str, Any]) -> tuple[Message, Origin]:
         text=text,
         user_name=str(body.get("user_name", "")),
         is_direct=is_direct,
-        tenant=body.get("team_id"),
+        tenant=None,  # the payload's team_id is the workspace, not surely the user's: users.info
         mentions=_mentions(text),
         reference=_reference(origin),
     )
@@ -222,13 +222,13 @@ def event_to_message(
         is_direct = _is_dm(channel)
     else:
         return None
-    team = event.get("user_team") or event.get("team") or body.get("team_id")
+    team = event.get("user_team") or event.get("team")  # the author's own workspace, if given
     origin = Origin(
         source="event",
         user=user,
         conversation=channel,
         channel=channel,
-        team=team,
+        team=team or body.get("team_id"),
         is_direct=is_direct,
     )
     msg = Message(
@@ -302,7 +302,7 @@ def action_to_message(body: dict[str, Any]) -> tuple[Message, Origin] | None:
     container = body.get("container") or {}
     channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
     channel_name = (body.get("channel") or {}).get("name")
-    team = user.get("team_id") or (body.get("team") or {}).get("id")
+    team = user.get("team_id")  # the clicker's own workspace
     is_direct = _is_dm(channel, channel_name)
     origin = Origin(
         source="action",
@@ -361,7 +361,7 @@ def view_to_message(body: dict[str, Any]) -> tuple[Message, Origin] | None:
         return None
     user = body.get("user") or {}
     user_id = str(user.get("id", ""))
-    team = user.get("team_id") or (body.get("team") or {}).get("id")
+    team = user.get("team_id")  # the submitter's own workspace
     origin = Origin(
         source="view",
         user=user_id,

@@ -337,3 +337,15 @@ async def test_an_error_no_field_shows_is_pushed_over_the_form(slack: SlackEnv) 
     assert answer == {}
     case = await slack.case(1)
     assert case.state == State.RESOLVED and case.dispute.credited is None
+
+
+async def test_without_users_info_nobody_is_taken_for_staff(slack: SlackEnv) -> None:
+    await new_case(slack, "Contoso question")
+    await new_case(slack, "Fabrikam question", customer="Fabrikam")
+    # users.info fails for a user nobody configured: their workspace is unknown.
+    slack.fake.fail("users.info", error="user_not_found")
+    await slack.command("list all", user="UMALLORY", channel="CCONTOSO")
+    answer = slack.fake.last_message(ephemeral=True).text
+    assert "BILL-2" not in answer  # at most a customer of the channel's tenant, never staff
+    mallory = await slack.runtime.store.user_by_identity("slack", "UMALLORY")
+    assert mallory is not None and mallory.role == Role.CUSTOMER

@@ -34,7 +34,7 @@ INBOUND: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
             "user": "U2147483697",
             "conversation": "C2147483705",
             "text": "status BILL-7",
-            "tenant": "T0001",
+            "tenant": None,  # a command's team_id is the workspace: users.info tells the user's
             "is_direct": False,
         },
         {
@@ -51,7 +51,7 @@ INBOUND: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
             "user": "U2147483697",
             "conversation": "D024BE91L",
             "text": "Hello hello can you hear me?",
-            "tenant": "T123ABC456",
+            "tenant": None,
             "is_direct": True,
         },
         {"source": "event", "channel": "D024BE91L", "trigger_id": None, "response_url": None},
