@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest chat bench bench-storage clean
+.PHONY: run test lint typecheck pytest chat bench bench-storage bench-reminders clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found (billing-bot needs Python 3.11+; set PY=python3.x)"; exit 1; }
@@ -35,7 +35,10 @@ test: pytest lint typecheck
 bench-storage: $(STAMP)
 	$(BIN)/python bench/storage.py
 
-bench: bench-storage
+bench-reminders: $(STAMP)
+	$(BIN)/python bench/reminders_sim.py --days 30 --cases 5000 --seed 1
+
+bench: bench-storage bench-reminders
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
