@@ -240,7 +240,8 @@ class Desk:
         return f"{msg.channel.value}|{msg.conversation}|{msg.user}"
 
     async def _command(self, turn: Turn, cmd: Command) -> Result:
-        if not cmd.known:
+        # A command a flow module added (add_command) is known even if the parser's table lacks it.
+        if cmd.name not in self.handlers:
             text = _("I don't know the command “{word}”.").format(word=u(cmd.name[:40]))
             out = await self.cmd_help(turn, Command("help", ""))
             out.replies.insert(0, Reply(text=text, kind="error"))
@@ -405,9 +406,15 @@ class Desk:
                 "all": True,
             }[flt]
 
+        narrow: dict[str, Any] = {}
+        if flt == "mine":
+            narrow["owner"] = me  # through the owner index, not a scan of every live case
+        elif flt == "unassigned":
+            narrow["owner"] = None
         cases, total = await self.store.list_cases(
             predicate=keep,
             include_archived=flt == "all",
+            **narrow,
             summary_predicate=lambda s: (
                 visible(s.customer_id) and (customer is None or s.customer_id == customer.id)
             ),
