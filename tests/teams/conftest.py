@@ -20,6 +20,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from bot.clock import FakeClock
 from bot.config import CustomerConfig, Settings, UserConfig
 from bot.domain import Role
 from bot.server import RUNTIME, build_app
 from bot.storage import open_store
 
+START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 PARTNER_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CONTOSO_TENANT = "aaaaaaaa-0000-4000-8000-00000000000a"
 SHARED_CHANNEL = "19:contoso-shared@thread.tacv2"
@@ -276,12 +279,15 @@ class BotServer:
     def __init__(self, settings: Settings, connector: FakeConnector) -> None:
         self.settings = settings
         self.connector = connector
+        # Tuesday 09:00 UTC, running at real speed: reminders fall in working hours, and a
+        # restarted server goes on from where the first one stopped.
+        self.clock = FakeClock(START, speed=1.0)
         self.server: TestServer | None = None
         self.http: aiohttp.ClientSession | None = None
         self.app: web.Application | None = None
 
     async def start(self) -> BotServer:
-        self.app = build_app(self.settings, open_store(self.settings.db_path))
+        self.app = build_app(self.settings, open_store(self.settings.db_path), self.clock)
         self.server = TestServer(self.app, host="127.0.0.1")
         await self.server.start_server()
         if self.http is None:

@@ -6,7 +6,7 @@ import asyncio
 import json
 
 from .conftest import ALICE, BOB, BotServer, FakeConnector, Teams
-from .helpers import new_case, say
+from .helpers import answers, new_case, say, send
 
 
 async def _case(bot: BotServer, case_id: str):  # type: ignore[no-untyped-def]
@@ -23,8 +23,7 @@ async def test_form_card_with_errors_then_good_values(
         "category": "",
         "description": "Why two charges?",
     }
-    await bot.post(teams.submit(ALICE, form, bad))
-    (errors,) = connector.calls[-1:]
+    (errors,) = await send(bot, connector, teams.submit(ALICE, form, bad))
     assert errors.method == "PUT" and errors.activity_id == form.card_id  # updated in place
     assert errors.path == f"/v3/conversations/{ALICE.dm}/activities/{form.card_id}"
     text = errors.card_text()
@@ -34,8 +33,7 @@ async def test_form_card_with_errors_then_good_values(
     assert subscription["value"] == "not-a-guid"  # what was typed stays in the card
     assert bot.store.case_counts()["open"] == 0
     good = {**bad, "subscription_id": "", "category": "charges"}
-    await bot.post(teams.submit(ALICE, errors, good))
-    done = connector.calls[-1]
+    (done,) = await send(bot, connector, teams.submit(ALICE, errors, good))
     assert done.method == "PUT" and done.activity_id == form.card_id
     assert "Thanks! Your question is BILL-1." in done.text
     assert "BILL-1 · Question · Contoso" in done.card_text()
@@ -54,8 +52,8 @@ async def test_card_errors_are_the_messages_of_every_channel(
         "currency": "EURO",
         "reason": "Seats billed twice",
     }
-    await bot.post(teams.submit(ALICE, form, values))
-    teams_errors = connector.calls[-1].card_text()
+    (answer,) = await send(bot, connector, teams.submit(ALICE, form, values))
+    teams_errors = answer.card_text()
     (local,) = await bot.local("alice", form_id="dispute", form_values=values)
     assert local["kind"] == "error"
     for message in local["form"]["errors"].values():
@@ -75,9 +73,7 @@ async def test_a_click_updates_the_card_in_place(
         "version": (await _case(bot, case_id)).stage,
         "value": None,
     }
-    before = len(connector.calls)
-    await bot.post(teams.click(BOB, card, "Take"))
-    (update,) = connector.calls[before:]
+    (update,) = await send(bot, connector, teams.click(BOB, card, "Take"))
     assert update.method == "PUT"
     assert update.path == f"/v3/conversations/{BOB.dm}/activities/{card.card_id}"
     assert f"{case_id} is yours now." in update.text
@@ -98,8 +94,8 @@ async def test_a_redelivered_activity_is_done_once(
     assert all(s == 201 for s in statuses)
     await bot.idle()
     assert await bot.post(activity) == 201  # and once more, after it was done
-    answers = connector.calls[before:]
-    assert len(answers) == 1 and f"{case_id} is yours now." in answers[0].text
+    done = answers(connector, activity, before)
+    assert len(done) == 1 and f"{case_id} is yours now." in done[0].text
     case = await _case(bot, case_id)
     assert [a.action for a in case.audit].count("assigned") == 1
 
@@ -127,11 +123,13 @@ async def test_a_double_click_does_nothing_twice(
     await bot.post(second)
     case = await _case(bot, case_id)
     assert [a.action for a in case.audit].count("assigned") == 1
-    texts = [c.text for c in connector.calls[before:]]
+    mine = {id(c) for c in answers(connector, first, before) + answers(connector, second, before)}
+    calls = [c for c in connector.calls[before:] if id(c) in mine]
+    texts = [c.text for c in calls]
     assert sum("is yours now" in t for t in texts) == 1
     # The second click found the card out of date: "already done", the card updated, no change.
     assert any("Already done" in t for t in texts)
-    assert all(c.activity_id == card.card_id for c in connector.calls[before:] if c.method == "PUT")
+    assert all(c.activity_id == card.card_id for c in calls if c.method == "PUT")
     stage = case.stage
     await bot.post(teams.click(BOB, card, "Take"))
     assert (await _case(bot, case_id)).stage == stage
