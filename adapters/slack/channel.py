@@ -39,7 +39,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from adapters.slack import translate as t
 from bot.config import Settings
 from bot.domain import Role, User, parse_case_id
-from bot.i18n import _, normalize_locale
+from bot.i18n import _, normalize_locale, use_locale
 from bot.runtime import Runtime
 from bot.storage import Op, StorageError
 from conversations.desk import Desk
@@ -330,9 +330,11 @@ class SlackChannel:
     async def _deliver(self, item: dict[str, Any]) -> None:
         origin = t.Origin.from_dict(item.get("origin") or {})
         replies = [reply_from_dict(r) for r in item.get("replies") or []]
-        steps = t.plan(replies, origin, private_only=bool(item.get("private_only")))
-        for step in steps:
-            await self._run(step, origin, keep_text_form=bool(item.get("keep_text_form")))
+        user = await self.runtime.store.user_by_identity("slack", origin.user)
+        with use_locale(user.locale if user else None):  # "Open form", "Cancel", error notes
+            steps = t.plan(replies, origin, private_only=bool(item.get("private_only")))
+            for step in steps:
+                await self._run(step, origin, keep_text_form=bool(item.get("keep_text_form")))
         self.runtime.kick()  # notifications the change made due go out now
 
     # ---- steps -------------------------------------------------------------
@@ -379,7 +381,7 @@ class SlackChannel:
             if error not in NOT_POSTABLE:
                 raise
             log.warning("chat.postMessage in %s failed (%s)", origin.channel, error)
-        if origin.response_url and origin.source == "command":
+        if origin.response_url:
             # Not a member of the channel: a slash command's response_url can still post there.
             await self._respond(origin.response_url, {**payload, "response_type": "in_channel"})
             return

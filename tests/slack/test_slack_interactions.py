@@ -9,7 +9,7 @@ import time
 import pytest
 
 from bot.domain import Role, State
-from tests.slack.slackfake import BOT_USER, PARTNER, SlackEnv, load, new_case
+from tests.slack.slackfake import ASK_VALUES, BOT_USER, PARTNER, SlackEnv, load, new_case
 
 
 async def test_a_click_updates_the_card_in_place_and_audits_the_slack_user(
@@ -208,6 +208,12 @@ async def test_a_slash_command_where_the_bot_is_not_a_member(slack: SlackEnv) ->
     visible = slack.fake.last_message(ephemeral=False)
     assert visible.body.get("response_type") == "in_channel"  # through the response_url
     assert "BILL-1 · Question" in visible.text
+    # A modal's result, too: the response_url of the command that opened it posts the card.
+    await slack.command("ask", channel="CELSEWHERE")
+    slack.fake.fail("chat.postMessage", error="not_in_channel")
+    await slack.submit(slack.fake.last_view(), {**ASK_VALUES, "description": "Second one"})
+    visible = slack.fake.last_message(ephemeral=False)
+    assert visible.body.get("response_type") == "in_channel" and "BILL-2" in visible.text
 
 
 async def test_assignment_dm_through_conversations_open(slack: SlackEnv) -> None:
