@@ -77,6 +77,7 @@ SKIP_WORDS = {"skip", "-"}
 YES = {"yes", "y", "ok", "create"}
 NO = {"no", "n"}
 LIST_LIMIT = 20
+MAX_TEXT = 10_000  # a typed command; descriptions and notes in forms have their own limits
 
 
 @dataclass(slots=True)
@@ -96,6 +97,7 @@ class Turn:
     actor: Actor
     now: datetime
     clicked: ActionRef | None = None
+    case_number: int | None = None  # the case this turn works on, once loaded
 
 
 Handler = Callable[[Turn, Command], Awaitable[Result]]
@@ -174,6 +176,11 @@ class Desk:
         msg.text = clean_input(msg.text)
         if msg.form_values is not None:
             msg.form_values = {k: clean_input(str(v)) for k, v in msg.form_values.items()}
+        if len(msg.text) > MAX_TEXT:
+            return _reply(
+                _("That message is too long for me: at most {n} characters.").format(n=MAX_TEXT),
+                kind="error",
+            )
         try:
             user, actor = await self.directory.resolve(msg)
         except StorageError as exc:
@@ -199,12 +206,14 @@ class Desk:
 
     async def _error(self, turn: Turn, exc: Exception) -> Result:
         out = _reply(str(exc), kind="error")
-        if isinstance(exc, Conflict) and turn.clicked and turn.clicked.case_id:
-            number = parse_case_id(turn.clicked.case_id)
-            case = await self.store.get_case(number) if number else None
+        if isinstance(exc, Conflict) and turn.case_number is not None:
+            # Someone else's change won the race: show what the case looks like now.
+            case = await self.store.get_case(turn.case_number)
             if case:
                 out.replies[0].kind = "stale"
-                out.replies.append(Reply(card=await self._card(turn, case), replace=True))
+                out.replies.append(
+                    Reply(card=await self._card(turn, case), replace=turn.clicked is not None)
+                )
         return out
 
     async def _dispatch(self, turn: Turn) -> Result:
@@ -275,6 +284,7 @@ class Desk:
         case = await self.store.get_case(number)
         if case is None:
             raise NotFound(_("I can't find {case}.").format(case=format_case_id(number)))
+        turn.case_number = case.number
         tenant = await self._customer_tenant(case)
         if self._stale(turn, case):
             check(turn.actor, Action.STATUS, case, customer_tenant=tenant)

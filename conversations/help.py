@@ -25,6 +25,12 @@ COMMAND_HELP: list[tuple[str, str, str, tuple[Role, ...]]] = [
     ("note", "note BILL-n text", N_("an internal note, never shown to the customer"), _STAFF),
     ("escalate", "escalate BILL-n", N_("file a Microsoft service request for the case"), _STAFF),
     (
+        "srstatus",
+        "srstatus BILL-n open|attention_needed|closed [text]",
+        N_("record the Microsoft service request's status by hand (manual mode)"),
+        _STAFF,
+    ),
+    (
         "resolve",
         "resolve BILL-n text",
         N_("the outcome; a dispute: credit 120.00 EUR, partial 50.00 EUR or denied text"),
