@@ -1,4 +1,4 @@
-"""Hostile input: whatever people type or send, no exception, no 5xx, no record that breaks a read."""
+"""Hostile input: whatever is typed or sent, no exception, no 5xx, no record that breaks a read."""
 
 from __future__ import annotations
 
