@@ -86,6 +86,10 @@ class Settings:
     partner_center_client_id: str | None = None
     partner_center_client_secret: str | None = None
     partner_center_refresh_token: str | None = None
+    # [partner_center]: how often an escalated case's service request is read (API mode),
+    # and after how long the owner is asked to check it in the portal (manual mode).
+    partner_center_poll_minutes: float = 60.0
+    partner_center_manual_check_hours: float = 24.0
     reminders: ReminderPolicy = field(default_factory=ReminderPolicy)
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -227,6 +231,22 @@ def _reminders(data: Any) -> ReminderPolicy:
     )
 
 
+def _partner_center(data: Any) -> dict[str, float]:
+    """``[partner_center]`` numbers (the credentials come from the environment only)."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("[partner_center] must be a table")
+    out: dict[str, float] = {}
+    for key in ("poll_minutes", "manual_check_hours"):
+        if key in data:
+            value = data[key]
+            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"partner_center.{key} must be a positive number")
+            out[f"partner_center_{key}"] = float(value)
+    return out
+
+
 def load_settings(env: dict[str, str] | None = None, *, config_path: str | None = None) -> Settings:
     """Read ``BOT_CONFIG`` (default ``./billing-bot.toml``, optional) and the environment."""
     env = dict(os.environ if env is None else env)
@@ -278,5 +298,6 @@ def load_settings(env: dict[str, str] | None = None, *, config_path: str | None 
         partner_center_client_secret=env.get("PARTNER_CENTER_CLIENT_SECRET") or None,
         partner_center_refresh_token=env.get("PARTNER_CENTER_REFRESH_TOKEN") or None,
         reminders=_reminders(data.get("reminders")),
+        **_partner_center(data.get("partner_center")),
         raw=data,
     )
