@@ -153,6 +153,35 @@ def _mentions(text: str) -> dict[str, str]:
     return {name: uid for uid, name in _USER_MENTION.findall(text or "")}
 
 
+_SLACK_MARKUP = re.compile(r"<([^<>]*)>")
+
+
+def _markup(match: re.Match[str]) -> str:
+    inner = match.group(1)
+    target, _sep, label = inner.partition("|")
+    if target.startswith("@"):
+        return match.group(0)  # a person: kept, so ``assign BILL-7 <@U…>`` knows who is meant
+    if target.startswith("#"):
+        return f"#{label}" if label else target
+    if target.startswith("!"):
+        special = target[1:].split("^", 1)[0]
+        return label or f"@{special}"  # <!here> → "@here": plain text, it pings nobody
+    if target.startswith("mailto:"):
+        return label or target[len("mailto:") :]
+    return target if not label or label == target else f"{label} ({target})"
+
+
+def from_slack(text: str) -> str:
+    """Typed text as Slack delivers it (``&amp;``, ``<https://…|…>``) → what the person typed.
+
+    Slack escapes ``&``, ``<``, ``>`` in message and slash command text and
+    wraps links, channels and special mentions in ``<…>``; the desk stores
+    plain text, which :func:`mrkdwn` escapes again on the way out.
+    """
+    out = _SLACK_MARKUP.sub(_markup, text or "")
+    return out.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def strip_bot_mention(text: str, bot_user_id: str | None) -> str:
     """The text of an ``app_mention`` without the mention of the bot itself."""
     if not bot_user_id:
@@ -170,7 +199,7 @@ def command_to_message(body: dict[str, Any]) -> tuple[Message, Origin]:
     """A ``/billing`` slash command (form-encoded fields, already parsed)."""
     user = str(body.get("user_id", ""))
     channel = str(body.get("channel_id", ""))
-    text = str(body.get("text", ""))
+    text = from_slack(str(body.get("text", "")))
     is_direct = _is_dm(channel, body.get("channel_name"))
     origin = Origin(
         source="command",
@@ -215,10 +244,12 @@ def event_to_message(
     if not user or not channel or (bot_user_id and user == bot_user_id):
         return None
     if etype == "message" and event.get("channel_type") == "im":
-        text = str(event.get("text", ""))
+        text = from_slack(str(event.get("text", "")))
         is_direct = True
     elif etype == "app_mention":
-        text = strip_bot_mention(str(event.get("text", "")), bot_user_id or _bot_of(body))
+        text = from_slack(
+            strip_bot_mention(str(event.get("text", "")), bot_user_id or _bot_of(body))
+        )
         is_direct = _is_dm(channel)
     else:
         return None
@@ -745,6 +776,7 @@ __all__ = [
     "event_to_message",
     "fit",
     "form_errors",
+    "from_slack",
     "form_store_key",
     "message_payload",
     "modal_metadata",

@@ -87,7 +87,7 @@ async def test_dm_answers_and_stores_the_reference(slack: SlackEnv) -> None:
 
 
 async def test_open_form_button_from_a_dm(slack: SlackEnv) -> None:
-    await slack.dm("ask Why two charges <b>?")
+    await slack.dm("ask Why two charges &lt;b&gt;?")  # as Slack sends "<b>"
     prompt = slack.fake.last_message()
     assert prompt.channel == "DANA"
     assert "step 1 of" in prompt.text  # the typed path still works
@@ -154,7 +154,7 @@ async def test_user_text_arrives_escaped(slack: SlackEnv) -> None:
     await new_case(slack, evil)
     await slack.command("status BILL-1")
     await slack.command("list")
-    await slack.dm("note BILL-1 <!here> & more")
+    await slack.dm("note BILL-1 <!here> &amp; more &lt;!channel&gt;")  # as Slack sends it
     await slack.dm("status BILL-1")
     shown = [
         c.args
@@ -163,7 +163,8 @@ async def test_user_text_arrives_escaped(slack: SlackEnv) -> None:
     ]
     dumped = json.dumps(shown)
     assert "&lt;!channel&gt; pay now &amp; &lt;https://evil.example|click here&gt;" in dumped
-    assert "&lt;!here&gt; &amp; more" in dumped
+    assert "@here &amp; more &lt;!channel&gt;" in dumped
+    assert (await slack.case(1)).notes[-1].text == "@here & more <!channel>"  # stored as typed
     for forbidden in ("<!channel>", "<!here>", "<https://evil", "<@ULENA>"):
         assert forbidden not in dumped
 

@@ -231,6 +231,36 @@ def test_mrkdwn_escapes(why: str, text: str, expected: str) -> None:
     assert t.mrkdwn(text) == expected
 
 
+FROM_SLACK = [
+    ("entities", "A &amp; B &lt;3 &gt; 2", "A & B <3 > 2"),
+    ("typed entity stays typed", "&amp;lt;", "&lt;"),
+    ("link", "see <https://x.example/a?b=1&amp;c=2>", "see https://x.example/a?b=1&c=2"),
+    ("labelled link", "<https://x.example|the docs>", "the docs (https://x.example)"),
+    ("channel", "in <#C024BE7LR|general>", "in #general"),
+    ("special mention", "<!here> and <!channel>", "@here and @channel"),
+    ("subteam", "<!subteam^S123|@billing>", "@billing"),
+    ("mail", "<mailto:ana@example.com|ana@example.com>", "ana@example.com"),
+    (
+        "person kept for assign",
+        "assign BILL-7 <@U024BE7LH|maria>",
+        "assign BILL-7 <@U024BE7LH|maria>",
+    ),
+]
+
+
+@pytest.mark.parametrize(("why", "raw", "typed"), FROM_SLACK, ids=[f[0] for f in FROM_SLACK])
+def test_from_slack(why: str, raw: str, typed: str) -> None:
+    assert t.from_slack(raw) == typed
+
+
+def test_typed_text_round_trips_escaped_once() -> None:
+    body = load("event_message_im")
+    body["event"]["text"] = "note BILL-7 A &amp; B &lt;!channel&gt; <!here>"
+    msg, _origin = t.event_to_message(body) or (None, None)
+    assert msg is not None and msg.text == "note BILL-7 A & B <!channel> @here"
+    assert t.mrkdwn(u(msg.text)) == "note BILL-7 A &amp; B &lt;!channel&gt; @here"
+
+
 def test_fit_never_cuts_an_entity_in_half() -> None:
     out = t.fit(u("a" * 8 + "&" * 10), 20)
     assert len(out) <= 20 and out.endswith("…")
