@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     rem.add_argument("--as", dest="user", default=None, help="whose reminders (default: $USER)")
     rem.add_argument("--at", default=None, help="an ISO time, e.g. 2026-11-25T09:30:00+08:00")
+    from adapters.teams.package import add_arguments as teams_package_arguments
+
+    teams_package_arguments(
+        sub.add_parser("teams-package", help="zip the Teams app manifest and icons for upload")
+    )
     return p
 
 
@@ -53,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(chat(settings, args.user, args.locale))
     if args.command == "reminders":
         return asyncio.run(reminders(settings, args.user, args.at))
+    if args.command == "teams-package":
+        from adapters.teams.package import run as teams_package
+
+        return teams_package(settings.teams_app_id, args)
     return 2
 
 
