@@ -203,6 +203,7 @@ class User:
     locale: str = "en"
     tenant_id: str | None = None  # for customer contacts: the customer's tenant
     identities: dict[str, str] = field(default_factory=dict)  # channel -> external id
+    locale_explicit: bool = False  # chosen with `language`: the platform's locale no longer wins
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -213,6 +214,7 @@ class User:
             "locale": self.locale,
             "tenant_id": self.tenant_id,
             "identities": dict(self.identities),
+            "locale_explicit": self.locale_explicit,
         }
 
     @classmethod
@@ -225,6 +227,7 @@ class User:
             locale=doc.get("locale", "en"),
             tenant_id=doc.get("tenant_id"),
             identities=dict(doc.get("identities", {})),
+            locale_explicit=bool(doc.get("locale_explicit", False)),
         )
 
 

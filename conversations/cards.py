@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from bot.domain import STATE_LABELS, Actor, Case, Customer, Kind, Role, State, User
-from bot.i18n import N_, _, ngettext
+from bot.i18n import N_, _, format_amount, format_time, ngettext
+from bot.money import Money
 from bot.policy import Action, allowed, can_see_internal
 from conversations.forms import CATEGORY_LABELS, OUTCOME_LABELS
 from conversations.model import ActionRef, Button, ButtonStyle, CardFact, CaseCard
@@ -29,12 +29,12 @@ AUDIT_LABELS = {
 
 
 def local_time(when: datetime, tz: str) -> str:
-    """A UTC time shown in the viewer's time zone."""
-    try:
-        zone = ZoneInfo(tz)
-    except Exception:  # noqa: BLE001 - a bad zone name must never break a card
-        zone = ZoneInfo("UTC")
-    return when.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+    """A UTC time shown in the viewer's time zone and locale."""
+    return format_time(when, tz)
+
+
+def money(value: Money) -> str:
+    return format_amount(value.amount, value.currency)
 
 
 def age(since: datetime, now: datetime) -> str:
@@ -128,13 +128,13 @@ def case_card(
     if case.invoice:
         facts.append(CardFact(_("Invoice"), u(case.invoice)))
     if case.dispute:
-        facts.append(CardFact(_("Disputed"), str(case.dispute.amount)))
+        facts.append(CardFact(_("Disputed"), money(case.dispute.amount)))
         facts.append(CardFact(_("Reason"), u(case.dispute.reason)))
         if case.dispute.outcome:
             outcome = _(OUTCOME_LABELS[case.dispute.outcome])
             if case.dispute.credited:
                 outcome = _("{outcome}: {amount}").format(
-                    outcome=outcome, amount=str(case.dispute.credited)
+                    outcome=outcome, amount=money(case.dispute.credited)
                 )
             facts.append(CardFact(_("Outcome"), outcome))
     if not case.dispute or case.description != case.dispute.reason:

@@ -27,6 +27,7 @@ COMMANDS = (
     "reminders",
     "customers",
     "customer",
+    "language",
 )
 
 # Common slips people make; the command table stays the contract.
@@ -39,6 +40,31 @@ ALIASES = {
     "comment": "note",
     "inform": "informed",
     "assign-to": "assign",
+    # Chinese aliases: the English words work everywhere, these too.
+    "帮助": "help",
+    "资源": "resources",
+    "提问": "ask",
+    "争议": "dispute",
+    "状态": "status",
+    "列表": "list",
+    "接手": "take",
+    "分配": "assign",
+    "备注": "note",
+    "上报": "escalate",
+    "解决": "resolve",
+    "已告知": "informed",
+    "重新打开": "reopen",
+    "取消": "cancel",
+    "关闭": "close",
+    "稍后提醒": "snooze",
+    "提醒": "reminders",
+    "客户列表": "customers",
+    "客户": "customer",
+    "逾期": "overdue",
+    "已付款": "paid",
+    "暂停": "suspend",
+    "恢复": "reactivate",
+    "语言": "language",
 }
 
 LIST_FILTERS = ("mine", "open", "unassigned", "escalated", "awaiting-customer", "all")

@@ -166,6 +166,7 @@ class Desk:
             "close": self.cmd_close,
             "snooze": self.cmd_snooze,
             "reminders": self.cmd_reminders,
+            "language": self.cmd_language,
             "customers": self.cmd_customers,
             "customer": self.cmd_customer,
         }
@@ -755,6 +756,26 @@ class Desk:
             for when, case_id, why in items[:LIST_LIMIT]
         ]
         return _reply(_("Due for you:") + "\n" + "\n".join(lines), kind="list")
+
+    async def cmd_language(self, turn: Turn, cmd: Command) -> Result:
+        check(turn.actor, Action.LANGUAGE)
+        choice = cmd.args.strip().lower()
+        locales = {
+            "en": "en",
+            "english": "en",
+            "zh": "zh_CN",
+            "zh_cn": "zh_CN",
+            "zh-cn": "zh_CN",
+            "中文": "zh_CN",
+        }
+        if choice not in locales:
+            return _reply(_("Choose `language en` or `language zh` (中文)."), kind="error")
+        user = turn.user
+        user.locale = locales[choice]
+        user.locale_explicit = True
+        await self.store.save_user(user)
+        with use_locale(user.locale):
+            return _reply(_("From now on I answer you in English."))
 
     async def cmd_customers(self, turn: Turn, cmd: Command) -> Result:
         check(turn.actor, Action.CUSTOMERS)

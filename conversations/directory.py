@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from bot.config import Settings, UserConfig
 from bot.domain import Actor, Customer, Role, User, customer_key, utcnow
+from bot.i18n import normalize_locale
 from bot.storage import StorageError, Store
 from conversations.model import Channel, Message
 
@@ -124,7 +125,7 @@ class Directory:
                 time_zone=(cfg.time_zone if cfg and cfg.time_zone else None)
                 or msg.time_zone
                 or self.settings.time_zone,
-                locale=(cfg.locale if cfg and cfg.locale else None) or msg.locale or "en",
+                locale=normalize_locale((cfg.locale if cfg and cfg.locale else None) or msg.locale),
                 tenant_id=tenant,
             )
             changed = True
@@ -138,6 +139,15 @@ class Directory:
             changed = True
         if user.role != role or user.tenant_id != tenant:
             user = replace(user, role=role, tenant_id=tenant)
+            changed = True
+        platform_locale = normalize_locale(msg.locale) if msg.locale else None
+        if (
+            platform_locale
+            and not user.locale_explicit
+            and not (cfg and cfg.locale)
+            and user.locale != platform_locale
+        ):
+            user.locale = platform_locale
             changed = True
         if msg.time_zone and not (cfg and cfg.time_zone) and user.time_zone != msg.time_zone:
             user.time_zone = msg.time_zone

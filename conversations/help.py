@@ -47,6 +47,7 @@ COMMAND_HELP: list[tuple[str, str, str, tuple[Role, ...]]] = [
     ("close", "close BILL-n", N_("close a case once the customer was informed"), _STAFF),
     ("snooze", "snooze BILL-n 1h|4h|tomorrow", N_("pause the close-the-loop reminders"), _STAFF),
     ("reminders", "reminders", N_("what is due for you, and when"), _STAFF),
+    ("language", "language en|zh", N_("the language I answer you in"), _CUSTOMER),
     ("customers", "customers", N_("customers and their open cases"), _STAFF),
     ("customer", "customer NAME", N_("one customer and its open cases"), _STAFF),
 ]
