@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     chat = sub.add_parser("chat", help="chat with the desk in this terminal")
     chat.add_argument("--as", dest="user", default=None, help="who you are (default: $USER)")
     chat.add_argument("--locale", default=None, help="reply language: en or zh_CN")
+    sub.add_parser("doctor", help="check this deployment's settings and say what to fix")
     rem = sub.add_parser(
         "reminders", help="what is due for someone, now or at a given time, and why"
     )
@@ -56,6 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(settings, args.host, args.port)
     if args.command == "chat":
         return asyncio.run(chat(settings, args.user, args.locale))
+    if args.command == "doctor":
+        from bot.doctor import check, report
+
+        text, code = report(check(settings))
+        print(text)
+        return code
     if args.command == "reminders":
         return asyncio.run(reminders(settings, args.user, args.at))
     if args.command == "teams-package":

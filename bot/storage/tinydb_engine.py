@@ -179,7 +179,7 @@ class TinyDBEngine(Engine):
         self._flusher = asyncio.create_task(self._flush_loop(), name="storage-flusher")
 
     def _open_sync(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._acquire_lock()
         try:
             self._load()
