@@ -522,7 +522,17 @@ class TeamsChannel:
                 await self._remember_member(body, member, personal=personal)
         if personal and sender.get("id") and sender.get("id") != bot_id:
             await self._remember_member(body, sender, personal=True)
-        if personal and any(m.get("id") == bot_id for m in added) and sender.get("id"):
+        bot_added = any(m.get("id") == bot_id for m in added)
+        if bot_added and not personal:
+            # What an admin needs to map a shared channel to a customer (customers[].teams_…).
+            conv = translate.base_conversation(str((body.get("conversation") or {}).get("id")))
+            log.info(
+                "Teams: added to %s %s of tenant %s (map it in customers[].teams_conversations)",
+                translate.conversation_type(body),
+                conv,
+                translate.tenant_of(body),
+            )
+        if personal and bot_added and sender.get("id"):
             await self._welcome(body, key)
 
     async def _welcome(self, body: dict[str, Any], key: str) -> None:

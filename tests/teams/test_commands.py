@@ -162,3 +162,26 @@ async def test_customer_in_a_shared_channel_sees_only_their_cases(
     await bot.post(teams.mention_bot(CAROL, "list", conversation=other))
     (call,) = connector.posts(other)
     assert "don't have a role" in call.text or "not allowed" in call.text.lower()
+
+
+async def test_users_from_teams_identity_name_and_time_zone(
+    bot: BotServer, connector: FakeConnector, teams: Teams
+) -> None:
+    # Someone of the partner's tenant who is not in the config: default_role, Teams name and zone.
+    await bot.post(teams.say(MARIA, "help", tz="America/Mexico_City"))
+    maria = await bot.store.user_by_identity("teams", MARIA.aad)
+    assert maria is not None
+    assert (maria.id, maria.display_name, maria.time_zone) == (
+        f"teams:{MARIA.aad}",
+        "Maria Lopez",
+        "America/Mexico_City",
+    )
+    assert maria.role.value == "agent"
+    # A configured user keeps the config's name; the zone comes from Teams.
+    await bot.post(teams.say(ALICE, "help", tz="Asia/Shanghai"))
+    alice = await bot.store.get_user("alice")
+    assert alice is not None and alice.identities["teams"] == ALICE.aad
+    assert alice.time_zone == "Asia/Shanghai"
+    # A guest of another tenant in a personal chat that no customer is mapped to: no role.
+    (call,) = await say(bot, connector, teams, CAROL, "list")
+    assert "don't have a role" in call.text
