@@ -290,12 +290,14 @@ def parse_csv(text: str) -> ParsedCsv:
     doubled = sorted({n for n in names if n and names.count(n) > 1})
     missing = [c for c in REQUIRED_COLUMNS if c not in names]
     if doubled or missing:
-        problems = []
+        header_problems = []
         if missing:
-            problems.append(_("missing columns: {names}").format(names=", ".join(missing)))
+            header_problems.append(_("missing columns: {names}").format(names=", ".join(missing)))
         if doubled:
-            problems.append(_("columns named twice: {names}").format(names=", ".join(doubled)))
-        out.errors.append(RowError(1, "; ".join(problems)))
+            header_problems.append(
+                _("columns named twice: {names}").format(names=", ".join(doubled))
+            )
+        out.errors.append(RowError(1, "; ".join(header_problems)))
         return out
     index = {name: i for i, name in enumerate(names) if name}
     seen_invoices: dict[str, int] = {}

@@ -33,6 +33,8 @@ TABLES = (
     "events",
     "inbox",
     "audit",
+    "receivables",
+    "collections",
 )
 
 
