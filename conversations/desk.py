@@ -132,6 +132,10 @@ async def _nothing_due(user: User, at: datetime) -> list[tuple[datetime, str, st
     return []
 
 
+def applied_key(message_id: str | None) -> str:
+    return f"applied:{message_id}"
+
+
 def _reply(text: str, **kw: Any) -> Result:
     return Result([Reply(text=text, **kw)])
 
@@ -189,6 +193,9 @@ class Desk:
             return _reply(_("The billing desk's storage is not available right now."), kind="error")
         with use_locale(user.locale or msg.locale):
             turn = Turn(msg, user, actor, self.clock.now(), msg.action)
+            done = self.store.engine.peek("events", applied_key(msg.id)) if msg.id else None
+            if done is not None:
+                return await self._already_applied(turn, done)
             try:
                 return await self._dispatch(turn)
             except _Stale as stale:
@@ -216,6 +223,29 @@ class Desk:
                     Reply(card=await self._card(turn, case), replace=turn.clicked is not None)
                 )
         return out
+
+    async def _already_applied(self, turn: Turn, done: dict[str, Any]) -> Result:
+        """The same request again (a redelivery after a crash): show the result, do nothing."""
+        number = done.get("case")
+        case = await self.store.get_case(int(number)) if number else None
+        if case is None:
+            return _reply(_("Already done."), kind="stale")
+        return Result(
+            [
+                Reply(
+                    text=_("Already done: {case}.").format(case=case.id),
+                    card=await self._card(turn, case),
+                    kind="stale",
+                )
+            ]
+        )
+
+    def _applied(self, turn: Turn, case_number: int) -> list[Op]:
+        """Marks this request as done, in the same commit as the change it made."""
+        if not turn.msg.id:
+            return []
+        doc = {"case": case_number, "expires": (turn.now + timedelta(days=2)).isoformat()}
+        return [Op("events", applied_key(turn.msg.id), doc, expect=None)]
 
     async def _dispatch(self, turn: Turn) -> Result:
         msg = turn.msg
@@ -324,7 +354,7 @@ class Desk:
         notifications: list[Notification] | None = None,
         extra_ops: list[Op] | None = None,
     ) -> Result:
-        await self.store.save_case(case, extra_ops or [])
+        await self.store.save_case(case, [*(extra_ops or []), *self._applied(turn, case.number)])
         card = await self._card(turn, case)
         return Result(
             [Reply(text=text, card=card, replace=turn.clicked is not None)],
@@ -735,7 +765,9 @@ class Desk:
             "tomorrow": hours.next_morning(turn.now),
         }[until]
         case.note_snooze(when, turn.actor, turn.now)
-        await self.store.save_case(case, [snooze_op(job, case.number, when)])
+        await self.store.save_case(
+            case, [snooze_op(job, case.number, when), *self._applied(turn, case.number)]
+        )
         return _reply(
             _("Snoozed: I will remind you about {case} again at {when}.").format(
                 case=case.id, when=local_time(when, turn.user.time_zone)
@@ -1298,7 +1330,12 @@ class Desk:
                 )
 
         case = await self.store.create_case(
-            build, lambda new: [clear_op, watch_op(new, turn.now, self.settings)]
+            build,
+            lambda new: [
+                clear_op,
+                watch_op(new, turn.now, self.settings),
+                *self._applied(turn, new.number),
+            ],
         )
         card = await self._card(turn, case)
         if form_id == "ask":

@@ -326,27 +326,37 @@ class EscalationFlow:
         self, turn: Turn, values: dict[str, str], ctx: dict[str, str], clear_op: Op
     ) -> Result:
         number = parse_case_id(ctx.get("case", ""))
-        async with self._lock(number or 0):
-            case = await self.store.get_case(number) if number else None
-            if case is None:
-                await self.store.commit([clear_op])
-                raise NotFound(_("That case no longer exists."))
-            tenant = await self.desk._customer_tenant(case)
-            check(turn.actor, Action.ESCALATE, case, customer_tenant=tenant)
-            version = ctx.get("version")
-            if version and version.isdigit() and int(version) != case.stage:
-                # A second submit of the same form, or a form older than the case.
-                await self.store.commit([clear_op])
-                return await self.desk._stale_reply(turn, case)
-            turn.clicked = None
-            if case.state not in ESCALATABLE:
-                await self.store.commit([clear_op])
-                raise DomainError(transition_error(case, State.ESCALATED))
-            if "request_id" in values:
-                return await self._record_manual(
-                    turn, case, values["request_id"], values.get("severity", ""), [clear_op]
-                )
-            return await self._file(turn, case, values, [clear_op])
+        # Ends the form: committed with the change, or on its own by the finally below
+        # (a form left open with every field answered would have nothing left to ask).
+        first_ops = [clear_op]
+        try:
+            async with self._lock(number or 0):
+                case = await self.store.get_case(number) if number else None
+                if case is None:
+                    raise NotFound(_("That case no longer exists."))
+                tenant = await self.desk._customer_tenant(case)
+                check(turn.actor, Action.ESCALATE, case, customer_tenant=tenant)
+                version = ctx.get("version")
+                if version and version.isdigit() and int(version) != case.stage:
+                    # A second submit of the same form, or a form older than the case.
+                    await self._flush(first_ops)
+                    return await self.desk._stale_reply(turn, case)
+                turn.clicked = None
+                if case.state not in ESCALATABLE:
+                    raise DomainError(transition_error(case, State.ESCALATED))
+                if "request_id" in values:
+                    return await self._record_manual(
+                        turn, case, values["request_id"], values.get("severity", ""), first_ops
+                    )
+                return await self._file(turn, case, values, first_ops)
+        finally:
+            await self._flush(first_ops)
+
+    async def _flush(self, ops: list[Op]) -> None:
+        """Commit ``ops`` if not done yet (they are emptied once written)."""
+        if ops:
+            await self.store.commit(ops)
+            ops.clear()
 
     async def _retry(self, turn: Turn, case: Case) -> Result:
         """``escalate BILL-n retry`` / Try again: the last values, the same request id if owed."""
@@ -366,13 +376,13 @@ class EscalationFlow:
         try:
             contact = parse_contact(values.get("contact", ""))
         except DomainError as exc:
-            await self.store.commit(first_ops)
+            await self._flush(first_ops)
             return await self._reopen(turn, case, values, str(exc), "contact")
         topics = await self._topics(case)
         topic = next((t for c, t in zip(_topic_choices(topics), topics, strict=True)
                       if c.value == values.get("topic")), None)  # fmt: skip
         if topic is None:
-            await self.store.commit(first_ops)
+            await self._flush(first_ops)
             return await self._reopen(
                 turn, case, values, _("That support topic is no longer offered; pick another."),
                 "topic",
@@ -422,6 +432,7 @@ class EscalationFlow:
             await self.store.commit(
                 [*first_ops, Op("jobs", key, doc, expect=version if pending else None)]
             )
+            first_ops.clear()
         except VersionConflict:
             return Result(
                 [
@@ -574,7 +585,6 @@ class EscalationFlow:
         try:
             request_id = validate(field, number).value
         except ValidationError as exc:
-            await self.store.commit(first_ops)
             raise DomainError(str(exc)) from None
         self.desk._ensure_started(turn, case)
         case.escalate(
@@ -601,7 +611,7 @@ class EscalationFlow:
                 "I will ask you to check it in the portal every {hours} hours; record what "
                 "Microsoft says with `srstatus {case} attention_needed|closed text`."
             ).format(hours=f"{self.settings.partner_center_manual_check_hours:g}", case=case.id)
-        return await self.desk._save_and_show(
+        out = await self.desk._save_and_show(
             turn,
             case,
             _("{case} is escalated to Microsoft as service request {sr}.").format(
@@ -611,6 +621,8 @@ class EscalationFlow:
             + follow,
             extra_ops=[*first_ops, self.poll_op(case, mode, turn.now)],
         )
+        first_ops.clear()
+        return out
 
     # ---- notes to Microsoft ---------------------------------------------------------
     async def cmd_note(self, turn: Turn, cmd: Command) -> Result:

@@ -588,3 +588,41 @@ async def test_storage_failure_is_a_friendly_message(env: DeskEnv) -> None:
     chat.expect("Billing desk commands")
     await chat.send("ask")
     chat.expect("I could not save that")
+
+
+async def test_the_same_request_redone_after_a_crash_is_applied_once(env: DeskEnv) -> None:
+    from conversations.model import Channel, Message
+
+    case_id = await env.new_question()
+    msg = Message(
+        Channel.LOCAL, "alice", "dm:alice", text=f"note {case_id} called them", id="req-1"
+    )
+    first = await env.runtime.handle(msg)
+    assert "Internal note added" in first.replies[0].text
+    again = Message(
+        Channel.LOCAL, "alice", "dm:alice", text=f"note {case_id} called them", id="req-1"
+    )
+    second = await env.runtime.handle(again)
+    assert second.replies[0].kind == "stale" and "Already done" in second.replies[0].text
+    case = await env.store.get_case(1)
+    assert case is not None and len(case.notes) == 1
+    create = Message(
+        Channel.LOCAL,
+        "alice",
+        "c2",
+        form_id="ask",
+        id="req-2",
+        form_values={"customer": "Contoso", "category": "tax", "description": "x"},
+    )
+    await env.runtime.handle(create)
+    await env.runtime.handle(
+        Message(
+            Channel.LOCAL,
+            "alice",
+            "c2",
+            form_id="ask",
+            id="req-2",
+            form_values={"customer": "Contoso", "category": "tax", "description": "x"},
+        )
+    )
+    assert env.store.case_counts()["open"] == 2

@@ -211,6 +211,9 @@ class SlackChannel:
             await ack()
             return
         msg, origin = parsed
+        view_id = (body.get("view") or {}).get("id")
+        if view_id:
+            msg.id = f"slack-view:{view_id}"  # one modal is applied once, however often submitted
         await self._enrich(msg, wait=PROFILE_WAIT_IN_REQUEST)
         result = await self.runtime.desk.handle(msg)
         bad = next((r.form for r in result.replies if r.form is not None and r.form.errors), None)
@@ -263,6 +266,7 @@ class SlackChannel:
         if parsed is None:
             return
         msg, origin = parsed
+        msg.id = f"slack:{item.get('id')}"  # redone after a crash: the desk answers "already done"
         await self._enrich(msg)
         keep_text_form = False
         if msg.action is not None and msg.action.name == t.OPEN_FORM:
