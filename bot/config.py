@@ -11,7 +11,6 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from datetime import time as dt_time
-from datetime import time as dt_time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -84,29 +83,6 @@ class CollectionsPolicy:
     run_at: str = "09:00"  # the daily run, in the desk's time zone ([desk] time_zone)
 
 
-COLLECTION_ACTIONS = ("remind", "warn", "suspend")
-
-
-@dataclass(frozen=True, slots=True)
-class CollectionsStage:
-    """One step of the collections policy: at ``days`` past due, ``action`` is due."""
-
-    days: int
-    action: str  # remind | warn | suspend
-
-
-@dataclass(frozen=True, slots=True)
-class CollectionsPolicy:
-    """The collections policy (``[collections]`` in the config): stages and the daily run."""
-
-    stages: tuple[CollectionsStage, ...] = (
-        CollectionsStage(1, "remind"),
-        CollectionsStage(15, "warn"),
-        CollectionsStage(30, "suspend"),
-    )
-    run_at: str = "09:00"  # the daily run, in the desk's time zone ([desk] time_zone)
-
-
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the bot reads from its config file and environment."""
@@ -139,7 +115,6 @@ class Settings:
     partner_center_poll_minutes: float = 60.0
     partner_center_manual_check_hours: float = 24.0
     reminders: ReminderPolicy = field(default_factory=ReminderPolicy)
-    collections: CollectionsPolicy = field(default_factory=CollectionsPolicy)
     collections: CollectionsPolicy = field(default_factory=CollectionsPolicy)
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -341,50 +316,6 @@ def _collections(data: Any) -> CollectionsPolicy:
     return CollectionsPolicy(stages=tuple(stages), run_at=run_at)
 
 
-def _collections(data: Any) -> CollectionsPolicy:
-    """``[collections]``: stages by days past due (ascending) and the daily run time."""
-    if data is None:
-        return CollectionsPolicy()
-    if not isinstance(data, dict):
-        raise ConfigError("[collections] must be a table")
-    default = CollectionsPolicy()
-    run_at = data.get("run_at", default.run_at)
-    try:
-        if not isinstance(run_at, str):
-            raise ValueError
-        dt_time.fromisoformat(run_at)
-    except ValueError:
-        raise ConfigError('collections.run_at must be a time of day like "09:00"') from None
-    items = data.get("stages")
-    if items is None:
-        return CollectionsPolicy(run_at=run_at)
-    if not isinstance(items, list) or not items:
-        raise ConfigError(
-            'collections.stages must be a list like [{ days = 1, action = "remind" }, ...]'
-        )
-    stages: list[CollectionsStage] = []
-    for i, item in enumerate(items):
-        where = f"collections.stages[{i}]"
-        if not isinstance(item, dict):
-            raise ConfigError(f'{where} must be a table like {{ days = 15, action = "warn" }}')
-        days, action = item.get("days"), item.get("action")
-        if not isinstance(days, int) or isinstance(days, bool) or days < 1:
-            raise ConfigError(f"{where}.days must be a whole number of days past due, at least 1")
-        if action not in COLLECTION_ACTIONS:
-            raise ConfigError(f"{where}.action must be one of {', '.join(COLLECTION_ACTIONS)}")
-        if stages and days <= stages[-1].days:
-            raise ConfigError(f"{where}.days must be more than the stage before it")
-        if stages and stages[-1].action == "suspend":
-            raise ConfigError(f"{where}: the suspend stage must be the last one")
-        stages.append(CollectionsStage(days, str(action)))
-    if any(s.action == "warn" for s in stages) and stages[-1].action != "suspend":
-        raise ConfigError(
-            "collections.stages: a warn stage names the suspension date, so end with a "
-            "suspend stage"
-        )
-    return CollectionsPolicy(stages=tuple(stages), run_at=run_at)
-
-
 def load_settings(env: dict[str, str] | None = None, *, config_path: str | None = None) -> Settings:
     """Read ``BOT_CONFIG`` (default ``./billing-bot.toml``, optional) and the environment."""
     env = dict(os.environ if env is None else env)
@@ -436,7 +367,6 @@ def load_settings(env: dict[str, str] | None = None, *, config_path: str | None 
         partner_center_client_secret=env.get("PARTNER_CENTER_CLIENT_SECRET") or None,
         partner_center_refresh_token=env.get("PARTNER_CENTER_REFRESH_TOKEN") or None,
         reminders=_reminders(data.get("reminders")),
-        collections=_collections(data.get("collections")),
         collections=_collections(data.get("collections")),
         **_partner_center(data.get("partner_center")),
         raw=data,
