@@ -1,4 +1,8 @@
-"""The ``billing-bot`` command: ``serve``, ``chat`` and the maintenance commands."""
+"""The ``billing-bot`` command: ``serve``, ``chat`` and the maintenance commands.
+
+``receivables import FILE.csv`` (like ``chat``) talks to a running ``serve``
+over loopback when one owns the store, and opens the store itself otherwise.
+"""
 
 from __future__ import annotations
 
@@ -38,6 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     rem.add_argument("--as", dest="user", default=None, help="whose reminders (default: $USER)")
     rem.add_argument("--at", default=None, help="an ISO time, e.g. 2026-11-25T09:30:00+08:00")
+    rec = sub.add_parser("receivables", help="receivables for the collections policy")
+    rec_sub = rec.add_subparsers(dest="receivables_command", required=True)
+    imp = rec_sub.add_parser(
+        "import", help="import a receivables CSV; bad rows are reported with their line numbers"
+    )
+    imp.add_argument("file", help="the CSV file (UTF-8, header on line 1)")
+    imp.add_argument("--as", dest="user", default=None, help="who imports, for the audit log")
     from adapters.teams.package import add_arguments as teams_package_arguments
 
     teams_package_arguments(
@@ -65,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     if args.command == "reminders":
         return asyncio.run(reminders(settings, args.user, args.at))
+    if args.command == "receivables":
+        return asyncio.run(receivables_import(settings, args.file, args.user))
     if args.command == "teams-package":
         from adapters.teams.package import run as teams_package
 
@@ -220,6 +233,78 @@ async def reminders(settings: Settings, user: str | None, at: str | None) -> int
     for line in lines:
         print(line)
     return 0
+
+
+async def receivables_import(settings: Settings, path: str, user: str | None) -> int:
+    """Import a receivables CSV: through a running serve if there is one, else directly.
+
+    Exit status 0: every row imported; 1: some rows were bad (reported with
+    their line numbers, the good ones kept) or the store was unavailable; 2:
+    the file could not be read.
+    """
+    import getpass
+    from pathlib import Path
+
+    from bot.clock import clock_from_env
+    from bot.domain import DomainError
+    from conversations.collections import ImportReport, import_receivables
+
+    name = user or getpass.getuser() or "cli"
+    file = Path(path)
+    try:
+        text = file.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        print(f"billing-bot: {path} is not UTF-8 text; save it as CSV UTF-8", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"billing-bot: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    store = open_store(settings.db_path)
+    try:
+        await store.open()
+    except StoreLocked:
+        info = read_lock_info(lock_path_for(settings.db_path))
+        url = info.get("url")
+        if not url:
+            print(
+                f"billing-bot: the store {settings.db_path} is in use by pid "
+                f"{info.get('pid', '?')}, which is not a serve I can talk to",
+                file=sys.stderr,
+            )
+            return 1
+        payload = {"csv": text, "file": file.name, "user": name}
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as http:
+                async with http.post(f"{url}/local/receivables", json=payload) as resp:
+                    body = await resp.json()
+        except (aiohttp.ClientError, ValueError) as exc:
+            print(f"billing-bot: cannot reach the serve at {url}: {exc}", file=sys.stderr)
+            return 1
+        if resp.status != 200:
+            print(f"billing-bot: {body.get('error', resp.status)}", file=sys.stderr)
+            return 1
+        report = ImportReport.from_dict(body)
+    except StorageError as exc:
+        print(f"billing-bot: cannot open the store: {exc}", file=sys.stderr)
+        return 1
+    else:
+        try:
+            report = await import_receivables(
+                store,
+                settings,
+                text,
+                actor=name,
+                channel="cli",
+                file=file.name,
+                now=clock_from_env().now(),
+            )
+        except DomainError as exc:
+            print(f"billing-bot: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await store.close()
+    print(report.text())
+    return 1 if report.errors else 0
 
 
 async def reminder_lines(runtime: Any, name: str, when: Any) -> list[str]:

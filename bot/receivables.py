@@ -318,7 +318,14 @@ def parse_csv(text: str) -> ParsedCsv:
             out.errors.append(
                 RowError(
                     start,
-                    _("has {n} fields but the header has {m}").format(n=len(cells), m=len(names)),
+                    _("has {n} fields but the header has {m}").format(n=len(cells), m=len(names))
+                    + (
+                        _(
+                            " (a comma inside a value? Quote the value, and write decimals with a dot)"
+                        )
+                        if len(cells) > len(names)
+                        else ""
+                    ),
                 )
             )
             continue
@@ -422,7 +429,7 @@ def parse_csv(text: str) -> ParsedCsv:
                     )
                 )
         if problems:
-            out.errors.append(RowError(start, "; ".join(problems)))
+            out.errors.append(RowError(start, "; ".join(p.rstrip(".") for p in problems)))
             continue
         assert currency is not None and amount is not None and due is not None
         if paid is None:

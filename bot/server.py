@@ -1,6 +1,7 @@
 """``billing-bot serve``: the aiohttp application every channel plugs into.
 
 Routes: ``GET /healthz``; ``POST /local/messages`` (the local chat, loopback
+only); ``POST /local/receivables`` (``billing-bot receivables import``, loopback
 only). The Slack and Teams adapters add their routes when their credentials
 are set. SIGTERM/SIGINT stop it cleanly: storage flushed and unlocked.
 """
@@ -109,6 +110,40 @@ async def local_reminders(request: web.Request) -> web.Response:
     )
 
 
+MAX_IMPORT_BODY = 32 * 1024 * 1024  # a receivables CSV may be far larger than a chat message
+
+
+async def local_receivables(request: web.Request) -> web.Response:
+    """``billing-bot receivables import`` through the running serve (loopback only)."""
+    from conversations.collections import flow_of
+
+    if not is_loopback(request.remote):
+        return json_error(403, "the local endpoints only answer on loopback")
+    if request.content_type != "application/json":
+        return json_error(415, "send application/json")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_IMPORT_BODY:
+            return json_error(413, "the receivables file is too large (32 MB at most)")
+        chunks.append(chunk)
+    try:
+        payload = json.loads(b"".join(chunks))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return json_error(400, "the body is not valid JSON")
+    if not isinstance(payload, dict) or not isinstance(payload.get("csv"), str):
+        return json_error(400, "csv (the file's text) is required")
+    runtime = request.app[RUNTIME]
+    report = await flow_of(runtime).import_csv(
+        payload["csv"],
+        actor=str(payload.get("user") or "cli"),
+        channel="cli",
+        file=str(payload.get("file") or "receivables.csv"),
+    )
+    return web.json_response(report.to_dict())
+
+
 def build_app(settings: Settings, store: Store, clock: Clock | None = None) -> web.Application:
     """The application with every route; the store is opened on startup and closed on cleanup."""
     app = web.Application(client_max_size=MAX_BODY)
@@ -124,6 +159,7 @@ def build_app(settings: Settings, store: Store, clock: Clock | None = None) -> w
     app.router.add_post("/local/messages", local_messages)
     app.router.add_get("/local/inbox", local_inbox)
     app.router.add_get("/local/reminders", local_reminders)
+    app.router.add_post("/local/receivables", local_receivables)
     app.cleanup_ctx.append(_lifecycle)
     return app
 
