@@ -321,7 +321,8 @@ def parse_csv(text: str) -> ParsedCsv:
                     _("has {n} fields but the header has {m}").format(n=len(cells), m=len(names))
                     + (
                         _(
-                            " (a comma inside a value? Quote the value, and write decimals with a dot)"
+                            " (a comma inside a value? Quote the value, and write "
+                            "decimals with a dot)"
                         )
                         if len(cells) > len(names)
                         else ""
