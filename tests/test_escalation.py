@@ -286,6 +286,24 @@ async def test_rejected_request_shows_the_form_again_with_the_reason(
     assert case is not None and case.service_request is None
 
 
+async def test_a_bad_contact_typed_in_text_asks_again_with_the_answers_kept(
+    env: DeskEnv, fake: FakePartnerCenter
+) -> None:
+    case_id = await env.new_question()
+    alice = env.chat("alice")
+    await alice.send(f"escalate {case_id}")
+    await alice.say("Two charges for Contoso", "ok", "minimal", "ok", "jane at contoso")
+    alice.expect("The primary contact must be an email address", "step 1 of 5")
+    alice.expect("Suggested: Two charges for Contoso")
+    await alice.say("ok", "ok", "ok", "ok", "jane@contoso.com")
+    alice.expect(f"{case_id} is escalated to Microsoft", "(Billing, minimal)")
+    (post,) = fake.api_requests("POST")
+    assert post.body["Title"] == "Two charges for Contoso"
+    assert post.body["PrimaryContact"] == {"Email": "jane@contoso.com"}
+    await alice.send("ok")  # the form is over: an ordinary (unknown) command now
+    alice.expect("I don't know the command")
+
+
 async def test_double_click_on_escalate_and_on_submit_files_one_request(
     env: DeskEnv, fake: FakePartnerCenter
 ) -> None:
