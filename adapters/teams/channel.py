@@ -278,12 +278,24 @@ class TeamsChannel:
         items = state["items"]
         while state["sent"] < len(items):
             item = items[state["sent"]]
-            await self.send(
-                reference,
-                [render.Outgoing(item["activity"], item["replace"])],
-                reply_to=reply_to,
-                update_id=card_id,
-            )
+            try:
+                await self.send(
+                    reference,
+                    [render.Outgoing(item["activity"], item["replace"])],
+                    reply_to=reply_to,
+                    update_id=card_id,
+                )
+            except HttpOperationError as exc:
+                status = _status(exc)
+                if status is None or status == 429 or status >= 500:
+                    raise  # Teams is busy or down: the inbox retries, the outbox remembers
+                # 4xx: the bot was removed from the conversation, or Teams refused this
+                # activity; sending it again would get the same answer.
+                log.warning(
+                    "Teams refused an answer in %s (HTTP %s); not retried",
+                    reference["conversation"].get("id"),
+                    status,
+                )
             state["sent"] += 1
             if state["sent"] < len(items):
                 await self.store.save_conversation(outbox_key, state)
@@ -465,7 +477,6 @@ class TeamsChannel:
             "bot": reference["bot"],
             "tenant": translate.tenant_of(body),
             "service_url": reference["serviceUrl"],
-            "seen": self.runtime.clock.now().isoformat(),
         }
         if personal:
             doc["dm"] = {**reference, "user": dict(member)}

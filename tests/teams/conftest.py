@@ -149,6 +149,7 @@ class FakeConnector:
     calls: list[Call] = field(default_factory=list)
     members: dict[str, dict[str, Any]] = field(default_factory=dict)
     fail: dict[str, int] = field(default_factory=dict)  # conversation id -> HTTP status
+    fail_next: dict[str, list[int]] = field(default_factory=dict)  # statuses for the next calls
     gate: asyncio.Event | None = None  # when set up, answers wait until it is set
     url: str = ""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
@@ -177,6 +178,8 @@ class FakeConnector:
         if self.gate is not None:
             await self.gate.wait()
         status = self.fail.get(call.conversation)
+        if self.fail_next.get(call.conversation):
+            status = self.fail_next[call.conversation].pop(0)
         if status:
             error = {"error": {"code": "BotDisabledByAdmin", "message": "blocked"}}
             return call, web.json_response(error, status=status)

@@ -164,3 +164,28 @@ async def test_teams_gets_its_answer_before_the_work_is_done(
     await bot.idle()
     assert "Billing desk commands" in connector.calls[0].text
     assert bot.store.engine.view("inbox") == {}
+
+
+async def test_answers_are_resent_after_teams_failed_without_running_the_desk_again(
+    bot: BotServer, connector: FakeConnector, teams: Teams
+) -> None:
+    (form,) = await say(bot, connector, teams, ALICE, "ask Where is my refund?")
+    submit = teams.submit(ALICE, form, {"customer": "Fabrikam", "category": "refund"})
+    connector.fail_next[ALICE.dm] = [503]  # the first answer hits a Bot Connector hiccup
+    calls = await send(bot, connector, submit)
+    posts = [c for c in calls if c.method == "POST"]
+    assert [("New customer Fabrikam created." in c.text) for c in posts] == [True, True]
+    (card,) = [c for c in calls if c.method == "PUT"]
+    assert "Thanks! Your question is BILL-1." in card.text
+    assert bot.store.case_counts()["open"] == 1  # the desk ran once
+    assert bot.store.engine.view("inbox") == {}
+
+
+async def test_an_answer_teams_refuses_is_dropped_not_retried(
+    bot: BotServer, connector: FakeConnector, teams: Teams
+) -> None:
+    connector.fail[ALICE.dm] = 403  # e.g. the bot was removed from this conversation
+    calls = await send(bot, connector, teams.say(ALICE, "frobnicate"))
+    assert len(calls) == 2  # both answers tried once, none again
+    assert bot.store.engine.view("inbox") == {}
+    assert not [k for k in bot.store.engine.view("conversations") if k.startswith("teams-outbox")]

@@ -185,3 +185,27 @@ async def test_users_from_teams_identity_name_and_time_zone(
     # A guest of another tenant in a personal chat that no customer is mapped to: no role.
     (call,) = await say(bot, connector, teams, CAROL, "list")
     assert "don't have a role" in call.text
+
+
+async def test_reminder_language_escalation_and_collections_commands(
+    bot: BotServer, connector: FakeConnector, teams: Teams
+) -> None:
+    """The commands other flow modules add reach them through Teams as well."""
+    case = await new_case(bot, connector, teams, ALICE)
+    await say(bot, connector, teams, ALICE, f"resolve {case} Credit note issued")
+    (call,) = await say(bot, connector, teams, ALICE, f"snooze {case} 1h")
+    assert "Snoozed" in call.text and case in call.text
+    (call,) = await say(bot, connector, teams, ALICE, "reminders")
+    assert case in call.text
+    for user, text in [
+        (ALICE, "language en"),
+        (ALICE, f"srstatus {case}"),
+        (LENA, "overdue"),
+        (LENA, "paid G012345678 10.00 EUR"),
+        (LENA, "suspend Contoso"),
+        (LENA, "reactivate Contoso"),
+        (LENA, "collections"),
+    ]:
+        calls = await say(bot, connector, teams, user, text)
+        assert calls, text
+        assert "I don't know the command" not in calls[0].text, text
