@@ -153,3 +153,32 @@ async def test_with_an_app_id_unauthenticated_requests_get_401(
     assert secured.store.engine.view("inbox") == {}
     assert secured.store.engine.view("events") == {}
     assert connector.calls == []
+
+
+async def test_bot_framework_emulator_conversation(
+    bot: BotServer, connector: FakeConnector
+) -> None:
+    """What the Emulator sends: no tenant, no AAD id, no conversation type, channelId emulator."""
+    base = {
+        "channelId": "emulator",
+        "serviceUrl": f"{connector.url}",
+        "conversation": {"id": "8a7c3e10-aaaa-11ef-8a44-21a1ab3b2c11|livechat"},
+        "recipient": {"id": "3c2d5e70-aaaa-11ef-9d2a-0d3c8f1e8c11", "name": "Bot", "role": "bot"},
+        "from": {"id": "d4a1e2f0-1111-4b4c-9999-7f3e0e6c1a11", "name": "User", "role": "user"},
+        "localTimezone": "Europe/Berlin",
+        "locale": "en-US",
+    }
+    added = {
+        **base,
+        "type": "conversationUpdate",
+        "id": "c1",
+        "membersAdded": [base["from"], base["recipient"]],
+    }
+    assert await bot.post(added) == 201
+    assert await bot.post({**base, "type": "message", "id": "m1", "text": "ask"}) == 201
+    conv = base["conversation"]["id"]
+    hello, form = connector.posts(conv)
+    assert "Billing desk commands" in hello.text
+    assert form.action("Submit")["data"]["billing_form"] == "ask"
+    user = await bot.store.user_by_identity("teams", base["from"]["id"])
+    assert user is not None and user.role.value == "agent" and user.time_zone == "Europe/Berlin"
