@@ -12,7 +12,7 @@ then runs the desk and posts the answers with ``continue_conversation``.
 Answers of one activity are kept in a small durable outbox until all were
 sent, so a retry after a failed send re-sends them and never runs the desk a
 second time. A double click on a card button is recognised by its click key
-(who, which card, which button of which case version) and changes nothing.
+(who, which card, which button for which case stage) and changes nothing.
 
 Conversation references are stored for every user and conversation seen, so
 direct messages (assignments, reminders) work after a restart; a proactive
