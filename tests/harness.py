@@ -7,6 +7,8 @@ chat.expect("Customer")
 
 from __future__ import annotations
 
+import re
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -19,6 +21,63 @@ from conversations.model import ActionRef, Button, Channel, Message, Reply
 from conversations.text import plain
 
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+# Pseudo-locale runs (tests/test_i18n.py): every chat speaks the "pseudo" locale, every
+# reply is checked for visible text outside the catalog marks, and ``Chat.text`` shows
+# the text without the marks so the flow tests' own assertions still hold.
+PSEUDO: ContextVar[bool] = ContextVar("pseudo", default=False)
+PSEUDO_FINDINGS: ContextVar[list[str] | None] = ContextVar("pseudo_findings", default=None)
+_MARKED = re.compile("⟦[^⟦⟧]*⟧")
+_USER = re.compile("\ue000.*?\ue001", re.DOTALL)
+# What may stand outside the marks: numbers, punctuation, case ids, codes, links, dates.
+_ALLOWED = re.compile(
+    r"`[^`]*`|https?://\S+|BILL-\d+|\b[A-Z]{3,4}\b|[+-]\d{4}|(?:[\d\s_]|[^\w`])+",
+    re.UNICODE,
+)
+
+
+def strip_pseudo(text: str) -> str:
+    return text.replace("⟦", "").replace("⟧", "")
+
+
+def outside_marks(text: str) -> str:
+    """What of ``text`` is neither catalog text, nor typed by a person, nor a code or number."""
+    rest = _USER.sub(" ", text)
+    while True:
+        reduced = _MARKED.sub(" ", rest)
+        if reduced == rest:
+            break
+        rest = reduced
+    return _ALLOWED.sub("", rest).strip()
+
+
+def reply_strings(reply: Reply) -> list[str]:
+    """Every user-visible string of a reply."""
+    out = [reply.text]
+    out += [b.label for b in reply.buttons]
+    if reply.card:
+        c = reply.card
+        out += [c.title, c.state_label, *c.history]
+        out += [x for f in c.facts for x in (f.label, f.value)]
+        out += [b.label for b in c.buttons]
+    if reply.form:
+        f = reply.form
+        out += [f.title, f.submit_label, f.intro or "", *f.errors.values()]
+        for fld in f.fields:
+            out += [fld.label, fld.hint or "", *(c.label for c in fld.choices)]
+    return [x for x in out if x]
+
+
+def check_pseudo(replies: list[Reply]) -> None:
+    findings = PSEUDO_FINDINGS.get()
+    if findings is None:
+        return
+    for reply in replies:
+        for text in reply_strings(reply):
+            bad = outside_marks(text)
+            if bad:
+                findings.append(f"{bad!r} in {text!r}")
+
 
 TENANT_A = "aaaaaaaa-0000-4000-8000-00000000000a"
 TENANT_B = "bbbbbbbb-0000-4000-8000-00000000000b"
@@ -63,12 +122,14 @@ class Chat:
             user=self.user,
             conversation=self.conversation or f"dm:{self.user}",
             user_name=self.user,
+            locale="pseudo" if PSEUDO.get() else None,
             **kw,  # type: ignore[arg-type]
         )
 
     async def _run(self, msg: Message) -> list[Reply]:
         result = await self.runtime.handle(msg)
         self.replies = result.replies
+        check_pseudo(self.replies)
         self.transcript.append(f"< {self.text}")
         return self.replies
 
@@ -91,11 +152,11 @@ class Chat:
 
     @property
     def button_labels(self) -> list[str]:
-        return [b.label for b in self.buttons]
+        return [strip_pseudo(b.label) for b in self.buttons]
 
     def button(self, label: str) -> Button:
         for b in self.buttons:
-            if b.label == label:
+            if strip_pseudo(b.label) == label:
                 return b
         raise AssertionError(f"no button {label!r}; have {self.button_labels}")
 
@@ -124,7 +185,7 @@ class Chat:
                 parts.append(plain(r.card.title))
                 parts += [f"{plain(f.label)}: {plain(f.value)}" for f in r.card.facts]
                 parts += [plain(h) for h in r.card.history]
-        return "\n".join(parts)
+        return strip_pseudo("\n".join(parts))
 
     def expect(self, *fragments: str) -> None:
         for fragment in fragments:
