@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--as", dest="user", default=None, help="who you are (default: $USER)")
     chat.add_argument("--locale", default=None, help="reply language: en or zh_CN")
     sub.add_parser("doctor", help="check this deployment's settings and say what to fix")
+    sub.add_parser("demo-data", help="fill an empty store with a realistic sample desk")
     rem = sub.add_parser(
         "reminders", help="what is due for someone, now or at a given time, and why"
     )
@@ -76,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     if args.command == "reminders":
         return asyncio.run(reminders(settings, args.user, args.at))
+    if args.command == "demo-data":
+        from adapters.web.demo import demo_data_command
+
+        return asyncio.run(demo_data_command(settings))
     if args.command == "receivables":
         return asyncio.run(receivables_import(settings, args.file, args.user))
     if args.command == "teams-package":

@@ -167,8 +167,9 @@ def build_app(settings: Settings, store: Store, clock: Clock | None = None) -> w
 def _mount_channels(app: web.Application, runtime: Runtime, settings: Settings) -> None:
     """Let each channel adapter add its routes; each reports whether it is on and why."""
     from adapters import slack, teams
+    from adapters import web as web_page
 
-    for name, adapter in (("slack", slack), ("teams", teams)):
+    for name, adapter in (("slack", slack), ("teams", teams), ("web", web_page)):
         mount = getattr(adapter, "mount", None)
         if mount is not None:
             app[CHANNELS][name] = mount(app, runtime, settings)
