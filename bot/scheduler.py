@@ -45,6 +45,8 @@ WATCH_DONE = frozenset({State.RESOLVED, State.CUSTOMER_INFORMED, State.CLOSED, S
 Deliver = Callable[[User, "list[Reply]"], Awaitable[bool]]
 # Runs a claimed job of a kind a flow module added: (key, job, now) → messages sent.
 JobHandler = Callable[[str, dict[str, Any], datetime], Awaitable[int]]
+# Says why a module's job concerns a person: (job, user, case or None) → reason or None.
+Describe = Callable[[dict[str, Any], User, "Case | None"], "str | None"]
 # Renders a job's message for its recipient: (text, case number or None) → replies.
 Render = Callable[[User, str, "int | None", str], Awaitable["list[Reply]"]]
 
@@ -117,6 +119,7 @@ class Scheduler:
         self.deliver = deliver
         self.render = render
         self.handlers: dict[str, JobHandler] = {}
+        self.describers: dict[str, Describe] = {}
         self.sent: list[dict[str, Any]] = []  # what was sent this process (simulations, tests)
 
     # ---- calendars ---------------------------------------------------------
@@ -209,14 +212,20 @@ class Scheduler:
         ops = [Op("jobs", key, None if job is None else {**job, "claimed_until": None})]
         await self.store.commit(ops + (extra or []))
 
-    def add_job_type(self, kind: str, handler: JobHandler) -> None:
+    def add_job_type(
+        self, kind: str, handler: JobHandler, describe: Describe | None = None
+    ) -> None:
         """Let a flow module run its own kind of job (e.g. service-request polling).
 
         The handler gets ``(key, job, now)`` on a claimed job, returns how many
         messages it sent, and must end by rescheduling or deleting the job with
         :meth:`finish` (else the claim expires and the job runs again).
+        ``describe(job, user, case)`` says why the job concerns ``user`` (for the
+        ``reminders`` command), or None when it does not.
         """
         self.handlers[kind] = handler
+        if describe is not None:
+            self.describers[kind] = describe
 
     async def finish(
         self, key: str, job: dict[str, Any] | None, extra: list[Op] | None = None
@@ -468,6 +477,10 @@ class Scheduler:
                             n=int(job.get("count", 0)) + 1
                         )
                         out.append((due, case.id, why))
+                elif str(kind) in self.describers:
+                    reason = self.describers[str(kind)](job, user, case)
+                    if reason:
+                        out.append((due, case.id if case else "", reason))
                 elif kind == "watch" and case and case.state not in WATCH_DONE:
                     if case.owner is None and user.id in leads:
                         out.append((due, case.id, _("nobody has taken it yet (first response)")))

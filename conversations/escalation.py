@@ -876,6 +876,15 @@ def _topic_choices(topics: list[SupportTopic]) -> tuple[Choice, ...]:
     return tuple(out)
 
 
+def describe_poll(job: dict[str, Any], user: User, case: Case | None) -> str | None:
+    """For `reminders`: the owner's next look at Microsoft's service request."""
+    if case is None or case.owner != user.id or case.state != State.ESCALATED:
+        return None
+    if job.get("mode") == "api":
+        return _("Microsoft service request status check")
+    return _("check the Microsoft service request in the Partner Center portal")
+
+
 def register(runtime: Runtime) -> EscalationFlow:
     """Add the escalation commands, form and job types to ``runtime`` (see bot/runtime.py)."""
     flow = EscalationFlow(runtime)
@@ -884,7 +893,7 @@ def register(runtime: Runtime) -> EscalationFlow:
     desk.add_command("note", flow.cmd_note)
     desk.add_command("srstatus", flow.cmd_srstatus)
     desk.add_form("escalate", FormSpec(flow.form_fields, flow.form_complete))
-    runtime.scheduler.add_job_type(POLL_JOB, flow.run_poll)
+    runtime.scheduler.add_job_type(POLL_JOB, flow.run_poll, describe_poll)
     runtime.scheduler.add_job_type(PENDING_JOB, flow.run_pending)
     runtime.closers.append(flow.close)
     _FLOWS[runtime] = flow
