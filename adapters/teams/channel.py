@@ -217,6 +217,9 @@ class TeamsChannel:
             msg.mentions = await self._resolve_mentions(body, msg.mentions)
         if msg.action is not None and not await self._first_click(body, msg, key):
             return []
+        # The desk records this id with the change it makes: if a crash comes between that
+        # commit and the outbox's, the redone item answers "already done" instead of redoing.
+        msg.id = key
         result = await self.runtime.handle(msg)
         if any(r.form is not None for r in result.replies):
             # The card replaces the desk's field-by-field form in this chat; otherwise the

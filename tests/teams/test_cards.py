@@ -189,3 +189,23 @@ async def test_an_answer_teams_refuses_is_dropped_not_retried(
     assert len(calls) == 2  # both answers tried once, none again
     assert bot.store.engine.view("inbox") == {}
     assert not [k for k in bot.store.engine.view("conversations") if k.startswith("teams-outbox")]
+
+
+async def test_an_inbox_item_redone_after_a_crash_changes_nothing(
+    bot: BotServer, connector: FakeConnector, teams: Teams
+) -> None:
+    """A crash after the desk's change but before the inbox item was removed: it runs again."""
+    case_id = await new_case(bot, connector, teams, ALICE)
+    activity = teams.say(BOB, f"take {case_id}")
+    (first,) = await send(bot, connector, activity)
+    assert "is yours now" in first.text
+    stage = (await _case(bot, case_id)).stage
+    # What the inbox held for this activity, queued again as a restart would find it.
+    key = f"teams:{BOB.dm}:{activity['id']}"
+    payload = {"kind": "message", "activity": activity, "key": key}
+    before = len(connector.calls)
+    assert await bot.runtime.enqueue("teams", payload) is True
+    await bot.idle()
+    (again,) = answers(connector, activity, before)
+    assert "Already done" in again.text
+    assert (await _case(bot, case_id)).stage == stage
