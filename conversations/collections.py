@@ -481,6 +481,10 @@ def draft_text(
     )
 
 
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def _empty_overdue(customer: Customer, today: date) -> CustomerOverdue:
     return CustomerOverdue(customer.id, customer.name, customer.tenant_id, 0, today, (), (), None)
 
@@ -612,7 +616,7 @@ class Collections:
             else:
                 lines.append(
                     _("{label} (day {days}+):").format(
-                        label=_stage_label(stage.action).capitalize(), days=stage.days
+                        label=_upper_first(_stage_label(stage.action)), days=stage.days
                     )
                 )
             for c in group:
@@ -1246,7 +1250,7 @@ class Collections:
         _mode, why = self._mode(customer)
         lines = [
             _("{why}, so please do it by hand in the Partner Center portal:").format(
-                why=(why or _("Manual mode")).capitalize()
+                why=_upper_first(why or _("Manual mode"))
             ),
             _("1. Sign in at {url} and open Customers.").format(url=PORTAL_URL),
             _("2. Open {customer} (tenant {tenant}) and go to its Subscriptions.").format(
