@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest chat bench bench-storage bench-reminders clean
+.PHONY: run test lint typecheck pytest chat bench bench-storage bench-reminders clean i18n
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found (billing-bot needs Python 3.11+; set PY=python3.x)"; exit 1; }
@@ -40,6 +40,26 @@ bench-reminders: $(STAMP)
 	$(BIN)/python bench/reminders_sim.py --days 30 --cases 5000 --seed 1
 
 bench: bench-storage bench-reminders
+
+# Message catalogs (docs: bot/i18n.py): extract every `_()`, `N_()` and `ngettext()` text into
+# the template, merge it into each language's .po (new messages arrive untranslated, never
+# fuzzy; dropped ones are removed), then compile the .mo files. No source locations and sorted
+# output, so a new message is a small diff. Commit the .pot and the .po files, not the .mo.
+LOCALE_DIR := bot/locale
+POT := $(LOCALE_DIR)/billing-bot.pot
+LANGS := zh_CN
+
+i18n: $(STAMP)
+	@mkdir -p $(LOCALE_DIR)
+	$(BIN)/pybabel --quiet extract -F babel.cfg --no-default-keywords -k _ -k N_ -k ngettext:1,2 \
+		--no-location --sort-output --add-comments=TRANSLATORS: \
+		--project=billing-bot --version=0.1.0 -o $(POT) .
+	@for lang in $(LANGS); do \
+		$(BIN)/pybabel --quiet update -D billing-bot -i $(POT) -d $(LOCALE_DIR) -l $$lang \
+			--init-missing --no-fuzzy-matching --ignore-obsolete --ignore-pot-creation-date \
+			|| exit 1; \
+	done
+	$(BIN)/python -m bot.i18n compile
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
