@@ -50,6 +50,20 @@ COMMAND_HELP: list[tuple[str, str, str, tuple[Role, ...]]] = [
     ("language", "language en|zh", N_("the language I answer you in"), _CUSTOMER),
     ("customers", "customers", N_("customers and their open cases"), _STAFF),
     ("customer", "customer NAME", N_("one customer and its open cases"), _STAFF),
+    ("overdue", "overdue", N_("overdue customers by collections stage, days and amount"), _STAFF),
+    ("paid", "paid INVOICE [amount]", N_("record a payment: all that is open, or a part"), _STAFF),
+    (
+        "suspend",
+        "suspend CUSTOMER",
+        N_("suspend a customer's subscriptions for non-payment (you confirm first)"),
+        (Role.LEAD,),
+    ),
+    (
+        "reactivate",
+        "reactivate CUSTOMER",
+        N_("reactivate a customer's suspended subscriptions (you confirm first)"),
+        (Role.LEAD,),
+    ),
 ]
 
 RESOURCES: list[tuple[str, str]] = [
