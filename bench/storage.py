@@ -29,6 +29,19 @@ first 20) and ``counts`` (``Store.case_counts``, the health endpoint's numbers),
 
 and reports p50/p99/max in milliseconds, the 100,000/1,000 ratio of each p50,
 and the measuring process's peak RSS (``resource.getrusage``).
+
+Two more figures per size (``--no-sweep`` / ``--no-serve`` leave them out):
+
+* the **scheduler sweep**: every live case's reminder is made due (1,000 at
+  100,000 cases), then one real ``Scheduler.tick`` of the real ``Runtime``
+  (flows, the case card of each DM) runs them, with a recording deliverer
+  instead of Slack; target <= 1 s with 1,000 due;
+* the **peak RSS of a real ``billing-bot serve``** subprocess on the store as
+  built, after it answered ``/healthz`` and 300 local-chat commands (status of
+  random cases, archive included, and lists); target <= 300 MB at 100,000 cases.
+
+The builder (:func:`build_store`) is also what ``bench/seed_store.py`` uses for
+the load benchmark's store.
 """
 
 from __future__ import annotations
@@ -45,6 +58,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -69,7 +83,7 @@ from bot.domain import (  # noqa: E402
     User,
 )
 from bot.money import Money  # noqa: E402
-from bot.storage import Store, TinyDBEngine  # noqa: E402
+from bot.storage import Op, Store, TinyDBEngine  # noqa: E402
 from bot.storage.tinydb_engine import SCHEMA_VERSION  # noqa: E402
 
 OPS = ("create", "update", "read", "list_owner", "due_jobs")
@@ -79,6 +93,10 @@ T0 = datetime(2025, 11, 24, 9, 0, tzinfo=UTC)
 NOW = T0 + timedelta(days=365)
 LIVE_PER_AGENT = 10
 DUE_NOW = 5
+PARTNER_TEAM = "TPARTNER"  # the partner's Slack workspace
+PARTNER_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"  # the partner's Teams tenant
+LEAD_ID = "u-lead"
+LEAD_SLACK = "ULEAD00"
 DESCRIPTIONS = [
     "Why is the invoice for October higher than September? We added three seats mid-month.",
     "We were charged twice for Microsoft 365 E3 on the last invoice.",
@@ -99,8 +117,10 @@ def agent_id(i: int) -> str:
     return f"u-agent{i}"
 
 
-def build_case(number: int, n: int, rng: random.Random, live: bool, agents: int) -> Case:
-    created = T0 + timedelta(seconds=int(number * (365 * 86400 - 3600) / n))
+def build_case(
+    number: int, n: int, rng: random.Random, live: bool, agents: int, t0: datetime = T0
+) -> Case:
+    created = t0 + timedelta(seconds=int(number * (365 * 86400 - 3600) / n))
     customers = max(20, n // 200)
     author = Actor(agent_id(rng.randrange(agents)), Role.AGENT, "slack")
     dispute = None
@@ -150,9 +170,67 @@ def build_case(number: int, n: int, rng: random.Random, live: bool, agents: int)
     return case
 
 
-def build_store(directory: Path, n: int, seed: int) -> Path:
-    """Write a store of ``n`` cases straight into the engine's file format."""
+def slack_user(i: int) -> str:
+    """The Slack user id of agent ``i`` (in the partner's workspace ``PARTNER_TEAM``)."""
+    return f"U{i:06d}"
+
+
+def teams_aad(i: int) -> str:
+    """The Teams (Entra ID) object id of agent ``i`` (in the tenant ``PARTNER_TENANT``)."""
+    return f"00000000-0000-4000-8000-{i:012d}"
+
+
+def teams_reference(i: int, service_url: str) -> dict[str, Any]:
+    """What the Teams channel stores to DM agent ``i`` (a personal chat's reference)."""
+    member = {"id": f"29:1agent{i}", "name": f"Agent {i}", "aadObjectId": teams_aad(i)}
+    bot = {"id": "28:bench-bot", "name": "Billing Desk"}
+    return {
+        "member": {"id": member["id"], "name": member["name"], "aad": teams_aad(i)},
+        "bot": bot,
+        "tenant": PARTNER_TENANT,
+        "service_url": service_url,
+        "dm": {
+            "activityId": None,
+            "user": member,
+            "bot": bot,
+            "conversation": {
+                "id": f"a:1dm-agent{i}",
+                "conversationType": "personal",
+                "tenantId": PARTNER_TENANT,
+            },
+            "channelId": "msteams",
+            "locale": "en-US",
+            "serviceUrl": service_url,
+        },
+    }
+
+
+def job_for(case_doc: dict[str, Any], due: datetime) -> tuple[str, dict[str, Any]]:
+    """The scheduler's job of a live case: close-the-loop when resolved, else the watch."""
+    number = int(case_doc["number"])
+    if case_doc["state"] == State.RESOLVED.value:
+        doc = {"type": "loop", "case": number, "due": due.isoformat(), "count": 0}
+        return f"loop:{number}", {**doc, "escalated": False}
+    return f"watch:{number}", {"type": "watch", "case": number, "due": due.isoformat()}
+
+
+def build_store(
+    directory: Path,
+    n: int,
+    seed: int,
+    *,
+    now: datetime = NOW,
+    due_now: int = DUE_NOW,
+    service_url: str | None = None,
+) -> Path:
+    """Write a store of ``n`` cases straight into the engine's file format.
+
+    ``now`` is the store's present (its year of history ends there); ``due_now``
+    reminders are due at ``now``, every other live case has one due later in the
+    week. With ``service_url`` each agent also has a Teams reference there.
+    """
     rng = random.Random(seed)
+    t0 = now - timedelta(days=365)
     live_count = max(1, n // 100)
     agents = max(1, live_count // LIVE_PER_AGENT)
     # Live cases are mostly recent ones, a few old ones linger.
@@ -179,7 +257,7 @@ def build_store(directory: Path, n: int, seed: int) -> Path:
         offset = 0
         for number in range(1, n + 1):
             live = number in live_numbers
-            doc = build_case(number, n, rng, live, agents).to_doc()
+            doc = build_case(number, n, rng, live, agents, t0).to_doc()
             doc["version"] = len(doc["audit"])
             if live:
                 tables["cases"][str(number)] = doc
@@ -189,22 +267,27 @@ def build_store(directory: Path, n: int, seed: int) -> Path:
             index.write(TinyDBEngine._index_line(doc, offset, len(line)))
             offset += len(line)
     for i in range(max(20, n // 200)):
-        c = Customer(f"customer {i}", f"Customer {i}", f"tenant-{i}", agent_id(i % agents), T0)
+        c = Customer(f"customer {i}", f"Customer {i}", f"tenant-{i}", agent_id(i % agents), t0)
         tables["customers"][c.id] = c.to_doc()
+    lead = User(LEAD_ID, "Lena Lead", Role.LEAD, identities={"slack": LEAD_SLACK})
+    tables["users"][lead.id] = lead.to_doc()
+    tables["identities"][f"slack:{LEAD_SLACK}"] = {"user_id": lead.id}
     for i in range(agents):
-        u = User(agent_id(i), f"Agent {i}", Role.AGENT, identities={"slack": f"U{i:06d}"})
+        identities = {"slack": slack_user(i), "teams": teams_aad(i)}
+        u = User(agent_id(i), f"Agent {i}", Role.AGENT, identities=identities)
         tables["users"][u.id] = u.to_doc()
-        tables["identities"][f"slack:U{i:06d}"] = {"user_id": u.id}
-        tables["references"][f"{u.id}|slack"] = {"channel": f"D{i:06d}", "team": "T1"}
+        for channel, external in identities.items():
+            tables["identities"][f"{channel}:{external}"] = {"user_id": u.id}
+        slack_ref = {"team": PARTNER_TEAM, "user": slack_user(i), "channel": f"D{i:06d}"}
+        tables["references"][f"{u.id}|slack"] = slack_ref
+        if service_url:
+            tables["references"][f"{u.id}|teams"] = teams_reference(i, service_url)
     for k, number in enumerate(sorted(live_numbers)):
-        due = NOW - timedelta(minutes=k + 1) if k < DUE_NOW else NOW + timedelta(hours=1 + k % 160)
-        tables["jobs"][f"remind:{number}"] = {
-            "kind": "remind",
-            "case": number,
-            "due": due.isoformat(),
-        }
+        due = now - timedelta(minutes=k + 1) if k < due_now else now + timedelta(hours=1 + k % 160)
+        key, job = job_for(tables["cases"][str(number)], due)
+        tables["jobs"][key] = job
     for i in range(200):
-        tables["events"][f"slack:Ev{i}"] = {"expires": (NOW + timedelta(hours=1)).isoformat()}
+        tables["events"][f"slack:Ev{i}"] = {"expires": (now + timedelta(hours=1)).isoformat()}
     snapshot: dict[str, Any] = {"meta": {"1": {"schema_version": SCHEMA_VERSION, "seq": 0}}}
     for name, docs in tables.items():
         snapshot[name] = {str(i): {**d, "_key": k} for i, (k, d) in enumerate(docs.items(), 1)}
@@ -251,7 +334,53 @@ def advance(case: Case, actor: Actor) -> None:
         case.reopen("customer wrote back", actor, NOW)
 
 
-async def measure(path: Path, n: int, ops: list[str], samples: int, seed: int) -> dict[str, Any]:
+async def scheduler_sweep(store: Store, path: Path) -> dict[str, Any]:
+    """Make every live case's reminder due, then time one real ``Scheduler.tick``.
+
+    The runtime is the real one (flows, scheduler, ``render_job`` with the case
+    card); only the Slack deliverer is a recorder, so no network is involved.
+    The store's clock stands still at ``NOW``: a Tuesday 09:00 UTC, inside every
+    agent's working hours.
+    """
+    from bot.clock import FakeClock
+    from bot.config import Settings
+    from bot.domain import User as DeskUser
+    from bot.runtime import Runtime
+    from bot.scheduler import iso
+
+    due_at = NOW - timedelta(minutes=1)
+    ops = [
+        Op("jobs", key, {**job, "due": iso(due_at - timedelta(seconds=i))})
+        for i, (key, job) in enumerate(await store.jobs())
+        if job.get("type") in ("loop", "watch")
+    ]
+    await store.commit(ops)
+    due = len(await store.due_jobs(NOW))
+    runtime = Runtime(
+        Settings(db_path=str(path), slack_team_id=PARTNER_TEAM), store, FakeClock(NOW)
+    )
+    delivered: list[tuple[str, int]] = []
+
+    async def record(user: DeskUser, replies: list[Any]) -> bool:
+        delivered.append((user.id, len(replies)))
+        return True
+
+    runtime.deliverers["slack"] = record
+    started = time.perf_counter()
+    sent = await runtime.scheduler.tick()
+    seconds = time.perf_counter() - started
+    return {
+        "due": due,
+        "sent": sent,
+        "delivered": len(delivered),
+        "still_due": len(await store.due_jobs(NOW)),
+        "seconds": seconds,
+    }
+
+
+async def measure(
+    path: Path, n: int, ops: list[str], samples: int, seed: int, sweep_on: bool = True
+) -> dict[str, Any]:
     rng = random.Random(seed)
     started = time.perf_counter()
     store = Store(TinyDBEngine(path))
@@ -308,14 +437,20 @@ async def measure(path: Path, n: int, ops: list[str], samples: int, seed: int) -
         "update": update,
         "create": create,
     }
-    # Reads first, on the store as built; then creates; then updates, spread over every
-    # live case (the new ones too: updating 10 cases 2,000 times would time audit growth).
+    # Reads first, on the store as built; then the sweep; then creates; then updates,
+    # spread over every live case (the new ones too: updating 10 cases 2,000 times would
+    # time audit growth).
     order = {"create": 1, "update": 2}
+    swept: dict[str, Any] | None = None
     for op in sorted(ops, key=lambda o: order.get(o, 0)):
+        if op in WRITES and sweep_on and swept is None:
+            swept = await scheduler_sweep(store, path)
         if op == "update":
             live_numbers[:] = [c.number for c in await store.live_cases()]
         await timed(funcs[op], min(20, samples))  # warm-up
         results[op] = await timed(funcs[op], samples)
+    if sweep_on and swept is None:
+        swept = await scheduler_sweep(store, path)
     await store.close()
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
@@ -324,6 +459,7 @@ async def measure(path: Path, n: int, ops: list[str], samples: int, seed: int) -
         "live": live_count,
         "agents": len(owners),
         "peak_rss_mb": peak_kb / 1024,
+        "sweep": swept,
         "ops": {
             op: {
                 "p50": percentile(v, 0.50),
@@ -338,18 +474,73 @@ async def measure(path: Path, n: int, ops: list[str], samples: int, seed: int) -
 # ---- driver ------------------------------------------------------------------
 
 
-def run_size(n: int, ops: list[str], samples: int, seed: int, keep: bool) -> dict[str, Any]:
+def serve_peak_rss(path: Path, n: int, requests: int = 300) -> dict[str, Any]:
+    """Peak RSS of a real ``billing-bot serve`` holding the store at ``path``.
+
+    The serve runs with no config file and no channel credentials (its own
+    defaults), answers ``/healthz``, then ``requests`` local-chat commands
+    (``status BILL-n`` over the whole range, archive included, ``list mine``,
+    ``list``) one after another; then its ``VmHWM`` is read and it is stopped.
+    """
+    from bench.serveproc import ServerProcess, free_port, serve_command
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MICROSOFT_"))}
+    env.update(BOT_DB=str(path), HOST="127.0.0.1", PORT=str(port), BOT_CONFIG="")
+    rng = random.Random(n)
+    server = ServerProcess(
+        "serve",
+        serve_command(),
+        port=port,
+        health_path="/healthz",
+        env=env,
+        cwd=path.parent,
+        log=path.parent / "serve.log",
+    )
+    with server:
+        ready_s = server.ready_s
+        texts = [f"status BILL-{rng.randint(1, n)}" for _ in range(requests)]
+        texts[::3] = ["list mine"] * len(texts[::3])
+        texts[1::10] = ["list"] * len(texts[1::10])
+        for text in texts:
+            body = json.dumps({"user": agent_id(0), "text": text}).encode()
+            req = urllib.request.Request(
+                server.url + "/local/messages",
+                data=body,
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                resp.read()
+        with urllib.request.urlopen(server.url + "/healthz", timeout=30) as resp:
+            health = json.loads(resp.read())
+        peak = server.peak_rss_mb()
+        rss = server.rss_mb()
+    return {
+        "ready_s": ready_s,
+        "requests": requests,
+        "cases": health["cases"]["total"],
+        "peak_rss_mb": peak,
+        "rss_mb": rss,
+    }
+
+
+def run_size(
+    n: int, ops: list[str], samples: int, seed: int, keep: bool, sweep: bool, serve: bool
+) -> dict[str, Any]:
     directory = Path(tempfile.mkdtemp(prefix=f"bench-storage-{n}-"))
     try:
         t = time.perf_counter()
         path = build_store(directory, n, seed)
         build_s = time.perf_counter() - t
         size_mb = sum(f.stat().st_size for f in directory.iterdir()) / 1e6
+        served = serve_peak_rss(path, n) if serve else None  # on the store as built
         cmd = [sys.executable, __file__, "--measure", str(path), "--sizes", str(n)]
         cmd += ["--ops", ",".join(ops), "--samples", str(samples), "--seed", str(seed)]
+        if not sweep:
+            cmd.append("--no-sweep")
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-        result.update(build_s=build_s, files_mb=size_mb)
+        result.update(build_s=build_s, files_mb=size_mb, serve=served)
         return result
     finally:
         if keep:
@@ -400,6 +591,50 @@ def report(results: list[dict[str, Any]], ops: list[str]) -> bool:
                 f"durable {op} at {r['size']:,}: p50 {s['p50']:.2f} ms (<= 5), "
                 f"p99 {s['p99']:.2f} ms (<= 25): {'met' if met else 'MISSED'}"
             )
+    swept = [r for r in results if r.get("sweep")]
+    if swept:
+        print()
+        print("Scheduler sweep (every live case's reminder due, one real Scheduler.tick):")
+        print()
+        print("| cases | due | DMs sent | still due | sweep s |")
+        print("|------:|----:|---------:|----------:|--------:|")
+        for r in swept:
+            w = r["sweep"]
+            print(
+                f"| {r['size']:,} | {w['due']:,} | {w['sent']:,} | {w['still_due']:,} "
+                f"| {w['seconds']:.3f} |"
+            )
+        for r in swept:
+            w = r["sweep"]
+            if w["due"] >= 1000:
+                met = w["seconds"] <= 1.0 and w["still_due"] == 0
+                ok &= met
+                print(
+                    f"sweep of {w['due']:,} due at {r['size']:,} cases: {w['seconds']:.3f} s "
+                    f"(<= 1 s): {'met' if met else 'MISSED'}"
+                )
+    served = [r for r in results if r.get("serve")]
+    if served:
+        print()
+        print("`billing-bot serve` holding the store (local-chat commands, then VmHWM):")
+        print()
+        print("| cases | ready s | requests | peak RSS MB | RSS after MB |")
+        print("|------:|--------:|---------:|------------:|-------------:|")
+        for r in served:
+            v = r["serve"]
+            print(
+                f"| {v['cases']:,} | {v['ready_s']:.2f} | {v['requests']} "
+                f"| {v['peak_rss_mb']:.0f} | {v['rss_mb']:.0f} |"
+            )
+        for r in served:
+            v = r["serve"]
+            if r["size"] >= 100_000:
+                met = v["peak_rss_mb"] <= 300
+                ok &= met
+                print(
+                    f"serve peak RSS at {r['size']:,} cases: {v['peak_rss_mb']:.0f} MB "
+                    f"(<= 300): {'met' if met else 'MISSED'}"
+                )
     print()
     print("all targets met" if ok else "SOME TARGETS MISSED")
     return ok
@@ -419,6 +654,13 @@ def main() -> int:
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the built stores")
+    parser.add_argument(
+        "--no-sweep", action="store_true", help="skip the scheduler sweep (all live reminders due)"
+    )
+    parser.add_argument(
+        "--no-serve", action="store_true", help="skip the peak RSS of a real billing-bot serve"
+    )
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # internal: the measuring process
     args = parser.parse_args()
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s]
@@ -427,15 +669,21 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown operations: {', '.join(sorted(unknown))}")
     if args.measure:
-        result = asyncio.run(measure(Path(args.measure), sizes[0], ops, args.samples, args.seed))
+        result = asyncio.run(
+            measure(Path(args.measure), sizes[0], ops, args.samples, args.seed, not args.no_sweep)
+        )
         print(json.dumps(result))
         return 0
     results = []
     for n in sizes:
         print(f"building and measuring {n:,} cases ...", file=sys.stderr, flush=True)
-        results.append(run_size(n, ops, args.samples, args.seed, args.keep))
-    report(results, ops)
-    return 0
+        results.append(
+            run_size(
+                n, ops, args.samples, args.seed, args.keep, not args.no_sweep, not args.no_serve
+            )
+        )
+    ok = report(results, ops)
+    return 0 if ok or not args.strict else 1
 
 
 if __name__ == "__main__":
