@@ -468,3 +468,30 @@ async def test_demo_data_route_is_loopback_json_only(web: Web) -> None:
     assert resp.status == 200 and (await resp.json())["summary"]["cases"] >= 20
     resp = await b.client.post("/local/demo-data", json={})
     assert resp.status == 409 and "already holds data" in (await resp.json())["error"]
+
+
+async def test_buttons_work_without_javascript(web: Web) -> None:
+    """The case page's buttons post plainly: a change comes back as a flash, a form as a page."""
+    b, _runtime = web
+    await b.login("alice")
+    case = await ask(b, "Contoso", "No script here")
+    page = await b.get(f"/cases/{case}")
+    take = button(page, "take", case)
+    resp = await b.client.post(
+        "/chat/send",
+        data={"csrf": b.csrf, "action": take, "next": f"/cases/{case}"},
+        allow_redirects=False,
+    )
+    assert resp.status == 303 and resp.headers["Location"] == f"/cases/{case}"
+    page = await b.get(f"/cases/{case}")
+    assert "BILL-1 is yours now." in page and "badge state-in_progress" in page
+    text = await b.post(
+        "/chat/send",
+        {"action": button(page, "resolve", case), "next": f"/cases/{case}"},
+        fetch=False,
+    )
+    assert "<!doctype html>" in text and 'data-form-id="resolve"' in text
+    resp = await b.client.post(
+        "/chat/send", data={"csrf": b.csrf, "text": "", "next": "/"}, allow_redirects=False
+    )
+    assert resp.status == 400
