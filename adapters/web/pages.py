@@ -129,6 +129,8 @@ def page(*, need_user: bool = True) -> Callable[[Handler], Callable[[web.Request
             session = state.sessions.get(request.cookies.get(COOKIE))
             fresh = session is None
             if session is None:
+                if request.method == "POST":  # a form from no page of ours: no new session
+                    return _finish(request, _expired(), None, False)
                 session = state.sessions.new()
             must_login = login_required(request, state.settings, state.config)
             if session.user and must_login and not session.authenticated:
@@ -140,16 +142,10 @@ def page(*, need_user: bool = True) -> Callable[[Handler], Callable[[web.Request
                     "multipart/form-data",
                 ):
                     sent = str((await request.post()).get(CSRF_FIELD) or "")
-                if fresh or not csrf_ok(session, sent):
-                    response: web.StreamResponse = web.Response(
-                        status=403,
-                        text=_(
-                            "This form has expired or did not come from this page. "
-                            "Reload the page and try again."
-                        ),
-                    )
-                    return _finish(request, response, session, fresh)
+                if not csrf_ok(session, sent):
+                    return _finish(request, _expired(), session, fresh)
             ctx = Ctx(state, session, must_login)
+            response: web.StreamResponse
             if need_user:
                 if not session.user:
                     if is_fetch(request) or request.method == "POST":
@@ -170,6 +166,15 @@ def page(*, need_user: bool = True) -> Callable[[Handler], Callable[[web.Request
     return wrap
 
 
+def _expired() -> web.Response:
+    return web.Response(
+        status=403,
+        text=_(
+            "This form has expired or did not come from this page. Reload the page and try again."
+        ),
+    )
+
+
 def _quote(path: str) -> str:
     from urllib.parse import quote
 
@@ -177,11 +182,11 @@ def _quote(path: str) -> str:
 
 
 def _finish(
-    request: web.Request, response: web.StreamResponse, session: Session, fresh: bool
+    request: web.Request, response: web.StreamResponse, session: Session | None, fresh: bool
 ) -> web.StreamResponse:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
-    if fresh and request.app[WEB].sessions.get(session.sid) is not None:
+    if fresh and session and request.app[WEB].sessions.get(session.sid) is not None:
         set_cookie(request, response, session)
     return response
 
