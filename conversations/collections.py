@@ -159,7 +159,7 @@ def _default_owner(settings: Settings) -> str | None:
 def _dm_op(
     customer_id: str, stage: str, episode: int, user_id: str, due: datetime
 ) -> tuple[str, Op]:
-    key = f"collections:dm:{customer_id}:{episode}:{stage}"
+    key = f"collections:dm:{customer_id}:{episode}:{stage}:{user_id}"
     doc = {
         "type": DM_TYPE,
         "user_id": user_id,
@@ -171,7 +171,21 @@ def _dm_op(
     return key, Op("jobs", key, doc)
 
 
-def _reactivation_ops(
+def _offer_recipients(store: Store, settings: Settings, customer: Customer) -> list[str]:
+    """Who is offered Reactivate: the owner, and the first lead if the owner is not a lead."""
+    owner = customer.owner or _default_owner(settings)
+    if owner is None:
+        return []
+    doc = store.engine.peek("users", owner)
+    cfg = settings.user_by_name(owner)
+    role = doc.get("role") if doc else (cfg.role.value if cfg else None)
+    lead = _default_owner(settings)
+    if role != Role.LEAD.value and lead is not None and lead != owner:
+        return [owner, lead]
+    return [owner]
+
+
+def _settled_ops(
     store: Store,
     settings: Settings,
     customer: Customer,
@@ -180,26 +194,34 @@ def _reactivation_ops(
     actor: str,
     channel: str,
 ) -> list[Op]:
-    """Offer Reactivate to the owner once a suspended customer has nothing overdue any more."""
-    state = _state(store, customer.id)
-    if state.get("status") != "suspended":
-        return []
+    """A customer with nothing overdue any more: its stages start over for the next time,
+    and if its subscriptions are suspended, Reactivate is offered (once per suspension)."""
     today = local_today(now, settings)
     if any(r.customer_id == customer.id and r.is_overdue(today) for r in receivables):
         return []
+    state = _state(store, customer.id)
+    new = dict(state)
+    ops: list[Op] = []
+    if state.get("stages"):
+        new["stages"] = {}
+        new["episode"] = int(state.get("episode", 1)) + 1
+        ops.append(audit_op(now, actor, channel, "collections_cleared", customer.id))
     suspension = state.get("suspended") or {}
-    if state.get("reactivate_offered") == suspension.get("op"):
-        return []
-    owner = customer.owner or _default_owner(settings)
-    if owner is None:
-        return []
-    _key, job = _dm_op(customer.id, REACTIVATE, int(state.get("episode", 1)), owner, now)
-    new = {**state, "reactivate_offered": suspension.get("op")}
-    return [
-        _state_op(state, new),
-        job,
-        audit_op(now, actor, channel, "reactivate_offered", customer.id, owner=owner),
-    ]
+    if state.get("status") == "suspended" and state.get("reactivate_offered") != suspension.get(
+        "op"
+    ):
+        recipients = _offer_recipients(store, settings, customer)
+        for user_id in recipients:
+            _key, job = _dm_op(customer.id, REACTIVATE, int(new.get("episode", 1)), user_id, now)
+            ops.append(job)
+        if recipients:
+            new["reactivate_offered"] = suspension.get("op")
+            ops.append(
+                audit_op(now, actor, channel, "reactivate_offered", customer.id, to=recipients)
+            )
+    if new == state:
+        return ops
+    return [_state_op(state, new), *ops]
 
 
 # ---- the import ------------------------------------------------------------------------
@@ -308,6 +330,20 @@ async def import_receivables(
                     )
                 )
                 continue
+            cfg = next((c for c in settings.customers if customer_key(c.name) == cid), None)
+            known = cfg.tenant_id.lower() if cfg and cfg.tenant_id else None
+            if customer is None and known and row.tenant_id not in (None, known):
+                report.errors.append(
+                    RowError(
+                        row.line,
+                        _("the config gives {customer} tenant {known}, not {tenant}").format(
+                            customer=cfg.name if cfg else row.customer_name,
+                            known=known,
+                            tenant=row.tenant_id,
+                        ),
+                    )
+                )
+                continue
             holder = tenant_owner.get(row.tenant_id) if row.tenant_id else None
             if holder is not None and holder != cid:
                 report.errors.append(
@@ -328,7 +364,6 @@ async def import_receivables(
                 continue
             report.warnings += [RowError(row.line, w) for w in warnings]
             if customer is None:
-                cfg = next((c for c in settings.customers if customer_key(c.name) == cid), None)
                 customer = Customer(
                     id=cid,
                     name=cfg.name if cfg else row.customer_name,
@@ -376,7 +411,7 @@ async def import_receivables(
             for cid in sorted({r.customer_id for r in changed.values()}):
                 customer = customers.get(cid)
                 if customer is not None:
-                    ops += _reactivation_ops(
+                    ops += _settled_ops(
                         store, settings, customer, list(everything.values()), now, actor, channel
                     )
         ops.append(
@@ -703,7 +738,7 @@ class Collections:
             ]
             offer: list[Op] = []
             if customer is not None:
-                offer = _reactivation_ops(
+                offer = _settled_ops(
                     self.store,
                     self.settings,
                     customer,
@@ -1501,38 +1536,19 @@ class Collections:
         overdue_ids = {co.customer_id for co in overdue}
         receivables = load_receivables(self.store)
         for key, doc in list(self.store.engine.view("collections").items()):
-            if not key.startswith("customer:"):
+            if not key.startswith("customer:") or doc["customer"] in overdue_ids:
                 continue
-            cid = doc["customer"]
-            if cid in overdue_ids:
+            customer = await self.store.get_customer(doc["customer"])
+            if customer is None:
                 continue
-            state = _copy(doc)
-            ops = []
-            if state.get("stages"):
-                ops.append(
-                    _state_op(
-                        state,
-                        {**state, "stages": {}, "episode": int(state.get("episode", 1)) + 1},
-                    )
-                )
-                ops.append(audit_op(now, "collections", "scheduler", "collections_cleared", cid))
-            else:
-                customer = await self.store.get_customer(cid)
-                if customer is not None:
-                    ops += _reactivation_ops(
-                        self.store,
-                        self.settings,
-                        customer,
-                        receivables,
-                        now,
-                        "collections",
-                        "scheduler",
-                    )
+            ops = _settled_ops(
+                self.store, self.settings, customer, receivables, now, "collections", "scheduler"
+            )
             if ops:
                 try:
                     await self.store.commit(ops)
                 except VersionConflict:
-                    log.info("collections state of %s changed during the run; next run", cid)
+                    log.info("collections state of %s changed during the run", customer.id)
         await self.store.commit(
             [
                 audit_op(

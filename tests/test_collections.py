@@ -543,6 +543,37 @@ async def test_payment_then_reactivate(env: DeskEnv, fake: FakePartnerCenter) ->
     assert "reactivate_done" in actions(env, "contoso")
 
 
+async def test_an_agent_owner_is_offered_reactivate_and_so_is_a_lead(
+    env: DeskEnv, fake: FakePartnerCenter
+) -> None:
+    await import_csv(env)
+    contoso = await env.store.find_customer("Contoso")
+    assert contoso is not None
+    contoso.owner = "alice"
+    await env.store.save_customer(contoso)
+    lena = await propose_suspend(env)
+    await lena.press(lena.buttons[0].action)
+    await env.chat("alice").send("paid INV-1")
+    for user in ("alice", "lena"):
+        items = await env.runtime.take_inbox(user)
+        assert [i for i in items if "paid everything" in i["text"]], user
+
+
+async def test_a_new_delinquency_after_payment_fires_the_stages_again(env: DeskEnv) -> None:
+    await import_csv(env, csv_text(f"{TENANT_A},Contoso,INV-1,300.00,EUR,{days_ago(1)},,{S1},"))
+    await env.runtime.scheduler.tick()
+    await env.chat("alice").send("paid INV-1")
+    assert "collections_cleared" in actions(env, "contoso")
+    await import_csv(env, csv_text(f"{TENANT_A},Contoso,INV-2,50.00,EUR,{TODAY},,{S1},"))
+    for _ in range(4 * 2):
+        env.advance(hours=6)
+        await env.runtime.scheduler.tick()
+    assert [(s["at"].date(), s["stage"]) for s in dms(env)] == [
+        (date(2026, 11, 24), "remind@1"),
+        (date(2026, 11, 25), "remind@1"),
+    ]
+
+
 # ---- manual mode ---------------------------------------------------------------------------
 async def test_manual_mode_tells_the_lead_what_to_do_and_records_it() -> None:
     env = await make_env()  # no Partner Center credentials
@@ -622,8 +653,21 @@ def test_cli_import_without_a_serve_opens_the_store(tmp_path: Path) -> None:
     assert 'line 3: amount: "oops" is not an amount' in first.stdout
     again = run_import(db, path)
     assert "0 new, 0 updated, 1 unchanged invoices; 0 customers created" in again.stdout
-    missing = run_import(db, tmp_path / "nope.csv")
-    assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def test_cli_import_of_a_missing_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.cli import main
+
+    monkeypatch.setenv("BOT_DB", str(tmp_path / "billing.json"))
+    monkeypatch.delenv("BOT_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["receivables", "import", str(tmp_path / "nope.csv")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    (tmp_path / "latin1.csv").write_bytes(b"customer_name\nM\xfcller\n")
+    assert main(["receivables", "import", str(tmp_path / "latin1.csv")]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
 
 
 def test_cli_import_goes_through_a_running_serve(tmp_path: Path) -> None:
