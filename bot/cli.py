@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.config import ConfigError, Settings, load_settings
-from bot.storage import StorageError, StoreLocked, open_store
+from bot.storage import StorageError, Store, StoreLocked, open_store
 from bot.storage.tinydb_engine import lock_path_for, read_lock_info
 from conversations.model import Reply
 
@@ -121,6 +121,28 @@ def serve(settings: Settings, host: str | None, port: int | None) -> int:
     return 0
 
 
+async def open_store_or_serve(settings: Settings) -> tuple[Store | None, str | None]:
+    """The store, opened by this process — or the URL of the ``serve`` that owns it.
+
+    One process owns a store: commands that change data talk to a running
+    ``serve`` over loopback and open the store themselves only when there is
+    none. Raises :class:`StorageError` with a message for the person otherwise.
+    """
+    store = open_store(settings.db_path)
+    try:
+        await store.open()
+    except StoreLocked as exc:
+        info = read_lock_info(lock_path_for(settings.db_path))
+        url = info.get("url")
+        if not url:
+            raise StorageError(
+                f"the store {settings.db_path} is in use by pid {info.get('pid', '?')}, "
+                "which is not a serve I can talk to"
+            ) from exc
+        return None, str(url)
+    return store, None
+
+
 async def chat(settings: Settings, user: str | None, locale: str | None) -> int:
     import getpass
 
@@ -129,19 +151,12 @@ async def chat(settings: Settings, user: str | None, locale: str | None) -> int:
     from conversations.serialize import reply_from_dict
 
     name = user or getpass.getuser() or "me"
-    store = open_store(settings.db_path)
     try:
-        await store.open()
-    except StoreLocked:
-        info = read_lock_info(lock_path_for(settings.db_path))
-        url = info.get("url")
-        if not url:
-            print(
-                f"billing-bot: the store {settings.db_path} is in use by pid "
-                f"{info.get('pid', '?')}, which is not a serve I can talk to",
-                file=sys.stderr,
-            )
-            return 1
+        store, url = await open_store_or_serve(settings)
+    except StorageError as exc:
+        print(f"billing-bot: {exc}", file=sys.stderr)
+        return 1
+    if url is not None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
             session = ChatSession(http_sender(http, url), name, locale)
             intro = f"Connected to the billing-bot at {url} as {name}. Type help, or quit."
@@ -154,9 +169,7 @@ async def chat(settings: Settings, user: str | None, locale: str | None) -> int:
             intro += _inbox_text([reply_from_dict(i) for i in items])
             await run_terminal(session, sys.stdin, sys.stdout, intro)
         return 0
-    except StorageError as exc:
-        print(f"billing-bot: cannot open the store: {exc}", file=sys.stderr)
-        return 1
+    assert store is not None
     runtime = Runtime(settings, store)
     try:
 
@@ -205,17 +218,12 @@ async def reminders(settings: Settings, user: str | None, at: str | None) -> int
     if when.tzinfo is None:
         print("billing-bot: give --at with a time zone offset, e.g. +08:00 or Z", file=sys.stderr)
         return 2
-    store = open_store(settings.db_path)
     try:
-        await store.open()
-    except StoreLocked:
-        info = read_lock_info(lock_path_for(settings.db_path))
-        url = info.get("url")
-        if not url:
-            print(
-                f"billing-bot: the store is in use by pid {info.get('pid', '?')}", file=sys.stderr
-            )
-            return 1
+        store, url = await open_store_or_serve(settings)
+    except StorageError as exc:
+        print(f"billing-bot: {exc}", file=sys.stderr)
+        return 1
+    if url is not None:
         async with aiohttp.ClientSession() as http:
             params = {"user": name, "at": when.isoformat()}
             async with http.get(f"{url}/local/reminders", params=params) as resp:
@@ -224,13 +232,10 @@ async def reminders(settings: Settings, user: str | None, at: str | None) -> int
             print(f"billing-bot: {body.get('error')}", file=sys.stderr)
             return 1
         lines = body["lines"]
-    except StorageError as exc:
-        print(f"billing-bot: cannot open the store: {exc}", file=sys.stderr)
-        return 1
     else:
+        assert store is not None
         try:
-            runtime = Runtime(settings, store, clock)
-            lines = await reminder_lines(runtime, name, when)
+            lines = await reminder_lines(Runtime(settings, store, clock), name, when)
         finally:
             await store.close()
     if not lines:
@@ -264,19 +269,12 @@ async def receivables_import(settings: Settings, path: str, user: str | None) ->
     except OSError as exc:
         print(f"billing-bot: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    store = open_store(settings.db_path)
     try:
-        await store.open()
-    except StoreLocked:
-        info = read_lock_info(lock_path_for(settings.db_path))
-        url = info.get("url")
-        if not url:
-            print(
-                f"billing-bot: the store {settings.db_path} is in use by pid "
-                f"{info.get('pid', '?')}, which is not a serve I can talk to",
-                file=sys.stderr,
-            )
-            return 1
+        store, url = await open_store_or_serve(settings)
+    except StorageError as exc:
+        print(f"billing-bot: {exc}", file=sys.stderr)
+        return 1
+    if url is not None:
         payload = {"csv": text, "file": file.name, "user": name}
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as http:
@@ -289,10 +287,8 @@ async def receivables_import(settings: Settings, path: str, user: str | None) ->
             print(f"billing-bot: {body.get('error', resp.status)}", file=sys.stderr)
             return 1
         report = ImportReport.from_dict(body)
-    except StorageError as exc:
-        print(f"billing-bot: cannot open the store: {exc}", file=sys.stderr)
-        return 1
     else:
+        assert store is not None
         try:
             report = await import_receivables(
                 store,
