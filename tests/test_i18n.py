@@ -5,13 +5,22 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
+import re
+import subprocess
+import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot.config import ReminderPolicy, Settings, UserConfig
+from bot.domain import Role
+from bot.i18n import _, format_amount, use_locale
+from conversations.text import plain
 from tests import test_flows, test_reminders
-from tests.harness import PSEUDO, PSEUDO_FINDINGS, DeskEnv, outside_marks
+from tests.harness import PSEUDO, PSEUDO_FINDINGS, DeskEnv, make_settings, outside_marks
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYWORDS = {"_": None, "N_": None, "ngettext": (1, 2)}
@@ -101,3 +110,135 @@ def test_every_flow_reply_goes_through_the_catalog(
 
 
 assert itertools  # kept for readers extending the parametrization
+
+
+# ---- zh_CN end to end --------------------------------------------------------------------
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+HAN = re.compile("[\u4e00-\u9fff]")
+
+
+def zh_settings(**overrides: object) -> Settings:
+    """The harness desk plus Wei, an agent who reads Chinese and works in Shanghai."""
+    wei = UserConfig(
+        name="wei",
+        role=Role.AGENT,
+        display_name="王伟",
+        locale="zh_CN",
+        time_zone="Asia/Shanghai",
+    )
+    return make_settings(users=(*make_settings().users, wei), **overrides)
+
+
+def zh(message: str, **fields: object) -> str:
+    """``message`` as the zh_CN catalog renders it."""
+    with use_locale("zh_CN"):
+        return _(message).format(**fields)
+
+
+async def test_a_reminder_to_a_zh_cn_owner_in_shanghai_arrives_in_chinese_in_working_hours() -> (
+    None
+):
+    env = DeskEnv(zh_settings(reminders=ReminderPolicy(repeat_every_hours=2)))
+    await env.store.open()
+    case_id = await env.new_question(who="alice")
+    wei = env.chat("wei")
+    await wei.send(f"take {case_id}")
+    # 09:00 UTC is 17:00 in Shanghai, the end of Wei's working day: nothing may go out now.
+    await wei.send(f"resolve {case_id} 已撤销重复扣费")
+    assert HAN.search(wei.text), wei.text
+    for _step in range(2 * 24 * 4):  # two days in 15-minute ticks
+        env.advance(minutes=15)
+        await env.runtime.scheduler.tick()
+    sent = [s for s in env.runtime.scheduler.sent if s["user"] == "wei" and s["type"] == "loop"]
+    assert len(sent) >= 3, env.runtime.scheduler.sent
+    for s in sent:
+        local = s["at"].astimezone(SHANGHAI)  # type: ignore[attr-defined]
+        assert local.weekday() < 5 and 9 <= local.hour < 17, local
+    assert sent[0]["at"].astimezone(SHANGHAI).hour == 9  # type: ignore[attr-defined]
+
+    inbox = await env.runtime.take_inbox("wei")
+    texts = [str(i["text"]) for i in inbox]
+    first = zh(
+        "{case} is resolved. Please tell the customer the result, then press Customer informed.",
+        case=case_id,
+    )
+    assert first in texts, texts
+    assert any(t.startswith("提醒：") and "小时前解决" in t for t in texts), texts
+    for text in texts:
+        assert HAN.search(text) and "Please" not in text and "Reminder" not in text, text
+    card = inbox[0]["card"]
+    assert [b["label"] for b in card["buttons"]] == ["已告知客户", "稍后提醒", "重新分配"]
+    facts = {plain(f["label"]): plain(f["value"]) for f in card["facts"]}
+    assert facts["状态"] == "已解决，尚未告知客户" and facts["负责人"] == "王伟"
+    # The history is in Shanghai time, written the Chinese way.
+    assert any("2026年11月24日 17:00 +0800" in plain(h) for h in card["history"]), card["history"]
+
+
+def test_the_local_chat_scenario_in_zh_cn_shows_chinese_texts_dates_and_amounts(
+    tmp_path: Path,
+) -> None:
+    from tests.processes import ROOT as REPO
+    from tests.processes import bot_env
+
+    script = "\n".join(
+        [
+            "提问 为什么扣了两次费？",  # the Chinese alias of `ask`; the text stays as typed
+            "Contoso",
+            "yes",
+            "skip",
+            "G012345678",
+            "2",
+            "ok",
+            "take BILL-1",
+            "resolve BILL-1 已撤销重复扣费",
+            "informed BILL-1 email 已发邮件告知",
+            "dispute G0999",
+            "Contoso",
+            "ok",
+            "1234.50 EUR",
+            "席位重复计费",
+            "quit",
+            "",
+        ]
+    )
+    config = tmp_path / "billing-bot.toml"
+    config.write_text('[desk]\ntime_zone = "Asia/Shanghai"\n', encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", "chat", "--as", "alice", "--locale", "zh_CN"],
+        input=script,
+        capture_output=True,
+        text=True,
+        env=bot_env(tmp_path / "db.json", BOT_CONFIG=str(config)),
+        cwd=REPO,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for expected in (
+        zh("Thanks! Your question is {case}. The billing team will pick it up.", case="BILL-1"),
+        "BILL-1 · 问题 · Contoso",
+        zh("{case} is yours now.", case="BILL-1"),
+        "已撤销重复扣费",  # typed text, exactly as typed
+        zh(
+            "{case} is resolved. Now tell the customer, then record it with "
+            "`informed {case} email` (or call, chat, ticket, meeting).",
+            case="BILL-1",
+        ),
+        zh(
+            "Recorded: the customer was told about {case} by {via}. Reminders stop.",
+            case="BILL-1",
+            via=zh("Email"),
+        ),
+        "状态: 已告知客户",
+        "BILL-2 · 争议 · Contoso",
+        "席位重复计费",
+    ):
+        assert expected in out, f"{expected!r} not in:\n{out}"
+    # Dates through format_time in zh_CN, amounts through format_amount.
+    assert re.search(r"20\d\d年\d{1,2}月\d{1,2}日 \d\d:\d\d \+0800", out), out
+    with use_locale("zh_CN"):
+        amount = format_amount(Decimal("1234.50"), "EUR")
+    assert f"争议金额: {amount}" in out and amount == "1,234.50 EUR", out
+    for english in ("Thanks!", "State:", "Owner:", "is resolved", "Customer informed"):
+        assert english not in out, f"{english!r} in:\n{out}"
