@@ -38,7 +38,7 @@ from bot.domain import (
 )
 from bot.i18n import _, use_locale
 from bot.money import Money, MoneyError, parse_money
-from bot.policy import Action, Forbidden, check
+from bot.policy import Action, Forbidden, allowed, check
 from bot.scheduler import loop_key, loop_op, notify_op, snooze_op, stop_loop_op, watch_op
 from bot.storage import Op, StorageError, Store
 from bot.workhours import WorkingHours
@@ -78,6 +78,19 @@ YES = {"yes", "y", "ok", "create"}
 NO = {"no", "n"}
 LIST_LIMIT = 20
 MAX_TEXT = 10_000  # a typed command; descriptions and notes in forms have their own limits
+# What each form does, checked before a form is opened by a click or taken as submitted.
+FORM_ACTIONS = {
+    "ask": Action.ASK,
+    "dispute": Action.DISPUTE,
+    "resolve": Action.RESOLVE,
+    "informed": Action.INFORMED,
+    "reopen": Action.REOPEN,
+    "cancel": Action.CANCEL,
+    "note": Action.NOTE,
+    "assign": Action.ASSIGN,
+    "escalate": Action.ESCALATE,
+    "snooze": Action.SNOOZE,
+}
 
 
 @dataclass(slots=True)
@@ -228,6 +241,10 @@ class Desk:
         """The same request again (a redelivery after a crash): show the result, do nothing."""
         number = done.get("case")
         case = await self.store.get_case(int(number)) if number else None
+        if case is not None:
+            tenant = await self._customer_tenant(case)
+            if not allowed(turn.actor, Action.STATUS, case, customer_tenant=tenant):
+                case = None  # a replayed id shows nobody a case they may not see
         if case is None:
             return _reply(_("Already done."), kind="stale")
         return Result(
@@ -267,7 +284,9 @@ class Desk:
                     _("That question is no longer open. Type `help` to see what I can do.")
                 )
             if msg.action.name == "open_form":
-                return await self._start_form(turn, msg.action.value or "ask", {}, prefill={})
+                form_id = msg.action.value or "ask"
+                await self._check_form(turn, form_id, {})
+                return await self._start_form(turn, form_id, {}, prefill={})
             return await self._command(turn, self._click_command(msg.action))
         return await self._command(turn, parse(msg.text))
 
@@ -856,6 +875,18 @@ class Desk:
         return out
 
     # ------------------------------------------------------------------ forms
+    async def _check_form(self, turn: Turn, form_id: str, ctx: dict[str, str]) -> None:
+        """Raise :class:`Forbidden` unless the sender may do what form ``form_id`` does."""
+        action = FORM_ACTIONS.get(form_id)
+        if action is None:
+            return  # a flow module's own form: its ``complete`` checks
+        number = parse_case_id(ctx.get("case", ""))
+        case = await self.store.get_case(number) if number else None
+        if case is None:
+            check(turn.actor, action)
+            return
+        check(turn.actor, action, case, customer_tenant=await self._customer_tenant(case))
+
     @staticmethod
     def _case_ctx(case: Case) -> dict[str, str]:
         return {"case": case.id, "version": str(case.stage)}
@@ -1172,6 +1203,9 @@ class Desk:
         self, turn: Turn, form_id: str, raw: dict[str, str], ctx: dict[str, str]
     ) -> Result:
         """A whole form at once (modal, card, web): validate every field, then complete."""
+        # Before anything is shown or stored: a forged submission must not see a form's
+        # intro (another tenant's case) nor create a customer on its way to a refusal.
+        await self._check_form(turn, form_id, ctx)
         values: dict[str, str] = {}
         errors: dict[str, str] = {}
         # Fields can depend on earlier answers (a denied dispute has no credit): two passes.

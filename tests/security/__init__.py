@@ -1,0 +1,1 @@
+"""Security tests: the authorization matrix on every channel, edges, output safety, secrets."""
