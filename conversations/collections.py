@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 
 from bot.config import CollectionsStage, Settings
 from bot.domain import Customer, DomainError, NotFound, Role, User, customer_key
-from bot.i18n import _, use_locale
+from bot.i18n import _, ngettext, use_locale
 from bot.money import MoneyError, parse_money
 from bot.partner_center import PartnerCenterClient, PartnerCenterError, SubscriptionStatus
 from bot.policy import Action, Forbidden, check
@@ -967,9 +967,17 @@ class Collections:
             _("Or type `{kind} confirm {op}` / `{kind} cancel {op}`.").format(kind=kind, op=op_id)
         )
         if kind == "suspend":
-            label = _("Suspend {customer} ({n} subscriptions)")
+            label = ngettext(
+                "Suspend {customer} ({n} subscription)",
+                "Suspend {customer} ({n} subscriptions)",
+                len(subs),
+            )
         else:
-            label = _("Reactivate {customer} ({n} subscriptions)")
+            label = ngettext(
+                "Reactivate {customer} ({n} subscription)",
+                "Reactivate {customer} ({n} subscriptions)",
+                len(subs),
+            )
         return Reply(
             text="\n".join(lines),
             buttons=[
@@ -1669,9 +1677,12 @@ class Collections:
         )
         buttons = []
         if action == "suspend":
-            head += "\n" + _(
+            head += "\n" + ngettext(
+                "A lead can now suspend its {n} subscription: press Suspend (you will be asked "
+                "to confirm). Then send the customer the notice below.",
                 "A lead can now suspend its {n} subscriptions: press Suspend (you will be asked "
-                "to confirm). Then send the customer the notice below."
+                "to confirm). Then send the customer the notice below.",
+                len(overdue.subscription_ids),
             ).format(n=len(overdue.subscription_ids))
             buttons.append(
                 Button(
