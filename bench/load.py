@@ -1,0 +1,676 @@
+"""Load benchmark: billing-bot side by side with bare slack-bolt and bare botbuilder.
+
+Run ``.venv/bin/python bench/load.py`` (``--cases 100000 --concurrency 50
+--requests 5000 --duration 60`` are the defaults; ``make bench`` runs it).
+
+In one invocation, on 127.0.0.1 only:
+
+1. the fake Slack Web API and fake Bot Connector (``bench/fakes.py``: the test
+   suite's fakes) start in their own process;
+2. a store of ``--cases`` cases is seeded (``bench/seed_store.py``), unless
+   ``--store DIR`` names one seeded before;
+3. a real ``billing-bot serve`` subprocess starts on it (``BOT_DB``,
+   ``BOT_CONFIG`` from the seed; ``SLACK_API_URL`` and every activity's
+   ``serviceUrl`` point at the fakes; Teams in local mode on loopback);
+4. **Slack**: correctly signed ``POST /slack/events`` requests, a fixed mix of
+   ``/billing status BILL-n`` (half a live case, half any case, archive
+   included), ``/billing list mine`` and ``take`` button clicks on case cards
+   (``block_actions``; each live case's first click is fresh, later ones are
+   double clicks on an outdated card), from the seeded agents;
+5. **Teams**: ``POST /api/messages`` activities, ``status BILL-n`` typed in a
+   personal chat and card submits (the ``take`` button's ``Action.Submit``);
+6. the same two request streams against the two baselines
+   (``bench/baselines/``): a bare bolt ``AsyncApp`` whose ``/billing`` handler
+   only acks, and the Bot Framework echo bot, each mounted on aiohttp.
+
+Each run sends ``--requests`` requests (after a warm-up of a tenth of that),
+``--concurrency`` at a time, and stops early after ``--duration`` seconds. It
+reports requests/s and p50/p95/p99 of the time to the HTTP answer, then waits
+until the bot's answers have reached the fakes (no new call for 2 s) and
+reports how many went out and when the last did: the bot acks first and works
+after, so the ack rate alone would hide a growing backlog. Last, the peak RSS
+of the serve (``VmHWM``), ours against the baseline's figures with their
+ratios, and the verdict on each target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import platform
+import random
+import shutil
+import sys
+import tempfile
+import time
+import urllib.parse
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.seed_store import MANIFEST_NAME, seed  # noqa: E402
+from bench.serveproc import LOOPBACK, ServerProcess, free_port, serve_command  # noqa: E402
+from tests.slack.slackfake import SECRET, TOKEN, load, sign  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+TEAMS_BOT = {"id": "28:bench-bot", "name": "Billing Desk"}
+SLACK_ANSWERS = ("slack:response", "slack:chat.postMessage", "slack:chat.update")
+QUIET_S = 2.0  # no new answer for this long: the bot's backlog is worked off
+DRAIN_LIMIT_S = 120.0
+
+# A request: (body, content type, extra headers), built when it is sent (fresh signature).
+Request = tuple[bytes, str, dict[str, str]]
+Maker = Callable[[int], Request]
+
+
+# ---- the requests ----------------------------------------------------------------
+
+
+@dataclass
+class Traffic:
+    """Builds the benchmark's requests from a seed manifest; the same stream for every server."""
+
+    manifest: dict[str, Any]
+    slack_url: str
+    teams_url: str
+    seed_value: int = 1
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def __post_init__(self) -> None:
+        self.agents: list[dict[str, str]] = self.manifest["agents"]
+        self.cases = int(self.manifest["cases"])
+        self.live = [c["number"] for c in self.manifest["live"]]
+        takeable = [
+            c for c in self.manifest["live"] if c["state"] in ("open", "in_progress", "reopened")
+        ]
+        # Half the takeable cases are clicked on Slack, the other half on Teams: each
+        # case's first click is a fresh one, later clicks are on an outdated card.
+        self.slack_clicks = takeable[0::2] or takeable
+        self.teams_clicks = takeable[1::2] or takeable
+        self.team = str(self.manifest["slack_team"])
+        self.tenant = str(self.manifest["teams_tenant"])
+
+    # -- common
+    def _rng(self, i: int, salt: str) -> random.Random:
+        return random.Random(f"{self.seed_value}:{salt}:{i}")
+
+    def _case(self, rng: random.Random) -> int:
+        """Half the time a live case, else any case of the store (mostly archived)."""
+        if self.live and rng.random() < 0.5:
+            return int(rng.choice(self.live))
+        return rng.randint(1, self.cases)
+
+    def _clicker(self, owner: str | None, rng: random.Random) -> dict[str, str]:
+        others = [a for a in self.agents if a["id"] != owner]
+        return rng.choice(others) if others else {"id": "u-lead", "slack": "ULEAD00", "teams": ""}
+
+    # -- Slack
+    def slack(self, i: int) -> Request:
+        """Request ``i`` of the Slack stream: 2 status, 1 list mine, 1 click in every 4."""
+        rng = self._rng(i, "slack")
+        kind = i % 4
+        agent = rng.choice(self.agents)
+        if kind in (0, 2):
+            return self._command(f"status BILL-{self._case(rng)}", agent, in_channel=kind == 2)
+        if kind == 1:
+            return self._command("list mine", agent, in_channel=False)
+        case = self.slack_clicks[(i // 4) % len(self.slack_clicks)]
+        return self._click(case, self._clicker(case["owner"], rng))
+
+    def _signed(self, body: str) -> Request:
+        return body.encode(), "application/x-www-form-urlencoded", sign(body, SECRET)
+
+    def _command(self, text: str, agent: dict[str, str], *, in_channel: bool) -> Request:
+        n = next(self._ids)
+        fields = load("slash_command")
+        fields.update(
+            team_id=self.team,
+            team_domain="partner",
+            channel_id="CBILLING" if in_channel else "D" + agent["slack"],
+            channel_name="billing" if in_channel else "directmessage",
+            user_id=agent["slack"],
+            user_name=agent["id"],
+            text=text,
+            response_url=f"{self.slack_url}/response/{n}",
+            trigger_id=f"{n}.{uuid.uuid4().int % 10**12}.bench",
+        )
+        return self._signed(urllib.parse.urlencode(fields))
+
+    def _click(self, case: dict[str, Any], agent: dict[str, str]) -> Request:
+        n = next(self._ids)
+        body = load("block_actions")
+        channel = "D" + agent["slack"]
+        ts = f"1700000000.{case['number']:06d}"
+        body["user"] = {
+            "id": agent["slack"],
+            "username": agent["id"],
+            "name": agent["id"],
+            "team_id": self.team,
+        }
+        body["team"] = {"id": self.team, "domain": "partner"}
+        # The card of an earlier "/billing status" in the clicker's DM: an ephemeral message.
+        body["container"] = {
+            "type": "message",
+            "message_ts": ts,
+            "channel_id": channel,
+            "is_ephemeral": True,
+        }
+        body["channel"] = {"id": channel, "name": "directmessage"}
+        body["message"] = {"type": "message", "ts": ts, "text": f"BILL-{case['number']}"}
+        body["trigger_id"] = f"{n}.{uuid.uuid4().int % 10**12}.bench"
+        body["response_url"] = f"{self.slack_url}/response/{n}"
+        body["actions"] = [
+            {
+                "action_id": "take",
+                "block_id": "b1",
+                "text": {"type": "plain_text", "text": "Take", "emoji": True},
+                "value": f"take|BILL-{case['number']}|{case['stage']}",
+                "style": "primary",
+                "type": "button",
+                "action_ts": f"{time.time():.6f}",
+            }
+        ]
+        return self._signed(urllib.parse.urlencode({"payload": json.dumps(body)}))
+
+    # -- Teams
+    def teams(self, i: int) -> Request:
+        """Activity ``i`` of the Teams stream: 3 typed status, 2 card submits in every 5."""
+        rng = self._rng(i, "teams")
+        if i % 5 < 3:
+            agent = rng.choice(self.agents)
+            return self._activity(agent, text=f"status BILL-{self._case(rng)}")
+        case = self.teams_clicks[(i // 5) % len(self.teams_clicks)]
+        agent = self._clicker(case["owner"], rng)
+        value = {
+            "action": "take",
+            "case_id": f"BILL-{case['number']}",
+            "version": case["stage"],
+            "value": None,
+        }
+        return self._activity(agent, value=value, reply_to=f"act-card-{case['number']}")
+
+    def _activity(
+        self,
+        agent: dict[str, str],
+        *,
+        text: str = "",
+        value: dict[str, Any] | None = None,
+        reply_to: str | None = None,
+    ) -> Request:
+        key = agent["id"].removeprefix("u-")
+        member = {"id": f"29:1{key}", "name": agent["id"], "aadObjectId": agent["teams"]}
+        body: dict[str, Any] = {
+            "type": "message",
+            "id": f"1{uuid.uuid4().int % 10**15:015d}",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "localTimezone": "Europe/Berlin",
+            "serviceUrl": f"{self.teams_url}/",
+            "channelId": "msteams",
+            "from": member,
+            "conversation": {
+                "id": f"a:1dm-{key}",
+                "conversationType": "personal",
+                "tenantId": self.tenant,
+            },
+            "recipient": TEAMS_BOT,
+            "entities": [{"type": "clientInfo", "locale": "en-US", "timezone": "Europe/Berlin"}],
+            "channelData": {"tenant": {"id": self.tenant}},
+            "locale": "en-US",
+            "textFormat": "plain",
+            "text": text,
+        }
+        if value is not None:
+            body["value"] = value
+        if reply_to is not None:
+            body["replyToId"] = reply_to
+        return json.dumps(body).encode(), "application/json", {}
+
+
+# ---- driving one server ---------------------------------------------------------
+
+
+def percentile(samples: list[float], q: float) -> float:
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@dataclass
+class Run:
+    """One measured run against one server."""
+
+    channel: str
+    server: str
+    requests: int = 0
+    seconds: float = 0.0
+    statuses: dict[str, int] = field(default_factory=dict)
+    p50_ms: float = 0.0
+    p95_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    answers: int | None = None  # calls the bot made to the fakes for this run
+    last_answer_s: float | None = None  # from the first request to the last answer
+    rss_peak_mb: float | None = None
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def errors(self) -> int:
+        return sum(n for s, n in self.statuses.items() if not s.startswith("2"))
+
+
+async def drive(
+    session: aiohttp.ClientSession,
+    url: str,
+    make: Maker,
+    *,
+    start: int,
+    total: int,
+    concurrency: int,
+    duration: float,
+) -> tuple[list[float], Counter[str], float]:
+    """Send requests ``start .. start+total-1`` to ``url``, ``concurrency`` at a time.
+
+    Bounded in count (``total``) and time (no new request after ``duration`` s).
+    Returns each request's time to the HTTP answer in ms, the statuses, and the
+    wall time.
+    """
+    counter = itertools.count(start)
+    end = start + total
+    latencies: list[float] = []
+    statuses: Counter[str] = Counter()
+    began = time.perf_counter()
+    deadline = began + duration
+
+    async def worker() -> None:
+        while True:
+            i = next(counter)
+            if i >= end or time.perf_counter() > deadline:
+                return
+            body, content_type, headers = make(i)
+            sent = time.perf_counter()
+            try:
+                async with session.post(
+                    url, data=body, headers={"Content-Type": content_type, **headers}
+                ) as resp:
+                    await resp.read()
+                    status = str(resp.status)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                status = type(exc).__name__
+            latencies.append((time.perf_counter() - sent) * 1000)
+            statuses[status] += 1
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, statuses, time.perf_counter() - began
+
+
+async def fake_counts(session: aiohttp.ClientSession, stats_url: str) -> Counter[str]:
+    async with session.get(stats_url) as resp:
+        return Counter(await resp.json())
+
+
+def answers_of(counts: Counter[str], channel: str) -> int:
+    if channel == "slack":
+        return sum(counts[k] for k in SLACK_ANSWERS)
+    return sum(n for k, n in counts.items() if k.startswith("teams:") and "members" not in k)
+
+
+async def wait_answers(
+    session: aiohttp.ClientSession, stats_url: str, channel: str, since: float
+) -> tuple[int, float]:
+    """Wait until no answer reached the fakes for ``QUIET_S``; (answers, last answer - since)."""
+    last = answers_of(await fake_counts(session, stats_url), channel)
+    last_change = time.perf_counter()
+    limit = last_change + DRAIN_LIMIT_S
+    while time.perf_counter() - last_change < QUIET_S and time.perf_counter() < limit:
+        await asyncio.sleep(0.1)
+        now = answers_of(await fake_counts(session, stats_url), channel)
+        if now != last:
+            last, last_change = now, time.perf_counter()
+    return last, last_change - since
+
+
+async def measure(
+    channel: str,
+    server: str,
+    url: str,
+    make: Maker,
+    args: argparse.Namespace,
+    stats_url: str,
+    offset: int,
+) -> Run:
+    """Warm up, then one measured run; for ours, also wait for the answers to go out."""
+    warm = max(1, args.requests // 10)
+    connector = aiohttp.TCPConnector(limit=args.concurrency)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        await drive(
+            session,
+            url,
+            make,
+            start=offset,
+            total=warm,
+            concurrency=args.concurrency,
+            duration=args.duration,
+        )
+        await wait_answers(session, stats_url, channel, time.perf_counter())
+        before = answers_of(await fake_counts(session, stats_url), channel)
+        began = time.perf_counter()
+        latencies, statuses, seconds = await drive(
+            session,
+            url,
+            make,
+            start=offset + warm,
+            total=args.requests,
+            concurrency=args.concurrency,
+            duration=args.duration,
+        )
+        run = Run(
+            channel=channel,
+            server=server,
+            requests=len(latencies),
+            seconds=seconds,
+            statuses=dict(statuses),
+            p50_ms=percentile(latencies, 0.50),
+            p95_ms=percentile(latencies, 0.95),
+            p99_ms=percentile(latencies, 0.99),
+            max_ms=max(latencies, default=0.0),
+        )
+        answered, last = await wait_answers(session, stats_url, channel, began)
+        run.answers = answered - before
+        run.last_answer_s = last if run.answers else None
+    print(
+        f"  {channel:5} {server:15} {run.requests:6,} req in {run.seconds:5.1f} s: "
+        f"{run.rps:7.1f} req/s, p50 {run.p50_ms:6.1f} ms, p99 {run.p99_ms:6.1f} ms, "
+        f"errors {run.errors}, answers {run.answers}"
+        + (f" (last {run.last_answer_s:.1f} s after the start)" if run.last_answer_s else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+    return run
+
+
+# ---- the whole benchmark ----------------------------------------------------------
+
+
+def base_env() -> dict[str, str]:
+    """This environment without any real channel or Partner Center credentials."""
+    drop = ("SLACK_", "MICROSOFT_", "PARTNER_CENTER_", "BOT_", "BILLING_BOT_")
+    return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+
+
+async def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    slack_port, teams_port = free_port(), free_port()
+    slack_url = f"http://{LOOPBACK}:{slack_port}"
+    teams_url = f"http://{LOOPBACK}:{teams_port}"
+    fakes = ServerProcess(
+        "fakes",
+        [
+            sys.executable,
+            str(BENCH / "fakes.py"),
+            "--slack-port",
+            str(slack_port),
+            "--teams-port",
+            str(teams_port),
+        ],
+        port=slack_port,
+        health_path="/bench/stats",
+        env=base_env(),
+        log=work / "fakes.log",
+    )
+    runs: list[Run] = []
+    with fakes:
+        stats_url = f"{slack_url}/bench/stats"
+        if args.store:
+            manifest = json.loads((Path(args.store) / MANIFEST_NAME).read_text())
+        else:
+            print(f"seeding {args.cases:,} cases ...", file=sys.stderr, flush=True)
+            manifest = seed(work / "store", args.cases, service_url=f"{teams_url}/")
+        traffic = Traffic(manifest, slack_url, teams_url)
+        slack_env = {
+            "SLACK_BOT_TOKEN": TOKEN,
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": f"{slack_url}/api/",
+        }
+        port = free_port()
+        serve_env = {
+            **base_env(),
+            **slack_env,
+            "BOT_DB": manifest["store"],
+            "BOT_CONFIG": manifest["config"],
+            "HOST": LOOPBACK,
+            "PORT": str(port),
+        }
+        cmd = serve_command()
+        if args.profile:
+            out = Path(args.profile).resolve()
+            cmd = ["py-spy", "record", "-r", "250", "-o", str(out), "--", *cmd]
+        serve = ServerProcess(
+            "billing-bot serve",
+            cmd,
+            port=port,
+            health_path="/healthz",
+            env=serve_env,
+            cwd=work,
+            log=work / "serve.log",
+        )
+        print("billing-bot serve ...", file=sys.stderr, flush=True)
+        with serve:
+            ready_s = serve.ready_s
+            base = serve.url
+            if "slack" in args.channels:
+                runs.append(
+                    await measure(
+                        "slack",
+                        "billing-bot",
+                        base + "/slack/events",
+                        traffic.slack,
+                        args,
+                        stats_url,
+                        0,
+                    )
+                )
+            if "teams" in args.channels:
+                runs.append(
+                    await measure(
+                        "teams",
+                        "billing-bot",
+                        base + "/api/messages",
+                        traffic.teams,
+                        args,
+                        f"{teams_url}/bench/stats",
+                        0,
+                    )
+                )
+            peak = serve.peak_rss_mb()
+            if args.profile:
+                # py-spy is the child; the serve is its child: read the grandchild's peak.
+                peak = None
+            for run in runs:
+                run.rss_peak_mb = peak
+        if "slack" in args.channels:
+            port = free_port()
+            bolt = ServerProcess(
+                "bare bolt",
+                [sys.executable, str(BENCH / "baselines" / "bare_bolt.py"), "--port", str(port)],
+                port=port,
+                health_path="/healthz",
+                env={**base_env(), **slack_env},
+                log=work / "bare_bolt.log",
+            )
+            print("bare slack-bolt ...", file=sys.stderr, flush=True)
+            with bolt:
+                run = await measure(
+                    "slack",
+                    "bare bolt",
+                    bolt.url + "/slack/events",
+                    traffic.slack,
+                    args,
+                    stats_url,
+                    0,
+                )
+                run.rss_peak_mb = bolt.peak_rss_mb()
+                runs.append(run)
+        if "teams" in args.channels:
+            port = free_port()
+            echo = ServerProcess(
+                "bare botbuilder",
+                [
+                    sys.executable,
+                    str(BENCH / "baselines" / "bare_botbuilder.py"),
+                    "--port",
+                    str(port),
+                ],
+                port=port,
+                health_path="/healthz",
+                env=base_env(),
+                log=work / "bare_botbuilder.log",
+            )
+            print("bare botbuilder ...", file=sys.stderr, flush=True)
+            with echo:
+                run = await measure(
+                    "teams",
+                    "bare botbuilder",
+                    echo.url + "/api/messages",
+                    traffic.teams,
+                    args,
+                    f"{teams_url}/bench/stats",
+                    0,
+                )
+                run.rss_peak_mb = echo.peak_rss_mb()
+                runs.append(run)
+    return {
+        "machine": machine(),
+        "cases": manifest["cases"],
+        "live": len(manifest["live"]),
+        "concurrency": args.concurrency,
+        "requests": args.requests,
+        "serve_ready_s": ready_s,
+        "runs": [{**asdict(r), "rps": r.rps, "errors": r.errors} for r in runs],
+    }
+
+
+def machine() -> str:
+    return (
+        f"{os.cpu_count()} cpus, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
+
+
+def report(result: dict[str, Any]) -> bool:
+    """Print the figures, ratios and verdicts; True when every target was met."""
+    runs = result["runs"]
+    print(f"machine: {result['machine']}")
+    print(
+        f"store: {result['cases']:,} cases ({result['live']:,} live); concurrency "
+        f"{result['concurrency']}; {result['requests']:,} requests per run; serve ready in "
+        f"{result['serve_ready_s']:.1f} s"
+    )
+    print()
+    print(
+        "| channel | server | requests | req/s | p50 ms | p95 ms | p99 ms | max ms | errors "
+        "| answers out | last answer s | peak RSS MB |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in runs:
+        last = f"{r['last_answer_s']:.1f}" if r["last_answer_s"] else "-"
+        rss = f"{r['rss_peak_mb']:.0f}" if r["rss_peak_mb"] else "-"
+        print(
+            f"| {r['channel']} | {r['server']} | {r['requests']:,} | {r['rps']:.0f} "
+            f"| {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.0f} "
+            f"| {r['errors']} | {r['answers'] if r['answers'] is not None else '-'} | {last} "
+            f"| {rss} |"
+        )
+    ok = True
+    print()
+    pairs = (("slack", "bare bolt"), ("teams", "bare botbuilder"))
+    for channel, baseline in pairs:
+        ours = next(
+            (r for r in runs if r["channel"] == channel and r["server"] == "billing-bot"), None
+        )
+        base = next((r for r in runs if r["channel"] == channel and r["server"] == baseline), None)
+        if ours is None or base is None:
+            continue
+        ratio = ours["rps"] / base["rps"] if base["rps"] else 0.0
+        p99_ratio = ours["p99_ms"] / base["p99_ms"] if base["p99_ms"] else 0.0
+        met = ratio >= 0.8 and ours["errors"] == 0
+        ok &= met
+        print(
+            f"{channel}: billing-bot {ours['rps']:.0f} req/s vs {baseline} {base['rps']:.0f} "
+            f"req/s: ratio {ratio:.2f} (>= 0.8): {'met' if met else 'MISSED'}; "
+            f"p99 {ours['p99_ms']:.1f} vs {base['p99_ms']:.1f} ms (ratio {p99_ratio:.2f})"
+        )
+        if channel == "slack":
+            met = ours["p99_ms"] <= 100
+            ok &= met
+            print(
+                f"slack: billing-bot p99 {ours['p99_ms']:.1f} ms at concurrency "
+                f"{result['concurrency']} with {result['cases']:,} cases (<= 100 ms): "
+                f"{'met' if met else 'MISSED'}"
+            )
+    ours_rss = [r["rss_peak_mb"] for r in runs if r["server"] == "billing-bot" and r["rss_peak_mb"]]
+    if ours_rss:
+        met = ours_rss[0] <= 300
+        ok &= met
+        print(
+            f"serve peak RSS after the runs, {result['cases']:,} cases: {ours_rss[0]:.0f} MB "
+            f"(<= 300): {'met' if met else 'MISSED'}"
+        )
+    print()
+    print("all targets met" if ok else "SOME TARGETS MISSED")
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", type=int, default=100_000, help="cases in the seeded store")
+    parser.add_argument("--store", help="a directory seeded before by bench/seed_store.py")
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument(
+        "--requests", type=int, default=5000, help="requests per measured run (+10%% warm-up)"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=60.0, help="no new request after this many seconds"
+    )
+    parser.add_argument("--channels", default="slack,teams", help="slack, teams or both")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--profile", help="run the serve under py-spy, writing this SVG")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args()
+    if args.concurrency < 1 or args.requests < 1 or args.duration <= 0:
+        parser.error("--concurrency, --requests and --duration must be positive")
+    args.channels = {c.strip() for c in args.channels.split(",") if c.strip()}
+    if not args.channels or args.channels - {"slack", "teams"}:
+        parser.error("--channels takes slack, teams or slack,teams")
+    work = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    try:
+        result = asyncio.run(run_all(args, work))
+    finally:
+        if args.keep:
+            print(f"(kept {work})", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    ok = report(result)
+    return 0 if ok or not args.strict else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
