@@ -8,7 +8,7 @@ from bot.domain import STATE_LABELS, Actor, Case, Customer, Kind, Role, State, U
 from bot.i18n import N_, _, format_amount, format_time, ngettext
 from bot.money import Money
 from bot.policy import Action, allowed, can_see_internal
-from conversations.forms import CATEGORY_LABELS, OUTCOME_LABELS
+from conversations.forms import CATEGORY_LABELS, OUTCOME_LABELS, VIA_LABELS
 from conversations.model import ActionRef, Button, ButtonStyle, CardFact, CaseCard
 from conversations.text import u
 
@@ -26,6 +26,27 @@ AUDIT_LABELS = {
     "service_request_status": N_("service request status changed"),
     "snoozed": N_("snoozed the reminders"),
 }
+# A Microsoft service request's status and how it was filed: in English the words of
+# `srstatus` and the config, translated for other locales.
+SR_STATUS_LABELS = {
+    "open": N_("open"),
+    "attention_needed": N_("attention_needed"),
+    "closed": N_("closed"),
+}
+SR_MODE_LABELS = {"api": N_("api"), "manual": N_("manual")}
+
+
+def sr_status_label(status: str) -> str:
+    """A service request status (``attention_needed``…) in the current locale."""
+    return _(SR_STATUS_LABELS[status]) if status in SR_STATUS_LABELS else status
+
+
+def via_label(via: object) -> str:
+    """How the customer was told (an ``InformedVia`` or its value), in the current locale."""
+    for key, label in VIA_LABELS.items():
+        if via == key or via == key.value:
+            return _(label)
+    return str(via)
 
 
 def local_time(when: datetime, tz: str) -> str:
@@ -148,7 +169,7 @@ def case_card(
             CardFact(
                 _("Customer told"),
                 _("{via}, {when}").format(
-                    via=case.informed_via.value, when=local_time(case.informed_at, viewer_tz)
+                    via=via_label(case.informed_via), when=local_time(case.informed_at, viewer_tz)
                 ),
             )
         )
@@ -157,7 +178,11 @@ def case_card(
         facts.append(
             CardFact(
                 _("Microsoft request"),
-                _("{id} ({mode}, {status})").format(id=u(sr.id), mode=sr.mode, status=sr.status),
+                _("{id} ({mode}, {status})").format(
+                    id=u(sr.id),
+                    mode=_(SR_MODE_LABELS[sr.mode]) if sr.mode in SR_MODE_LABELS else sr.mode,
+                    status=sr_status_label(sr.status),
+                ),
             )
         )
     if internal and case.notes:
@@ -219,6 +244,7 @@ def full_history(case: Case, viewer: Actor, viewer_tz: str, names: dict[str, str
         if entry.action in ("resolved", "cancelled", "reopened", "customer_informed"):
             text = entry.details.get("resolution") or entry.details.get("reason") or ""
             via = entry.details.get("via")
+            via = via_label(via) if via else via
             details = " — " + ", ".join(str(x) for x in (via, text) if x) if (via or text) else ""
             details = u(details) if details else ""
         lines.append(

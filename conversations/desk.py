@@ -542,17 +542,11 @@ class Desk:
             case.start(turn.actor, turn.now)
         ops: list[Op] = []
         if assignee.id != turn.actor.user_id:
-            ops.append(
-                self._notify_op(
-                    assignee.id,
-                    case,
-                    "assigned",
-                    _("{who} assigned {case} to you.").format(
-                        who=turn.user.display_name, case=case.id
-                    ),
-                    turn,
+            with use_locale(assignee.locale):  # the assignee reads it, in their language
+                note = _("{who} assigned {case} to you.").format(
+                    who=turn.user.display_name, case=case.id
                 )
-            )
+            ops.append(self._notify_op(assignee.id, case, "assigned", note, turn))
         return await self._save_and_show(
             turn,
             case,
@@ -892,7 +886,9 @@ class Desk:
         return {"case": case.id, "version": str(case.stage)}
 
     def _sr_title(self, case: Case) -> str:
-        return _("Billing {kind} for {case}").format(kind=case.kind.value, case=case.id)
+        if case.kind == Kind.DISPUTE:
+            return _("Billing dispute for {case}").format(case=case.id)
+        return _("Billing question for {case}").format(case=case.id)
 
     def add_command(self, name: str, handler: Handler) -> None:
         """Add (or replace) a command; flow modules call this from their ``register``."""

@@ -62,6 +62,7 @@ from bot.partner_center import (
 from bot.policy import Action, check
 from bot.scheduler import iso
 from bot.storage import Op, VersionConflict
+from conversations.cards import sr_status_label
 from conversations.commands import Command
 from conversations.desk import Desk, FormSpec, Result, Turn
 from conversations.forms import SEVERITY_LABELS, ValidationError, choices, validate
@@ -704,7 +705,9 @@ class EscalationFlow:
         text = words[1].strip() if len(words) > 1 else ""
         if sr.status == status and not text:
             raise DomainError(
-                _("Service request {sr} is already {status}.").format(sr=u(sr.id), status=status)
+                _("Service request {sr} is already {status}.").format(
+                    sr=u(sr.id), status=sr_status_label(status)
+                )
             )
         if sr.status != status:
             case.record_service_request_status(status, turn.actor, turn.now)
