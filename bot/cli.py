@@ -17,6 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.config import ConfigError, Settings, load_settings
+from bot.i18n import _, use_locale
 from bot.storage import StorageError, Store, StoreLocked, open_store
 from bot.storage.tinydb_engine import lock_path_for, read_lock_info
 from conversations.model import Reply
@@ -159,14 +160,17 @@ async def chat(settings: Settings, user: str | None, locale: str | None) -> int:
     if url is not None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
             session = ChatSession(http_sender(http, url), name, locale)
-            intro = f"Connected to the billing-bot at {url} as {name}. Type help, or quit."
+            with use_locale(locale):
+                intro = _(
+                    "Connected to the billing-bot at {url} as {name}. Type help, or quit."
+                ).format(url=url, name=name)
             try:
                 async with http.get(f"{url}/local/inbox", params={"user": name}) as resp:
                     items = (await resp.json()).get("items", [])
             except aiohttp.ClientError as exc:
                 print(f"billing-bot: cannot reach the serve at {url}: {exc}", file=sys.stderr)
                 return 1
-            intro += _inbox_text([reply_from_dict(i) for i in items])
+            intro += _inbox_text([reply_from_dict(i) for i in items], locale)
             await run_terminal(session, sys.stdin, sys.stdout, intro)
         return 0
     assert store is not None
@@ -180,21 +184,28 @@ async def chat(settings: Settings, user: str | None, locale: str | None) -> int:
         session = ChatSession(send, name, locale)
         found = await store.find_user(name)
         items = await runtime.take_inbox(found.id if found else name)
-        intro = f"billing-bot (store {settings.db_path}) — you are {name}. Type help, or quit."
-        intro += _inbox_text([reply_from_dict(i) for i in items])
+        locale = locale or (found.locale if found else None)
+        with use_locale(locale):
+            intro = _("billing-bot (store {path}) — you are {name}. Type help, or quit.").format(
+                path=settings.db_path, name=name
+            )
+        intro += _inbox_text([reply_from_dict(i) for i in items], locale)
         await run_terminal(session, sys.stdin, sys.stdout, intro)
     finally:
         await store.close()
     return 0
 
 
-def _inbox_text(replies: list[Reply]) -> str:
+def _inbox_text(replies: list[Reply], locale: str | None) -> str:
+    """What arrived for the person while no chat was open, headed in their language."""
     from adapters.local.render import render_replies
 
     if not replies:
         return ""
     text, _buttons = render_replies(replies)
-    return f"\n\nWhile you were away ({len(replies)}):\n{text}"
+    with use_locale(locale):
+        head = _("While you were away ({n}):").format(n=len(replies))
+    return f"\n\n{head}\n{text}"
 
 
 async def reminders(settings: Settings, user: str | None, at: str | None) -> int:

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 import aiohttp
 
 from adapters.local.render import render_replies
+from bot.i18n import _, use_locale
 from conversations.model import ActionRef, Button, Channel, Message, Reply
 from conversations.serialize import reply_from_dict
 
@@ -53,7 +54,10 @@ class ChatSession:
     async def line(self, line: str) -> str:
         typed = line.strip()
         if self._is_choice(typed) and int(typed) > len(self.buttons) and self.buttons:
-            return f"There is no choice {typed} here: pick 1 to {len(self.buttons)}."
+            with use_locale(self.locale):
+                return _("There is no choice {typed} here: pick 1 to {n}.").format(
+                    typed=typed, n=len(self.buttons)
+                )
         replies = await self.send(self._payload(line))
         text, self.buttons = render_replies(replies)
         return text
