@@ -1140,9 +1140,15 @@ class Collections:
             now = self.runtime.clock.now()
             try:
                 change = await self.client.set_subscription_status(op["tenant"], sub, status)
-            except PartnerCenterError as exc:
-                log.warning("%s of %s failed: %s", kind, sub, exc.detail)
-                results[sub] = {"state": "failed", "message": exc.user_message}
+            except Exception as exc:  # noqa: BLE001 - recorded as failed; Retry is offered
+                if isinstance(exc, PartnerCenterError):
+                    message, detail = exc.user_message, exc.detail
+                    log.warning("%s of %s failed: %s", kind, sub, detail)
+                else:
+                    log.exception("%s of %s failed unexpectedly", kind, sub)
+                    message = _("Something went wrong on our side; nothing more was changed.")
+                    detail = type(exc).__name__
+                results[sub] = {"state": "failed", "message": message}
                 entry = audit_op(
                     now,
                     actor.user_id,
@@ -1151,7 +1157,7 @@ class Collections:
                     customer.id,
                     op=op_id,
                     subscription=sub,
-                    error=exc.detail,
+                    error=detail,
                 )
             else:
                 name = change.resource.get("friendlyName") or change.resource.get("offerName")
