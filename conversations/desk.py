@@ -18,6 +18,7 @@ from typing import Any
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.domain import (
+    TRANSITIONS,
     Actor,
     Case,
     Category,
@@ -35,6 +36,7 @@ from bot.domain import (
     User,
     format_case_id,
     parse_case_id,
+    transition_error,
 )
 from bot.i18n import _, use_locale
 from bot.money import Money, MoneyError, parse_money
@@ -143,6 +145,12 @@ class _Stale(Exception):
 
 async def _nothing_due(user: User, at: datetime) -> list[tuple[datetime, str, str]]:
     return []
+
+
+def _require_move(case: Case, target: State) -> None:
+    """Refuse early (before a form asks anything) when ``case`` cannot move to ``target``."""
+    if target not in TRANSITIONS[case.state]:
+        raise DomainError(transition_error(case, target))
 
 
 def applied_key(message_id: str | None) -> str:
@@ -505,8 +513,6 @@ class Desk:
         number, _rest = cmd.case_and_rest()
         case = await self._load_case(turn, number, Action.TAKE, "take BILL-7")
         if case.state in (State.CANCELLED, State.CLOSED):
-            from bot.domain import transition_error
-
             raise DomainError(transition_error(case, State.IN_PROGRESS))
         if case.owner == turn.actor.user_id and case.state not in (State.OPEN, State.REOPENED):
             raise DomainError(_("{case} is already yours.").format(case=case.id))
@@ -576,8 +582,6 @@ class Desk:
         number, rest = cmd.case_and_rest()
         case = await self._load_case(turn, number, Action.ESCALATE, "escalate BILL-7")
         if case.state not in (State.OPEN, State.IN_PROGRESS, State.REOPENED):
-            from bot.domain import transition_error
-
             raise DomainError(transition_error(case, State.ESCALATED))
         if rest:
             return await self._do_escalate(turn, case, {"request_id": rest.split()[0]})
@@ -716,10 +720,7 @@ class Desk:
         number, rest = cmd.case_and_rest()
         case = await self._load_case(turn, number, Action.REOPEN, "reopen BILL-7 reason")
         if not rest:
-            if case.state not in (State.RESOLVED, State.CUSTOMER_INFORMED, State.CLOSED):
-                from bot.domain import transition_error
-
-                raise DomainError(transition_error(case, State.REOPENED))
+            _require_move(case, State.REOPENED)  # before asking why
             return await self._start_form(turn, "reopen", self._case_ctx(case), prefill={})
         return await self._do_reopen(turn, case, rest)
 
@@ -729,10 +730,7 @@ class Desk:
             turn, number, Action.CANCEL, "cancel BILL-7 duplicate of BILL-3"
         )
         if not rest:
-            if case.state not in (State.OPEN, State.IN_PROGRESS, State.ESCALATED):
-                from bot.domain import transition_error
-
-                raise DomainError(transition_error(case, State.CANCELLED))
+            _require_move(case, State.CANCELLED)  # before asking why
             return await self._start_form(turn, "cancel", self._case_ctx(case), prefill={})
         return await self._do_cancel(turn, case, rest)
 
