@@ -55,6 +55,35 @@ def normalize_locale(value: str | None) -> str:
     return DEFAULT_LOCALE
 
 
+def negotiate(accept_language: str | None) -> str | None:
+    """The supported locale an HTTP ``Accept-Language`` header prefers, or None.
+
+    ``zh-CN,zh;q=0.9,en;q=0.8`` → ``zh_CN``; ``fr-FR,en;q=0.5`` → ``en``; ``fr`` → None
+    (nothing we speak: the caller keeps its default).
+    """
+    if not accept_language:
+        return None
+    ranked: list[tuple[float, int, str]] = []
+    for i, part in enumerate(accept_language.split(",")):
+        tag, _sep, params = part.strip().partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            key, _eq, value = param.strip().partition("=")
+            if key == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if tag and quality > 0:
+            ranked.append((-quality, i, tag.strip().lower()))
+    for _q, _i, tag in sorted(ranked):
+        if tag.startswith("zh"):
+            return "zh_CN"
+        if tag == "en" or tag.startswith("en-") or tag.startswith("en_"):
+            return DEFAULT_LOCALE
+    return None
+
+
 class _Pseudo(gettext.NullTranslations):
     """Wraps every catalog string in marks: text outside them bypassed the catalog."""
 

@@ -55,7 +55,7 @@ from adapters.web.views import (
 )
 from bot.config import Settings
 from bot.domain import Actor, Case, Customer, Role, User, parse_case_id
-from bot.i18n import _, use_locale
+from bot.i18n import _, current_locale, negotiate, use_locale
 from bot.runtime import Runtime
 from bot.scheduler import loop_key
 from conversations.cards import case_card, local_time
@@ -145,6 +145,7 @@ def page(*, need_user: bool = True) -> Callable[[Handler], Callable[[web.Request
                 if not csrf_ok(session, sent):
                     return _finish(request, _expired(), session, fresh)
             ctx = Ctx(state, session, must_login)
+            accept = negotiate(request.headers.get("Accept-Language"))
             response: web.StreamResponse
             if need_user:
                 if not session.user:
@@ -154,9 +155,11 @@ def page(*, need_user: bool = True) -> Callable[[Handler], Callable[[web.Request
                         target = safe_next(request.path_qs)
                         response = redirect(f"/login?next={_quote(target)}")
                     return _finish(request, response, session, fresh)
-                probe = _message(session.user, {})
+                # The browser's language is the platform locale, as Slack's and Teams' are:
+                # it counts unless the person chose one (`language`) or the config sets it.
+                probe = _message(session.user, {"locale": accept} if accept else {})
                 ctx.user, ctx.actor = await state.runtime.desk.directory.resolve(probe)
-            locale = ctx.user.locale if ctx.user else None
+            locale = ctx.user.locale if ctx.user else accept
             with use_locale(locale):
                 response = await handler(request, ctx)
             return _finish(request, response, session, fresh)
@@ -211,6 +214,7 @@ def render(
         "must_login": ctx.must_login,
         "path": request.path,
         "_": _,
+        "lang": "zh-CN" if current_locale() == "zh_CN" else "en",
     }
     return aiohttp_jinja2.render_template(template, request, {**base, **values}, status=status)
 
