@@ -41,6 +41,19 @@ def sr_status_label(status: str) -> str:
     return _(SR_STATUS_LABELS[status]) if status in SR_STATUS_LABELS else status
 
 
+def sr_mode_label(mode: str) -> str:
+    """How a service request was filed (``api`` or ``manual``), in the current locale."""
+    return _(SR_MODE_LABELS[mode]) if mode in SR_MODE_LABELS else mode
+
+
+ROLE_LABELS = {"lead": N_("lead"), "agent": N_("agent"), "customer": N_("customer")}
+
+
+def role_label(role: str) -> str:
+    """A role's value (``lead``…) as people read it, in the current locale."""
+    return _(ROLE_LABELS[role]) if role in ROLE_LABELS else role
+
+
 def via_label(via: object) -> str:
     """How the customer was told (an ``InformedVia`` or its value), in the current locale."""
     for key, label in VIA_LABELS.items():
@@ -180,7 +193,7 @@ def case_card(
                 _("Microsoft request"),
                 _("{id} ({mode}, {status})").format(
                     id=u(sr.id),
-                    mode=_(SR_MODE_LABELS[sr.mode]) if sr.mode in SR_MODE_LABELS else sr.mode,
+                    mode=sr_mode_label(sr.mode),
                     status=sr_status_label(sr.status),
                 ),
             )

@@ -58,7 +58,15 @@ from bot.domain import Actor, Case, Customer, Role, User, parse_case_id
 from bot.i18n import _, current_locale, negotiate, use_locale
 from bot.runtime import Runtime
 from bot.scheduler import loop_key
-from conversations.cards import case_card, local_time
+from conversations.cards import (
+    case_card,
+    local_time,
+    role_label,
+    sr_mode_label,
+    sr_status_label,
+    state_label,
+    via_label,
+)
 from conversations.desk import Desk
 from conversations.directory import tenant_key
 from conversations.model import ActionRef, Channel, Message, Reply
@@ -214,6 +222,12 @@ def render(
         "must_login": ctx.must_login,
         "path": request.path,
         "_": _,
+        # Stored values (enums, codes) as people read them, in the page's language.
+        "state_label": state_label,
+        "sr_status_label": sr_status_label,
+        "sr_mode_label": sr_mode_label,
+        "via_label": via_label,
+        "role_label": role_label,
         "lang": "zh-CN" if current_locale() == "zh_CN" else "en",
     }
     return aiohttp_jinja2.render_template(template, request, {**base, **values}, status=status)

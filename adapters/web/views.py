@@ -26,7 +26,7 @@ from bot.domain import (
     State,
     parse_case_id,
 )
-from bot.i18n import _
+from bot.i18n import N_, _
 from bot.policy import can_see_internal
 from conversations.directory import tenant_key
 from conversations.forms import CATEGORY_LABELS
@@ -41,12 +41,12 @@ STATE_ORDER: tuple[State, ...] = (
     State.CUSTOMER_INFORMED,
 )
 AGE_BUCKETS: tuple[tuple[str, timedelta | None], ...] = (
-    ("< 1 day", timedelta(days=1)),
-    ("1–3 days", timedelta(days=3)),
-    ("3–7 days", timedelta(days=7)),
-    ("1–2 weeks", timedelta(days=14)),
-    ("2–4 weeks", timedelta(days=28)),
-    ("4+ weeks", None),
+    (N_("< 1 day"), timedelta(days=1)),
+    (N_("1–3 days"), timedelta(days=3)),
+    (N_("3–7 days"), timedelta(days=7)),
+    (N_("1–2 weeks"), timedelta(days=14)),
+    (N_("2–4 weeks"), timedelta(days=28)),
+    (N_("4+ weeks"), None),
 )
 UNASSIGNED = "none"
 
@@ -444,7 +444,7 @@ def age_chart(cases: Iterable[Case], now: datetime) -> AgeChart:
                 break
         grid[row][STATE_ORDER.index(case.state)] += 1
     return AgeChart(
-        buckets=tuple(label for label, _u in AGE_BUCKETS),
+        buckets=tuple(_(label) for label, _u in AGE_BUCKETS),
         states=STATE_ORDER,
         counts=tuple(tuple(r) for r in grid),
     )
@@ -465,6 +465,65 @@ _CUSTOMER_DETAILS = ("resolution", "reason", "via", "text", "outcome", "credited
 _SKIP_DETAILS = ("kind",)
 
 
+_DETAIL_LABELS = {
+    "category": N_("Category"),
+    "amount": N_("Disputed amount"),
+    "resolution": N_("Resolution"),
+    "reason": N_("Reason"),
+    "via": N_("Customer told"),
+    "outcome": N_("Outcome"),
+    "credited": N_("Credited amount"),
+    "service_request": N_("Microsoft service request"),
+    "mode": N_("Mode"),
+    "text": N_("Message"),
+    "reminders_sent": N_("Reminders sent"),
+    "until": N_("Snoozed until"),
+}
+
+
+def _detail_value(action: str, key: str, value: Any) -> str:
+    """A stored detail value (an enum's value, a code) as people read it."""
+    from conversations.cards import sr_mode_label, sr_status_label, state_label, via_label
+    from conversations.forms import OUTCOME_LABELS
+
+    text = str(value)
+    if key in ("from", "to") and action == "service_request_status":
+        return sr_status_label(text)
+    if key in ("from", "to") and text in {s.value for s in State}:
+        return state_label(State(text))
+    labels: dict[str, Mapping[Any, str]] = {"category": CATEGORY_LABELS, "outcome": OUTCOME_LABELS}
+    for enum_value, label in labels.get(key, {}).items():
+        if text == getattr(enum_value, "value", enum_value):
+            return _(label)
+    if key == "via":
+        return via_label(text)
+    if key == "mode":
+        return sr_mode_label(text)
+    return text
+
+
+def _details_text(action: str, details: Mapping[str, Any]) -> str:
+    """An audit entry's details in the page's language: "open → in progress, Reason: …"."""
+    parts = []
+    if "from" in details or "to" in details:
+        parts.append(
+            "{} → {}".format(
+                *(_detail_value(action, k, details.get(k) or "—") for k in ("from", "to"))
+            )
+        )
+    for key, value in details.items():
+        if key in ("from", "to") or key in _SKIP_DETAILS or value in (None, "", False):
+            continue
+        if key == "to_microsoft":
+            parts.append(_("sent to Microsoft"))
+            continue
+        label = _(_DETAIL_LABELS[key]) if key in _DETAIL_LABELS else key.replace("_", " ")
+        parts.append(
+            _("{label}: {value}").format(label=label, value=_detail_value(action, key, value))
+        )
+    return ", ".join(parts)
+
+
 def audit_lines(case: Case, viewer: Actor, names: Mapping[str, str]) -> list[AuditLine]:
     """The full trail as the viewer may see it: customers get no notes and no SR details."""
     from conversations.cards import AUDIT_LABELS
@@ -479,11 +538,7 @@ def audit_lines(case: Case, viewer: Actor, names: Mapping[str, str]) -> list[Aud
             details = {k: v for k, v in details.items() if k in _CUSTOMER_DETAILS}
         if entry.action == "assigned":
             details = {k: names.get(v, v) if v else "—" for k, v in details.items()}
-        text = ", ".join(
-            f"{k.replace('_', ' ')}: {v}"
-            for k, v in details.items()
-            if k not in _SKIP_DETAILS and v not in (None, "")
-        )
+        text = _details_text(entry.action, details)
         out.append(
             AuditLine(
                 at=entry.at,

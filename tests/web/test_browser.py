@@ -212,7 +212,7 @@ def test_ask_take_resolve_then_customer_informed_on_the_dashboard(
     page.locator('#cases tr[data-case="BILL-1"] a').first.click()
     trail = page.locator("table.audit")
     expect(trail).to_contain_text("recorded that the customer was told")
-    expect(trail).to_contain_text("via: call")
+    expect(trail).to_contain_text("Customer told: Call")
     shot(page, "5-case-page")
     assert page.errors == []
     page.context.close()
