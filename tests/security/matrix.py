@@ -18,6 +18,7 @@ end to end through a channel :class:`Driver` and :func:`run_cell` checks:
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
@@ -436,13 +437,23 @@ def case_counter(store: Store) -> int:
     return int(doc.get("value", 0) or 0)
 
 
+async def settle_jobs(runtime: Runtime) -> None:
+    """The reminders the seeding made due go out now, not in the middle of a cell."""
+    for _ in range(200):
+        await runtime.scheduler.tick()
+        jobs = runtime.store.engine.view("jobs").values()
+        if not any(job.get("claimed_until") for job in jobs):
+            return
+        await asyncio.sleep(0.01)  # the background scheduler is sending one
+
+
 async def run_cell(driver: Driver, cell: Cell) -> None:
     """One cell, end to end through ``driver`` (see the module docstring)."""
     runtime = driver.runtime
     store = runtime.store
     op = cell.op
     case = await seed_case(runtime, op.state) if op.state is not None else None
-    await runtime.scheduler.tick()  # the reminders the seeding made due go out before the snapshot
+    await settle_jobs(runtime)
     refusal = expected(cell, case)
     before = snapshot(store)
     count_before = case_counter(store)
@@ -462,7 +473,12 @@ async def run_cell(driver: Driver, cell: Cell) -> None:
             f"{cell} on {driver.channel}: expected the refusal {refusal!r}, got:\n{answer.text}"
         )
         after = snapshot(store)
-        changed = [t for t in before if before[t] != after[t]]
+        changed = {
+            t: {k: (before[t].get(k), after[t].get(k)) for k in set(before[t]) | set(after[t])
+                if before[t].get(k) != after[t].get(k)}
+            for t in before
+            if before[t] != after[t]
+        }  # fmt: skip
         assert not changed, f"{cell} on {driver.channel} was refused but changed {changed}"
         return
     assert not was_refused(answer), f"{cell} on {driver.channel} was refused:\n{answer.text}"
