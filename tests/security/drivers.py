@@ -22,15 +22,22 @@ import re
 import time
 import urllib.parse
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Any
 
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
+from bot.clock import FakeClock
+from bot.config import CustomerConfig
 from bot.runtime import Runtime
+from bot.server import RUNTIME, build_app
+from bot.storage import MemoryEngine, Store, open_store
 from conversations.model import ActionRef, Channel, Message, Reply
 from conversations.text import plain
-from tests.security.matrix import Answer, Person
+from tests.security.matrix import Answer, Person, seed_world
+from tests.slack.slackfake import FakeSlack
 
 LOCAL_NAMES = {
     "agent": "alice",
@@ -373,3 +380,158 @@ class TeamsDriver:
 
     def _card_id(self) -> str:
         return f"card-{next(self._n)}"
+
+
+# ------------------------------------------------------------------------ servers
+class MatrixSlack(FakeSlack):
+    """The fake Web API, knowing the matrix's people and their workspaces."""
+
+    def m_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        uid = str(args["user"])
+        if uid not in SLACK_TEAMS:
+            return super().m_users_info(args)
+        name = uid[1:].title()
+        return {
+            "user": {
+                "id": uid,
+                "team_id": SLACK_TEAMS[uid],
+                "name": name.lower(),
+                "real_name": name,
+                "tz": "Europe/Berlin",
+                "locale": "en-US",
+                "profile": {"display_name": name, "real_name": name, "team": SLACK_TEAMS[uid]},
+            }
+        }
+
+
+@asynccontextmanager
+async def slack_driver(**overrides: Any) -> AsyncIterator[SlackDriver]:
+    """The bot's real app with Slack on, both customers mapped to Slack Connect channels."""
+    from tests.slack.slackfake import START, TENANT_A, TENANT_B, make_settings
+
+    fake = MatrixSlack()
+    fake_server = TestServer(fake.app, host="127.0.0.1")
+    await fake_server.start_server()
+    fake.url = str(fake_server.make_url("")).rstrip("/")
+    settings = make_settings(
+        f"{fake.url}/api/",
+        customers=(
+            CustomerConfig(
+                name="Contoso", tenant_id=TENANT_A, owner="lena", slack_channels=("CCONTOSO",)
+            ),
+            CustomerConfig(
+                name="Fabrikam", tenant_id=TENANT_B, owner="lena", slack_channels=("CFABRIKAM",)
+            ),
+        ),
+        **overrides,
+    )
+    app = build_app(settings, open_store(":memory:"), FakeClock(START, speed=1.0))
+    try:
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            runtime = app[RUNTIME]
+            await seed_world(runtime)
+            yield SlackDriver(runtime, client, fake)
+    finally:
+        await fake_server.close()
+
+
+FABRIKAM_CHANNEL = "19:fabrikam-shared@thread.tacv2"
+
+
+@asynccontextmanager
+async def teams_driver() -> AsyncIterator[TeamsDriver]:
+    """The bot's real app with Teams in Emulator mode, both customers mapped to shared channels."""
+    from tests.harness import TENANT_A, TENANT_B
+    from tests.teams.conftest import (
+        ALICE,
+        CAROL,
+        LENA,
+        SHARED_CHANNEL,
+        BotServer,
+        FakeConnector,
+        TeamsUser,
+        teams_settings,
+    )
+
+    fabi = TeamsUser("fabi", "Fabi Fabrikam", "ffffffff-0000-4000-8000-00000000fab1", TENANT_B)
+    stranger = TeamsUser(
+        "stranger",
+        "Sam Stranger",
+        "55555555-0000-4000-8000-000000000555",
+        "55555555-0000-4000-8000-00000000000f",  # a tenant nobody mapped
+    )
+    people = {
+        "agent": (ALICE, None, "personal"),
+        "lead": (LENA, None, "personal"),
+        "customer_a": (CAROL, SHARED_CHANNEL, "channel"),
+        "customer_b": (fabi, FABRIKAM_CHANNEL, "channel"),
+        "none": (stranger, None, "personal"),
+    }
+    assert CAROL.tenant == TENANT_A
+    connector = FakeConnector()
+    server = TestServer(connector.app(), host="127.0.0.1")
+    await server.start_server()
+    connector.url = str(server.make_url("/")).rstrip("/")
+    settings = teams_settings(
+        ":memory:",
+        customers=(
+            CustomerConfig(
+                name="Contoso",
+                tenant_id=TENANT_A,
+                owner="lena",
+                teams_conversations=(SHARED_CHANNEL,),
+            ),
+            CustomerConfig(
+                name="Fabrikam",
+                tenant_id=TENANT_B,
+                owner="lena",
+                teams_conversations=(FABRIKAM_CHANNEL,),
+            ),
+        ),
+    )
+    bot = await BotServer(settings, connector).start()
+    try:
+        await seed_world(bot.runtime)
+        yield TeamsDriver(bot.runtime, bot, connector, people)
+    finally:
+        await bot.close()
+        await server.close()
+
+
+@asynccontextmanager
+async def web_driver() -> AsyncIterator[WebDriver]:
+    """The bot's real app and one logged-in browser per person (loopback: a name is enough)."""
+    from tests.harness import START, make_settings
+
+    app = build_app(make_settings(), open_store(":memory:"), FakeClock(START, speed=1.0))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    clients = {key: TestClient(server) for key in LOCAL_NAMES}  # one cookie jar per person
+    try:
+        for client in clients.values():
+            await client.start_server()
+        runtime = app[RUNTIME]
+        await seed_world(runtime)
+        web = WebDriver(runtime, clients)
+        await web.login()
+        yield web
+    finally:
+        for client in clients.values():
+            await client.session.close()
+        await server.close()
+
+
+@asynccontextmanager
+async def local_driver() -> AsyncIterator[LocalDriver]:
+    """A runtime on an in-memory store, as ``billing-bot chat`` runs one without a serve."""
+    from tests.harness import START, make_settings
+
+    store = Store(MemoryEngine())
+    await store.open()
+    runtime = Runtime(make_settings(), store, FakeClock(START))
+    try:
+        await seed_world(runtime)
+        yield LocalDriver(runtime)
+    finally:
+        await runtime.close()
+        await store.close()

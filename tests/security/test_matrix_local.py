@@ -7,25 +7,16 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from bot.clock import FakeClock
-from bot.runtime import Runtime
-from bot.storage import MemoryEngine, Store
-from tests.harness import START, make_settings
-from tests.security.drivers import LocalDriver, clear_forms
-from tests.security.matrix import Cell, cells, ids, run_cell, seed_world
+from tests.security.drivers import LocalDriver, clear_forms, local_driver
+from tests.security.matrix import Cell, cells, ids, run_cell
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def driver() -> AsyncIterator[LocalDriver]:
-    store = Store(MemoryEngine())
-    await store.open()
-    runtime = Runtime(make_settings(), store, FakeClock(START))
-    await seed_world(runtime)
-    yield LocalDriver(runtime)
-    await runtime.close()
-    await store.close()
+    async with local_driver() as built:
+        yield built
 
 
 @pytest.mark.parametrize("cell", cells(), ids=ids)

@@ -12,67 +12,17 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestServer
 
-from bot.config import CustomerConfig
-from tests.harness import TENANT_A, TENANT_B
-from tests.security.drivers import TeamsDriver, clear_forms
-from tests.security.matrix import Cell, cells, ids, run_cell, seed_world
-from tests.teams.conftest import (
-    ALICE,
-    CAROL,
-    LENA,
-    SHARED_CHANNEL,
-    BotServer,
-    FakeConnector,
-    TeamsUser,
-    teams_settings,
-)
+from tests.security.drivers import TeamsDriver, clear_forms, teams_driver
+from tests.security.matrix import Cell, cells, ids, run_cell
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-FABRIKAM_CHANNEL = "19:fabrikam-shared@thread.tacv2"
-FABI = TeamsUser("fabi", "Fabi Fabrikam", "ffffffff-0000-4000-8000-00000000fab1", TENANT_B)
-STRANGER = TeamsUser("stranger", "Sam Stranger", "55555555-0000-4000-8000-000000000555",
-                     "55555555-0000-4000-8000-00000000000f")  # fmt: skip
-PEOPLE = {
-    "agent": (ALICE, None, "personal"),
-    "lead": (LENA, None, "personal"),
-    "customer_a": (CAROL, SHARED_CHANNEL, "channel"),
-    "customer_b": (FABI, FABRIKAM_CHANNEL, "channel"),
-    "none": (STRANGER, None, "personal"),
-}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def driver() -> AsyncIterator[TeamsDriver]:
-    connector = FakeConnector()
-    server = TestServer(connector.app(), host="127.0.0.1")
-    await server.start_server()
-    connector.url = str(server.make_url("/")).rstrip("/")
-    assert CAROL.tenant == TENANT_A
-    settings = teams_settings(
-        ":memory:",
-        customers=(
-            CustomerConfig(
-                name="Contoso",
-                tenant_id=TENANT_A,
-                owner="lena",
-                teams_conversations=(SHARED_CHANNEL,),
-            ),
-            CustomerConfig(
-                name="Fabrikam",
-                tenant_id=TENANT_B,
-                owner="lena",
-                teams_conversations=(FABRIKAM_CHANNEL,),
-            ),
-        ),
-    )
-    bot = await BotServer(settings, connector).start()
-    await seed_world(bot.runtime)
-    yield TeamsDriver(bot.runtime, bot, connector, PEOPLE)
-    await bot.close()
-    await server.close()
+    async with teams_driver() as built:
+        yield built
 
 
 @pytest.mark.parametrize("cell", cells(), ids=ids)
