@@ -18,8 +18,7 @@ from aiohttp import web
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.i18n import _, use_locale
-from bot.storage import StorageError, Store, StoreLocked, open_store
-from bot.storage.tinydb_engine import lock_path_for, read_lock_info
+from bot.storage import StorageError, StoreLocked, open_store, open_store_or_serve
 from conversations.model import Reply
 
 log = logging.getLogger("billing-bot")
@@ -122,28 +121,6 @@ def serve(settings: Settings, host: str | None, port: int | None) -> int:
     return 0
 
 
-async def open_store_or_serve(settings: Settings) -> tuple[Store | None, str | None]:
-    """The store, opened by this process — or the URL of the ``serve`` that owns it.
-
-    One process owns a store: commands that change data talk to a running
-    ``serve`` over loopback and open the store themselves only when there is
-    none. Raises :class:`StorageError` with a message for the person otherwise.
-    """
-    store = open_store(settings.db_path)
-    try:
-        await store.open()
-    except StoreLocked as exc:
-        info = read_lock_info(lock_path_for(settings.db_path))
-        url = info.get("url")
-        if not url:
-            raise StorageError(
-                f"the store {settings.db_path} is in use by pid {info.get('pid', '?')}, "
-                "which is not a serve I can talk to"
-            ) from exc
-        return None, str(url)
-    return store, None
-
-
 async def chat(settings: Settings, user: str | None, locale: str | None) -> int:
     import getpass
 
@@ -153,7 +130,7 @@ async def chat(settings: Settings, user: str | None, locale: str | None) -> int:
 
     name = user or getpass.getuser() or "me"
     try:
-        store, url = await open_store_or_serve(settings)
+        store, url = await open_store_or_serve(settings.db_path)
     except StorageError as exc:
         print(f"billing-bot: {exc}", file=sys.stderr)
         return 1
@@ -230,7 +207,7 @@ async def reminders(settings: Settings, user: str | None, at: str | None) -> int
         print("billing-bot: give --at with a time zone offset, e.g. +08:00 or Z", file=sys.stderr)
         return 2
     try:
-        store, url = await open_store_or_serve(settings)
+        store, url = await open_store_or_serve(settings.db_path)
     except StorageError as exc:
         print(f"billing-bot: {exc}", file=sys.stderr)
         return 1
@@ -281,7 +258,7 @@ async def receivables_import(settings: Settings, path: str, user: str | None) ->
         print(f"billing-bot: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     try:
-        store, url = await open_store_or_serve(settings)
+        store, url = await open_store_or_serve(settings.db_path)
     except StorageError as exc:
         print(f"billing-bot: {exc}", file=sys.stderr)
         return 1

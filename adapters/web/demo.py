@@ -432,22 +432,14 @@ async def demo_data_command(settings: Settings) -> int:
     import aiohttp
 
     from bot.clock import clock_from_env
-    from bot.storage import StorageError, StoreLocked, open_store
-    from bot.storage.tinydb_engine import lock_path_for, read_lock_info
+    from bot.storage import StorageError, open_store_or_serve
 
-    store = open_store(settings.db_path)
     try:
-        await store.open()
-    except StoreLocked:
-        info = read_lock_info(lock_path_for(settings.db_path))
-        url = info.get("url")
-        if not url:
-            print(
-                f"billing-bot: the store {settings.db_path} is in use by pid "
-                f"{info.get('pid', '?')}, which is not a serve I can talk to",
-                file=sys.stderr,
-            )
-            return 1
+        store, url = await open_store_or_serve(settings.db_path)
+    except StorageError as exc:
+        print(f"billing-bot: {exc}", file=sys.stderr)
+        return 1
+    if url is not None:
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
                 async with http.post(f"{url}/local/demo-data", json={}) as resp:
@@ -461,10 +453,8 @@ async def demo_data_command(settings: Settings) -> int:
             return 1
         summary = body["summary"]
         where = f"the serve at {url}"
-    except StorageError as exc:
-        print(f"billing-bot: cannot open the store: {exc}", file=sys.stderr)
-        return 1
     else:
+        assert store is not None
         try:
             summary = await fill_demo(store, settings, clock_from_env().now())
         except DemoRefused as exc:

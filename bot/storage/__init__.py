@@ -390,3 +390,28 @@ def open_store(path: str | Path | None) -> Store:
     if path is None or str(path) == ":memory:":
         return Store(MemoryEngine())
     return Store(TinyDBEngine(path))
+
+
+async def open_store_or_serve(path: str | Path) -> tuple[Store | None, str | None]:
+    """The store at ``path`` opened by this process — or the URL of the serve that owns it.
+
+    One process owns a store: commands that change data (``chat``, ``receivables
+    import``, ``demo-data``) talk to a running ``serve`` over loopback and open
+    the store themselves only when there is none. Raises :class:`StorageError`
+    with a message for the person when neither is possible.
+    """
+    from bot.storage.tinydb_engine import lock_path_for, read_lock_info
+
+    store = open_store(path)
+    try:
+        await store.open()
+    except StoreLocked as exc:
+        info = read_lock_info(lock_path_for(path))
+        url = info.get("url")
+        if not url:
+            raise StorageError(
+                f"the store {path} is in use by pid {info.get('pid', '?')}, "
+                "which is not a serve I can talk to"
+            ) from exc
+        return None, str(url)
+    return store, None
