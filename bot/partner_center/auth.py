@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from bot.clock import Clock
+from bot.i18n import _
 from bot.partner_center.errors import PartnerCenterAuthError, PartnerCenterProtocolError
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,10 @@ class TokenProvider:
         if kind == "user":
             if not self._refresh_token:
                 raise PartnerCenterAuthError(
-                    "Partner Center service requests need App+User sign-in: "
-                    "set PARTNER_CENTER_REFRESH_TOKEN."
+                    _(
+                        "Partner Center service requests need App+User sign-in: "
+                        "set PARTNER_CENTER_REFRESH_TOKEN."
+                    )
                 )
             form |= {
                 "grant_type": "refresh_token",
@@ -134,7 +137,7 @@ class TokenProvider:
             raise self._error(kind, status, body)
         if not isinstance(body, Mapping) or not isinstance(body.get("access_token"), str):
             raise PartnerCenterProtocolError(
-                "Microsoft sign-in answered without an access token; try again later.",
+                _("Microsoft sign-in answered without an access token; try again later."),
                 status=status,
             )
         try:
@@ -168,35 +171,40 @@ class TokenProvider:
         description = self._scrub(_first_sentence(description))
         codes = description.split(":", 1)[0] if description.startswith("AADSTS") else ""
         if status == 404:
-            text = (
+            text = _(
                 "Microsoft sign-in has no token endpoint at PARTNER_CENTER_LOGIN_URL "
                 "for PARTNER_CENTER_TENANT_ID: check both."
             )
         elif codes == "AADSTS90002" or (
             "tenant" in description.lower() and "not found" in description.lower()
         ):
-            text = "Microsoft sign-in does not know tenant PARTNER_CENTER_TENANT_ID: check it."
+            text = _("Microsoft sign-in does not know tenant PARTNER_CENTER_TENANT_ID: check it.")
         elif error == "invalid_client" or status == 401:
-            text = (
+            text = _(
                 "Microsoft sign-in refused the app's credentials: check PARTNER_CENTER_CLIENT_ID "
                 "and PARTNER_CENTER_CLIENT_SECRET (the secret may have expired)."
             )
         elif error == "invalid_grant" and kind == "user":
-            text = (
+            text = _(
                 "Microsoft sign-in refused PARTNER_CENTER_REFRESH_TOKEN (expired or revoked): "
                 "get a new refresh token for the app with a Partner Center admin agent account."
             )
         elif error in ("unauthorized_client", "invalid_scope"):
-            text = (
+            text = _(
                 "Microsoft sign-in says the app may not call Partner Center: check the app's "
                 "API permissions and consent for PARTNER_CENTER_CLIENT_ID."
             )
         else:
-            text = "Microsoft sign-in failed"
-            text += f" ({error})" if error else f" (HTTP {status})"
-            text += f": {description}" if description else "."
+            why = error or f"HTTP {status}"
+            text = (
+                _("Microsoft sign-in failed ({why}): {description}").format(
+                    why=why, description=description
+                )
+                if description
+                else _("Microsoft sign-in failed ({why}).").format(why=why)
+            )
         if description and description not in text:
-            text += f" Microsoft said: {description}"
+            text += " " + _("Microsoft said: {description}").format(description=description)
         return PartnerCenterAuthError(
             text, status=status, code=error or None, description=description
         )

@@ -33,6 +33,7 @@ import aiohttp
 
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
+from bot.i18n import N_, _
 from bot.partner_center.auth import Credentials, TokenKind, TokenProvider
 from bot.partner_center.errors import (
     PartnerCenterAuthError,
@@ -69,10 +70,17 @@ _SETTING_ENV = {
     "partner_center_client_secret": "PARTNER_CENTER_CLIENT_SECRET",
     "partner_center_refresh_token": "PARTNER_CENTER_REFRESH_TOKEN",
 }
-_CREDENTIALS_HINT = (
+_CREDENTIALS_HINT = N_(
     "check PARTNER_CENTER_TENANT_ID, PARTNER_CENTER_CLIENT_ID, PARTNER_CENTER_CLIENT_SECRET "
     "and PARTNER_CENTER_REFRESH_TOKEN, and the app's Partner Center API permissions"
 )
+# A subscription's status as Partner Center names it, for the messages above.
+_STATUS_LABELS = {"active": N_("active"), "suspended": N_("suspended")}
+
+
+def _status(value: str) -> str:
+    """``active``/``suspended`` in the current locale; other statuses as Partner Center says."""
+    return _(_STATUS_LABELS[value]) if value in _STATUS_LABELS else value
 
 
 def new_request_id() -> str:
@@ -225,23 +233,27 @@ class PartnerCenterClient:
         """
         self._require("user")
         if not _LOCALE.match(agent_locale or ""):
-            raise PartnerCenterInputError(f'"{agent_locale}" is not a locale like en-US.')
+            raise PartnerCenterInputError(
+                _('"{locale}" is not a locale like en-US.').format(locale=agent_locale)
+            )
         if not title or not title.strip():
-            raise PartnerCenterInputError("A service request needs a title.")
+            raise PartnerCenterInputError(_("A service request needs a title."))
         if len(title) > 255:
-            raise PartnerCenterInputError("The title is too long for Partner Center (255 max).")
+            raise PartnerCenterInputError(_("The title is too long for Partner Center (255 max)."))
         if not description or not description.strip():
-            raise PartnerCenterInputError("A service request needs a description.")
+            raise PartnerCenterInputError(_("A service request needs a description."))
         if severity not in SEVERITIES:
             raise PartnerCenterInputError(
-                f'Severity "{severity}" is not one of {", ".join(SEVERITIES)}.'
+                _('Severity "{severity}" is not one of {choices}.').format(
+                    severity=severity, choices=", ".join(SEVERITIES)
+                )
             )
         topic = str(support_topic_id).strip()
         if not topic:
-            raise PartnerCenterInputError("A service request needs a support topic.")
+            raise PartnerCenterInputError(_("A service request needs a support topic."))
         rid = request_id or new_request_id()
         if not is_guid(rid):
-            raise PartnerCenterInputError(f'Request id "{rid}" is not a GUID.')
+            raise PartnerCenterInputError(_('Request id "{rid}" is not a GUID.').format(rid=rid))
         body: dict[str, Any] = {
             "Title": title,
             "Description": description,
@@ -261,20 +273,22 @@ class PartnerCenterClient:
             body=body,
             request_id=rid,
             about=_Call(
-                subject="such service request endpoint (check PARTNER_CENTER_URL)",
-                not_done="nothing was filed",
-                maybe_done=(
+                subject=_("such service request endpoint (check PARTNER_CENTER_URL)"),
+                not_done=_("nothing was filed"),
+                maybe_done=_(
                     "Partner Center did not answer in time, so we can't tell whether the "
                     "service request was filed. Trying again is safe: the retry reuses request "
-                    f"id {rid}, so Partner Center files it at most once."
-                ),
+                    "id {rid}, so Partner Center files it at most once."
+                ).format(rid=rid),
             ),
         )
         info = ServiceRequestInfo.from_api(_mapping(data), request_id=rid)
         if not info.id:
             raise PartnerCenterProtocolError(
-                "Partner Center accepted the service request but did not say its number; "
-                f"look it up in the Partner Center portal (request id {rid}).",
+                _(
+                    "Partner Center accepted the service request but did not say its number; "
+                    "look it up in the Partner Center portal (request id {rid})."
+                ).format(rid=rid),
                 request_id=rid,
             )
         log.info("partner center: service request %s filed (MS-RequestId=%s)", info.id, rid)
@@ -297,20 +311,20 @@ class PartnerCenterClient:
         self._require("user")
         sr = _sr_id(service_request_id)
         if not text or not text.strip():
-            raise PartnerCenterInputError("A note needs some text.")
+            raise PartnerCenterInputError(_("A note needs some text."))
         data = await self._call(
             "PATCH",
             f"/v1/servicerequests/{quote(sr, safe='')}",
             kind="user",
             body={"NewNote": {"Text": text}},
             about=_Call(
-                subject=f"service request {sr}",
-                not_done="the note was not added",
-                maybe_done=(
+                subject=_("service request {sr}").format(sr=sr),
+                not_done=_("the note was not added"),
+                maybe_done=_(
                     "Partner Center did not answer in time, so we can't tell whether the note "
-                    f"reached service request {sr}; check it in the Partner Center portal "
+                    "reached service request {sr}; check it in the Partner Center portal "
                     "before adding it again."
-                ),
+                ).format(sr=sr),
             ),
         )
         if isinstance(data, Mapping) and data:
@@ -327,12 +341,15 @@ class PartnerCenterClient:
                 "GET",
                 "/v1/servicerequests/supporttopics",
                 kind="user",
-                about=_Call(subject="list of support topics", not_done="nothing was changed"),
+                about=_Call(subject=_("list of support topics"), not_done=_("nothing was changed")),
             )
             items = field_ci(_mapping(data), "Items")
             if not isinstance(items, list):
                 raise PartnerCenterProtocolError(
-                    "Partner Center sent a support topic list we could not read; try again later."
+                    _(
+                        "Partner Center sent a support topic list we could not read; "
+                        "try again later."
+                    )
                 )
             topics = [SupportTopic.from_api(i) for i in items if isinstance(i, Mapping)]
             self._topics = (topics, self._clock.now() + self.topics_ttl)
@@ -346,15 +363,18 @@ class PartnerCenterClient:
         """The full subscription resource and its etag (for ``If-Match``)."""
         self._require("app")
         tenant, sub = (
-            _guid(customer_tenant_id, "customer tenant id"),
-            _guid(subscription_id, "subscription id"),
+            _guid(customer_tenant_id, _("customer tenant id")),
+            _guid(subscription_id, _("subscription id")),
         )
         raw, data = await self._call_raw(
             "GET",
             f"/v1/customers/{tenant}/subscriptions/{sub}",
             kind="app",
             about=_Call(
-                subject=f"subscription {sub} for customer {tenant}", not_done="nothing was changed"
+                subject=_("subscription {sub} for customer {tenant}").format(
+                    sub=sub, tenant=tenant
+                ),
+                not_done=_("nothing was changed"),
             ),
         )
         resource = dict(_mapping(data))
@@ -363,8 +383,10 @@ class PartnerCenterClient:
         etag = etag or raw.headers.get("ETag")
         if not etag:
             raise PartnerCenterProtocolError(
-                f"Partner Center sent subscription {sub} without an etag, so we can't change it "
-                "safely; try again later."
+                _(
+                    "Partner Center sent subscription {sub} without an etag, so we can't change "
+                    "it safely; try again later."
+                ).format(sub=sub)
             )
         return resource, str(etag)
 
@@ -379,18 +401,24 @@ class PartnerCenterClient:
         (``changed`` is false). Safe to call again after any failure.
         """
         if status not in ("suspended", "active"):
-            raise PartnerCenterInputError(f'Status "{status}" is not "suspended" or "active".')
+            raise PartnerCenterInputError(
+                _('Status "{status}" is not "suspended" or "active".').format(status=status)
+            )
         self._require("app")
-        tenant = _guid(customer_tenant_id, "customer tenant id")
-        sub = _guid(subscription_id, "subscription id")
+        tenant = _guid(customer_tenant_id, _("customer tenant id"))
+        sub = _guid(subscription_id, _("subscription id"))
         verb = "suspend" if status == "suspended" else "reactivate"
         for round_ in (1, 2):
             resource, etag = await self.get_subscription(tenant, sub)
             current = str(field_ci(resource, "Status") or "unknown")
             name = field_ci(resource, "FriendlyName") or field_ci(resource, "OfferName")
-            label = f"subscription {sub}" + (f" ({name})" if name else "")
+            label = (
+                _("subscription {sub} ({name})").format(sub=sub, name=name)
+                if name
+                else _("subscription {sub}").format(sub=sub)
+            )
             if current == status:
-                extra = " (changed meanwhile by someone else)" if round_ == 2 else ""
+                extra = _(" (changed meanwhile by someone else)") if round_ == 2 else ""
                 log.info("partner center: %s of %s already %s%s", label, tenant, status, extra)
                 return SubscriptionStatusChange(
                     customer_tenant_id=tenant,
@@ -398,14 +426,27 @@ class PartnerCenterClient:
                     previous_status=current,
                     status=current,
                     changed=False,
-                    message=f"The {label} is already {status}{extra}; nothing was changed.",
+                    message=_(
+                        "The {label} is already {status}{extra}; nothing was changed."
+                    ).format(label=label, status=_status(status), extra=extra),
                     resource=resource,
                     etag=etag,
                 )
             if current not in ("active", "suspended"):
                 raise PartnerCenterRejected(
-                    f"Can't {verb} the {label}: Partner Center shows it as {current}; only an "
-                    "active subscription can be suspended and only a suspended one reactivated."
+                    (
+                        _(
+                            "Can't suspend the {label}: Partner Center shows it as {current}; only "
+                            "an active subscription can be suspended and only a suspended one "
+                            "reactivated."
+                        )
+                        if verb == "suspend"
+                        else _(
+                            "Can't reactivate the {label}: Partner Center shows it as {current}; "
+                            "only an active subscription can be suspended and only a suspended "
+                            "one reactivated."
+                        )
+                    ).format(label=label, current=_status(current))
                 )
             body = {k: v for k, v in resource.items() if k.casefold() != "status"}
             body["Status"] = status
@@ -417,13 +458,23 @@ class PartnerCenterClient:
                     body=body,
                     if_match=etag,
                     about=_Call(
-                        subject=f"subscription {sub} for customer {tenant}",
-                        not_done="nothing was changed",
-                        maybe_done=(
-                            f"Partner Center did not answer in time, so we can't tell whether the "
-                            f"{label} was {'suspended' if status == 'suspended' else 'reactivated'}"
-                            ". Trying again is safe: we read it first and change it only if needed."
+                        subject=_("subscription {sub} for customer {tenant}").format(
+                            sub=sub, tenant=tenant
                         ),
+                        not_done=_("nothing was changed"),
+                        maybe_done=(
+                            _(
+                                "Partner Center did not answer in time, so we can't tell whether "
+                                "the {label} was suspended. Trying again is safe: we read it "
+                                "first and change it only if needed."
+                            )
+                            if status == "suspended"
+                            else _(
+                                "Partner Center did not answer in time, so we can't tell whether "
+                                "the {label} was reactivated. Trying again is safe: we read it "
+                                "first and change it only if needed."
+                            )
+                        ).format(label=label),
                     ),
                 )
             except PartnerCenterConflict:
@@ -442,7 +493,9 @@ class PartnerCenterClient:
                 previous_status=current,
                 status=new_status,
                 changed=True,
-                message=f"The {label} is now {new_status} (was {current}).",
+                message=_("The {label} is now {status} (was {previous}).").format(
+                    label=label, status=_status(new_status), previous=_status(current)
+                ),
                 resource=updated,
                 etag=str(new_etag or raw.headers.get("ETag") or "") or None,
             )
@@ -456,8 +509,10 @@ class PartnerCenterClient:
             missing = [m for m in missing if m != "PARTNER_CENTER_REFRESH_TOKEN"]
         if missing:
             raise PartnerCenterNotConfigured(
-                f"Partner Center API mode is off ({', '.join(missing)} not set); "
-                "use the Partner Center portal instead (manual mode)."
+                _(
+                    "Partner Center API mode is off ({missing} not set); "
+                    "use the Partner Center portal instead (manual mode)."
+                ).format(missing=", ".join(missing))
             )
 
     async def _call(
@@ -529,7 +584,7 @@ class PartnerCenterClient:
                 return raw, json.loads(raw.body)
             except ValueError:
                 raise PartnerCenterProtocolError(
-                    "Partner Center sent an answer we could not read; try again later.",
+                    _("Partner Center sent an answer we could not read; try again later."),
                     status=raw.status,
                     request_id=rid,
                     correlation_id=cid,
@@ -548,22 +603,29 @@ class PartnerCenterClient:
                 tokens.invalidate(kind)  # the next call signs in afresh
             why = f" ({description})" if description else ""
             err: PartnerCenterError = PartnerCenterAuthError(
-                f"Partner Center refused our credentials (HTTP {raw.status}){why}: "
-                f"{_CREDENTIALS_HINT}.",
+                _("Partner Center refused our credentials (HTTP {status}){why}: {hint}.").format(
+                    status=raw.status, why=why, hint=_(_CREDENTIALS_HINT)
+                ),
                 **common,
             )
         elif raw.status == 404:
-            err = PartnerCenterNotFound(f"Partner Center has no {about.subject}.", **common)
+            err = PartnerCenterNotFound(
+                _("Partner Center has no {subject}.").format(subject=about.subject), **common
+            )
         elif raw.status == 412:
             err = PartnerCenterConflict(
-                f"The {about.subject} was changed by someone else while we were updating it; "
-                f"{about.not_done}. Check it in Partner Center and try again.",
+                _(
+                    "The {subject} was changed by someone else while we were updating it; "
+                    "{not_done}. Check it in Partner Center and try again."
+                ).format(subject=about.subject, not_done=about.not_done),
                 **common,
             )
         else:
             reason = description or f"HTTP {raw.status}"
             err = PartnerCenterRejected(
-                f"Partner Center rejected the request: {reason}. ({about.not_done.capitalize()}.)",
+                _("Partner Center rejected the request: {reason}. ({not_done}.)").format(
+                    reason=reason, not_done=about.not_done.capitalize()
+                ),
                 **common,
             )
         log.warning("partner center: %s %s failed: %s", method, path, err.detail)
@@ -577,14 +639,16 @@ class PartnerCenterClient:
             assert about.maybe_done is not None
             text = about.maybe_done
         elif gave_up.retry_after is not None and gave_up.retry_after > self.max_retry_after:
-            text = (
-                f"Partner Center is busy and asked us to wait {gave_up.retry_after:.0f} seconds; "
-                f"{about.not_done}, try again later."
-            )
+            text = _(
+                "Partner Center is busy and asked us to wait {seconds} seconds; "
+                "{not_done}, try again later."
+            ).format(seconds=f"{gave_up.retry_after:.0f}", not_done=about.not_done)
         elif about.maybe_done is None:  # a read: nothing to undo
-            text = "Partner Center is not answering right now; try again later."
+            text = _("Partner Center is not answering right now; try again later.")
         else:
-            text = f"Partner Center is not answering right now; {about.not_done}, try again later."
+            text = _(
+                "Partner Center is not answering right now; {not_done}, try again later."
+            ).format(not_done=about.not_done)
         err = PartnerCenterUnavailable(
             text,
             outcome_unknown=unknown,
@@ -608,7 +672,7 @@ class PartnerCenterClient:
         try:
             raw = await self._exchange("POST", url, headers, data, label="token endpoint", ids={})
         except _GaveUp as gave_up:
-            text = (
+            text = _(
                 "Microsoft sign-in is not answering right now; nothing was sent to "
                 "Partner Center, try again later."
             )
@@ -697,7 +761,7 @@ class PartnerCenterClient:
 def _mapping(data: Any) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         raise PartnerCenterProtocolError(
-            "Partner Center sent an answer we could not read; try again later."
+            _("Partner Center sent an answer we could not read; try again later.")
         )
     return data
 
@@ -705,14 +769,18 @@ def _mapping(data: Any) -> Mapping[str, Any]:
 def _sr_id(value: str) -> str:
     text = str(value).strip()
     if not text or "/" in text:
-        raise PartnerCenterInputError(f'"{value}" is not a service request number.')
+        raise PartnerCenterInputError(
+            _('"{value}" is not a service request number.').format(value=value)
+        )
     return text
 
 
 def _guid(value: str, what: str) -> str:
     text = str(value).strip()
     if not is_guid(text):
-        raise PartnerCenterInputError(f'The {what} "{value}" is not a GUID.')
+        raise PartnerCenterInputError(
+            _('The {what} "{value}" is not a GUID.').format(what=what, value=value)
+        )
     return text.lower()
 
 
