@@ -40,6 +40,7 @@ EVENT_TTL = timedelta(days=2)
 # Flow modules that add commands, forms and job types: each has ``register(runtime)``.
 FLOW_MODULES = ("conversations.escalation", "conversations.collections")
 MAX_INBOX_ATTEMPTS = 5
+INBOX_RETRY_SECONDS = 1.0  # after the inbox itself could not be written
 
 
 class Runtime:
@@ -147,9 +148,18 @@ class Runtime:
                 done += 1
 
     async def inbox_worker(self) -> None:
-        """Runs inside ``serve``: works off the inbox whenever something is queued."""
+        """Runs inside ``serve``: works off the inbox whenever something is queued.
+
+        It never stops: when the inbox itself cannot be written (a full disk), the
+        items stay queued and are tried again until storage works again.
+        """
         while True:
-            await self.drain_inbox()
+            try:
+                await self.drain_inbox()
+            except Exception:  # noqa: BLE001 - e.g. StorageError: keep the items, try later
+                log.exception("working off the inbox failed; trying again shortly")
+                await asyncio.sleep(INBOX_RETRY_SECONDS)
+                continue
             await self._inbox_wake.wait()
             self._inbox_wake.clear()
 
