@@ -22,7 +22,7 @@ from bot import __version__
 from bot.clock import Clock, clock_from_env
 from bot.config import Settings
 from bot.runtime import Runtime
-from bot.storage import Store, TinyDBEngine
+from bot.storage import Op, StorageError, Store, TinyDBEngine
 from conversations.model import Channel
 from conversations.serialize import message_from_dict, reply_to_dict
 
@@ -51,6 +51,13 @@ def json_error(status: int, message: str) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     storage = runtime.store.health()
+    if not storage.get("ok", True):
+        # Unhealthy since a write failed: try one now, so a disk that works again reads
+        # healthy at once instead of only after the next request that writes.
+        probe = {"expires": runtime.clock.now().isoformat()}  # purged with old event ids
+        with contextlib.suppress(StorageError):
+            await runtime.store.commit([Op("events", "healthz:probe", probe)])
+        storage = runtime.store.health()
     counts = runtime.store.case_counts()
     body = {
         "status": "ok" if storage.get("ok", True) else "unhealthy",
