@@ -112,6 +112,7 @@ class SlackChannel:
         )
         self._profiles: dict[str, tuple[float, Profile | None]] = {}
         self._customer_channels = {c for cfg in settings.customers for c in cfg.slack_channels}
+        self._telling: set[asyncio.Task[None]] = set()  # notes sent after an ack
         self.bolt.command(re.compile(r"^/"))(self._on_command)
         self.bolt.action(re.compile(r".*"))(self._on_action)
         self.bolt.view(re.compile(r".*"))(self._on_view)
@@ -201,8 +202,25 @@ class SlackChannel:
         except StorageError:
             log.exception("could not record a click")
             await ack()
+            self._tell_storage_down(body.get("response_url"))
             return
         await ack()
+
+    def _tell_storage_down(self, response_url: Any) -> None:
+        """A click that could not be recorded: say so privately, after the ack (best effort)."""
+        if not isinstance(response_url, str) or not response_url:
+            return
+        payload = {"response_type": "ephemeral", "replace_original": False}
+
+        async def tell() -> None:
+            try:
+                await self._respond(response_url, {**payload, "text": _storage_down()})
+            except Exception as exc:  # noqa: BLE001 - the click changed nothing either way
+                log.warning("could not say that storage is down: %s", exc)
+
+        task = asyncio.create_task(tell())
+        self._telling.add(task)
+        task.add_done_callback(self._telling.discard)
 
     async def _on_view(self, body: dict[str, Any], ack: AsyncAck) -> None:
         """A modal submission: validated and done here, so errors go back on the fields."""
