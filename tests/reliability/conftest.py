@@ -1,38 +1,32 @@
-"""The figures of a reliability run, printed at its end (docs/reliability.md quotes them).
-
-Tests append lines to the ``figures`` fixture (kill cycles, requests
-acknowledged and done, fault cases) and count their hypothesis examples with
-:func:`count_example`; ``pytest_terminal_summary`` prints it all.
-"""
+"""Fixtures of the reliability tests, and their figures at the end of the run."""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
-FIGURES: list[str] = []
-EXAMPLES: Counter[str] = Counter()
-
-
-def count_example(name: str) -> None:
-    """One hypothesis example of ``name`` ran (counted for the summary)."""
-    EXAMPLES[name] += 1
+from tests.reliability import figures as figs
+from tests.reliability.inproc import LiveBot, running_bot
 
 
 @pytest.fixture
 def figures() -> list[str]:
-    return FIGURES
+    """Lines for the summary (see ``tests/reliability/figures.py``)."""
+    return figs.FIGURES
+
+
+@pytest.fixture
+async def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[LiveBot]:
+    """The bot in this process with every dependency faked (``tests/reliability/inproc.py``)."""
+    async with running_bot(tmp_path, monkeypatch) as bot:
+        yield bot
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not FIGURES and not EXAMPLES:
-        return
-    terminalreporter.section("reliability figures")
-    for line in FIGURES:
-        terminalreporter.write_line(line)
-    if EXAMPLES:
-        total = sum(EXAMPLES.values())
-        terminalreporter.write_line(f"hypothesis examples run: {total}")
-        for name, n in sorted(EXAMPLES.items()):
-            terminalreporter.write_line(f"  {name}: {n}")
+    lines = figs.summary()
+    if lines:
+        terminalreporter.section("reliability figures")
+        for line in lines:
+            terminalreporter.write_line(line)
