@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 
 from bot.config import CollectionsStage, Settings
 from bot.domain import Customer, DomainError, NotFound, Role, User, customer_key
-from bot.i18n import _, ngettext, use_locale
+from bot.i18n import N_, _, ngettext, use_locale
 from bot.money import MoneyError, parse_money
 from bot.partner_center import PartnerCenterClient, PartnerCenterError, SubscriptionStatus
 from bot.policy import Action, Forbidden, check
@@ -516,6 +516,16 @@ def draft_text(
     )
 
 
+_OP_STATE_LABELS = {"cancelled": N_("cancelled"), "expired": N_("expired")}
+_SUB_STATUS_LABELS = {"active": N_("active"), "suspended": N_("suspended")}
+
+
+def _sub_status(value: object) -> str:
+    """A subscription status from Partner Center (``suspended``…) in the current locale."""
+    text = str(value or "")
+    return _(_SUB_STATUS_LABELS[text]) if text in _SUB_STATUS_LABELS else text
+
+
 def _upper_first(text: str) -> str:
     return text[:1].upper() + text[1:]
 
@@ -955,7 +965,7 @@ class Collections:
                 _(
                     "I will read each subscription in Partner Center and set its status to "
                     '"{status}" (only if it is not already).'
-                ).format(status=op["status"])
+                ).format(status=_sub_status(op["status"]))
             )
         else:
             lines.append(
@@ -1243,12 +1253,17 @@ class Collections:
             label = f"{sub}" + (f" ({r['name']})" if r.get("name") else "")
             if r.get("state") == "done":
                 lines.append(
-                    "✓ " + _("{sub}: now {status}").format(sub=label, status=r.get("status"))
+                    "✓ "
+                    + _("{sub}: now {status}").format(
+                        sub=label, status=_sub_status(r.get("status"))
+                    )
                 )
             elif r.get("state") == "unchanged":
                 lines.append(
                     "✓ "
-                    + _("{sub}: was already {status}").format(sub=label, status=r.get("status"))
+                    + _("{sub}: was already {status}").format(
+                        sub=label, status=_sub_status(r.get("status"))
+                    )
                 )
             elif r.get("state") == "failed":
                 lines.append("✗ " + _("{sub}: {error}").format(sub=label, error=r.get("message")))
@@ -1397,7 +1412,11 @@ class Collections:
         else:
             text = _(
                 "That confirmation is {state}; nothing was changed. Run `{kind} {customer}` again."
-            ).format(state=state, kind=kind, customer=name)
+            ).format(
+                state=_(_OP_STATE_LABELS[state]) if state in _OP_STATE_LABELS else state,
+                kind=kind,
+                customer=name,
+            )
         return Result([Reply(text=text, kind="stale", buttons=buttons, private=True)])
 
     # ---- collections: the policy, and "I sent it" -------------------------------------

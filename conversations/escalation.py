@@ -62,7 +62,7 @@ from bot.partner_center import (
 from bot.policy import Action, check
 from bot.scheduler import iso
 from bot.storage import Op, VersionConflict
-from conversations.cards import sr_status_label
+from conversations.cards import sr_status_label, state_label
 from conversations.commands import Command
 from conversations.desk import Desk, FormSpec, Result, Turn
 from conversations.forms import SEVERITY_LABELS, ValidationError, choices, validate
@@ -488,7 +488,7 @@ class EscalationFlow:
                     _(
                         "Partner Center filed service request {sr}, but {case} is {state} now, so "
                         "I only noted the number on the case."
-                    ).format(sr=info.id, case=case.id, state=case.state.value)
+                    ).format(sr=info.id, case=case.id, state=state_label(case.state))
                 )
             self.desk._ensure_started(turn, case)
             case.escalate(
