@@ -47,7 +47,8 @@ from msrest.exceptions import DeserializationError, HttpOperationError
 
 from adapters.teams import render, translate
 from bot.config import Settings
-from bot.domain import User, parse_case_id
+from bot.domain import Role, User, parse_case_id
+from bot.i18n import _
 from bot.runtime import Runtime
 from bot.storage import Op, VersionConflict
 from conversations.desk import Desk
@@ -225,11 +226,37 @@ class TeamsChannel:
             # The card replaces the desk's field-by-field form in this chat; otherwise the
             # next typed command would be taken as the answer to a question never shown.
             await self.store.save_conversation(Desk._conv_key(msg), None)
+        staff = await self._staff_in_shared_channel(msg)
+        if staff is not None:
+            return await self._answer_privately(staff, result.replies)
         return render.render_replies(
             result.replies,
             from_card=msg.action is not None or msg.form_id is not None,
             form_submitted=msg.form_id is not None,
         )
+
+    async def _staff_in_shared_channel(self, msg: Message) -> User | None:
+        """The sender, when billing staff wrote in a conversation shared with a customer."""
+        if msg.is_direct:
+            return None
+        shared = {c for cfg in self.settings.customers for c in cfg.teams_conversations}
+        where = {msg.conversation, translate.base_conversation(msg.conversation)}
+        if not (where | {msg.reference.get("channel_id")}) & shared:
+            return None
+        user = await self.store.user_by_identity(CHANNEL, msg.user)
+        return user if user is not None and user.role in (Role.AGENT, Role.LEAD) else None
+
+    async def _answer_privately(self, user: User, replies: list[Reply]) -> list[render.Outgoing]:
+        """Staff answers (internal notes, other customers) go to the personal chat, never the
+        shared channel; the channel only learns where the answer went."""
+        if replies and await self.deliver(user, replies):
+            text = _("This channel is shared with a customer: I answered you in our personal chat.")
+        else:
+            text = _(
+                "This channel is shared with a customer, so I answer the billing team only in "
+                "our personal chat. Please write to me there."
+            )
+        return render.render_replies([Reply(text=text)], from_card=False)
 
     async def _first_click(self, body: dict[str, Any], msg: Message, key: str) -> bool:
         """False for the second of a double click that has nothing new to show.

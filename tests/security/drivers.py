@@ -176,6 +176,7 @@ class SlackDriver:
         self.runtime = runtime
         self.client = client
         self.fake = fake
+        self.people = dict(self.PEOPLE)  # a test may seat someone elsewhere
         self._n = itertools.count(1)
 
     async def _post(self, body: str, content_type: str) -> tuple[int, str]:
@@ -188,7 +189,7 @@ class SlackDriver:
         return resp.status, text
 
     def _collect(self, who: Person, since: tuple[int, int], urls: set[str], http: str) -> Answer:
-        user, channel = self.PEOPLE[who.key]
+        user, channel = self.people[who.key]
         mine = {channel, "D" + user.lstrip("U")}
         answer = Answer()
         for m in self.fake.messages[since[0] :]:
@@ -212,7 +213,7 @@ class SlackDriver:
     async def send(self, who: Person, text: str) -> Answer:
         from tests.slack.slackfake import load
 
-        user, channel = self.PEOPLE[who.key]
+        user, channel = self.people[who.key]
         url = self.fake.response_url()
         fields = load("slash_command")
         fields.update(
@@ -235,7 +236,7 @@ class SlackDriver:
     def _envelope(self, kind: str, who: Person) -> dict[str, Any]:
         from tests.slack.slackfake import load
 
-        user, channel = self.PEOPLE[who.key]
+        user, channel = self.people[who.key]
         team = SLACK_TEAMS[user]
         body = load(kind)
         body["user"] = {"id": user, "username": user.lower(), "name": user.lower(), "team_id": team}
@@ -243,7 +244,7 @@ class SlackDriver:
         return body
 
     async def click(self, who: Person, ref: ActionRef) -> Answer:
-        user, channel = self.PEOPLE[who.key]
+        user, channel = self.people[who.key]
         body = self._envelope("block_actions", who)
         url = self.fake.response_url()
         ts = f"1700000001.{next(self._n):06d}"
@@ -278,7 +279,7 @@ class SlackDriver:
     ) -> Answer:
         from adapters.slack.translate import FORM_CALLBACK
 
-        user, channel = self.PEOPLE[who.key]
+        user, channel = self.people[who.key]
         body = self._envelope("view_submission", who)
         meta = {"f": form_id, "x": ctx, "cv": channel, "ch": channel, "d": False}
         state = {
