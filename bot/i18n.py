@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -189,6 +189,14 @@ def format_time(when: datetime, tz: str) -> str:
 
     pattern = "yyyy年M月d日 HH:mm z" if _babel_locale() == "zh_CN" else "yyyy-MM-dd HH:mm z"
     return format_datetime(when, pattern, tzinfo=_zone(tz), locale=_babel_locale())
+
+
+def format_date(day: date) -> str:
+    """A calendar day the way the locale writes it: ``2026-11-24``, ``2026年11月24日``."""
+    from babel.dates import format_date as babel_format_date
+
+    pattern = "yyyy年M月d日" if _babel_locale() == "zh_CN" else "yyyy-MM-dd"
+    return babel_format_date(day, pattern, locale=_babel_locale())
 
 
 def format_amount(amount: Decimal, currency: str) -> str:

@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 
 from bot.config import CollectionsStage, Settings
 from bot.domain import Customer, DomainError, NotFound, Role, User, customer_key
-from bot.i18n import N_, _, ngettext, use_locale
+from bot.i18n import N_, _, format_date, ngettext, use_locale
 from bot.money import MoneyError, parse_money
 from bot.partner_center import PartnerCenterClient, PartnerCenterError, SubscriptionStatus
 from bot.policy import Action, Forbidden, check
@@ -508,9 +508,9 @@ def draft_text(
         customer=u(customer),
         amount=amount,
         invoices=invoices,
-        due=overdue.oldest_due.isoformat(),
+        due=format_date(overdue.oldest_due),
         days=overdue.days,
-        suspend_on=suspend_on.isoformat() if suspend_on else _("the suspension date"),
+        suspend_on=format_date(suspend_on) if suspend_on else _("the suspension date"),
         subs=sub_lines,
         sender=u(sender),
     )
@@ -636,7 +636,7 @@ class Collections:
                         text=_(
                             "Nothing is overdue as of {today}. Receivables come in with "
                             "`billing-bot receivables import FILE.csv`."
-                        ).format(today=today.isoformat()),
+                        ).format(today=format_date(today)),
                         kind="list",
                     )
                 ]
@@ -645,7 +645,7 @@ class Collections:
         customers = {c.id: c for c in await self.store.customers()}
         lines = [
             _("Overdue customers ({n}) as of {today}, by stage:").format(
-                n=len(items), today=today.isoformat()
+                n=len(items), today=format_date(today)
             )
         ]
         buttons: list[Button] = []
