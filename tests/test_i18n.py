@@ -8,6 +8,7 @@ import itertools
 import re
 import subprocess
 import sys
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -242,3 +243,39 @@ def test_the_local_chat_scenario_in_zh_cn_shows_chinese_texts_dates_and_amounts(
     assert f"争议金额: {amount}" in out and amount == "1,234.50 EUR", out
     for english in ("Thanks!", "State:", "Owner:", "is resolved", "Customer informed"):
         assert english not in out, f"{english!r} in:\n{out}"
+
+
+async def test_a_zh_cn_lead_gets_the_collections_step_and_the_customer_notice_in_chinese() -> None:
+    from conversations.collections import flow_of
+    from tests.harness import TENANT_A
+
+    lena = UserConfig(
+        name="lena",
+        role=Role.LEAD,
+        display_name="Lena Lead",
+        locale="zh_CN",
+        time_zone="Asia/Shanghai",
+    )
+    users = (lena, *(u for u in make_settings().users if u.name != "lena"))
+    env = DeskEnv(make_settings(users=users))
+    await env.store.open()
+    sub = "11111111-0000-4000-8000-000000000001"
+    due = (env.clock.now() - timedelta(days=20)).date().isoformat()
+    csv = (
+        "customer_tenant_id,customer_name,invoice_number,amount,currency,due_date,paid_date,"
+        f"subscription_ids,amount_paid\n{TENANT_A},Contoso,INV-1,1200.00,EUR,{due},,{sub},\n"
+    )
+    await flow_of(env.runtime).import_csv(csv, actor="lena", channel="cli", file="ar.csv")
+    for _step in range(24 * 4):  # 17:00 in Shanghai now: the DM waits for the morning
+        await env.runtime.scheduler.tick()
+        env.advance(minutes=15)
+    items = await env.runtime.take_inbox("lena")
+    texts = [plain(str(i["text"])) for i in items]
+    notice = next((t for t in texts if "主题：" in t), None)
+    assert notice is not None, texts
+    assert "Contoso，您好：" in notice and "1,200.00 EUR" in notice, notice
+    assert re.search(r"已于 20\d\d年\d{1,2}月\d{1,2}日 到期", notice), notice
+    assert "Subject:" not in notice and "Hello" not in notice
+    assert any(re.match(r"催收 · Contoso 已逾期 2\d 天：1,200.00 EUR", t) for t in texts), texts
+    labels = [plain(b["label"]) for i in items for b in i.get("buttons", [])]
+    assert labels == ["我已发送", "逾期列表"], labels
