@@ -53,7 +53,10 @@ i18n: $(STAMP)
 	@mkdir -p $(LOCALE_DIR)
 	$(BIN)/pybabel --quiet extract -F babel.cfg --no-default-keywords -k _ -k N_ -k ngettext:1,2 \
 		--no-location --sort-output --add-comments=TRANSLATORS: \
-		--project=billing-bot --version=0.1.0 -o $(POT) .
+		--project=billing-bot --version=0.1.0 -o $(POT).new .
+	@# Keep the old template when only its creation date would change.
+	@if [ -f $(POT) ] && diff -q -I '^"POT-Creation-Date:' $(POT) $(POT).new >/dev/null; \
+		then rm $(POT).new; else mv $(POT).new $(POT); fi
 	@for lang in $(LANGS); do \
 		$(BIN)/pybabel --quiet update -D billing-bot -i $(POT) -d $(LOCALE_DIR) -l $$lang \
 			--init-missing --no-fuzzy-matching --ignore-obsolete --ignore-pot-creation-date \
