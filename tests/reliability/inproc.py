@@ -14,12 +14,13 @@ so file modes could not prove this; the engine itself is not patched.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno as errno_codes
 import json
 import os
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,14 @@ from conversations.escalation import flow_of
 from tests.fakes.partner_center import FakePartnerCenter, running_fake_partner_center
 from tests.slack.slackfake import START, TENANT_A, FakeSlack, SlackEnv, make_settings
 from tests.teams.conftest import ALICE, BOB, LENA, PARTNER_TENANT, FakeConnector, Teams
+
+
+async def eventually(probe: Callable[[], object], timeout: float = 5.0) -> None:
+    """Wait until ``probe()`` is truthy (background work: the inbox, the scheduler)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not probe():
+        assert asyncio.get_running_loop().time() < deadline, "timed out waiting"
+        await asyncio.sleep(0.02)
 
 
 class DiskFault:

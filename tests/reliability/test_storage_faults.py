@@ -25,18 +25,11 @@ from bot.domain import Actor, Case, Category, Kind, Role
 from bot.storage import Store, TinyDBEngine
 from tests.processes import ROOT, bot_env, free_port
 from tests.reliability.figures import fault_case
-from tests.reliability.inproc import LiveBot
+from tests.reliability.inproc import LiveBot, eventually
 from tests.slack.slackfake import ASK_VALUES, START, new_case
 from tests.teams.conftest import ALICE
 
 STRERROR = {errno.ENOSPC: "No space left on device", errno.EROFS: "Read-only file system"}
-
-
-async def eventually(probe: Callable[[], object], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not probe():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS], ids=["ENOSPC", "EROFS"])
