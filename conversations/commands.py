@@ -64,6 +64,7 @@ ALIASES = {
     "已付款": "paid",
     "暂停": "suspend",
     "恢复": "reactivate",
+    "重新激活": "reactivate",
     "语言": "language",
 }
 

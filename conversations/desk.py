@@ -74,10 +74,11 @@ from conversations.text import clean_input, u
 
 log = logging.getLogger(__name__)
 
-CANCEL_WORDS = {"cancel", "quit form", "stop", "abort"}
-SKIP_WORDS = {"skip", "-"}
-YES = {"yes", "y", "ok", "create"}
-NO = {"no", "n"}
+# The English words work everywhere; the Chinese ones too (like the command aliases).
+CANCEL_WORDS = {"cancel", "quit form", "stop", "abort", "取消"}
+SKIP_WORDS = {"skip", "-", "跳过"}
+YES = {"yes", "y", "ok", "create", "是", "好", "确定", "创建"}
+NO = {"no", "n", "否", "不"}
 LIST_LIMIT = 20
 MAX_TEXT = 10_000  # a typed command; descriptions and notes in forms have their own limits
 # What each form does, checked before a form is opened by a click or taken as submitted.

@@ -186,8 +186,8 @@ def test_the_local_chat_scenario_in_zh_cn_shows_chinese_texts_dates_and_amounts(
         [
             "提问 为什么扣了两次费？",  # the Chinese alias of `ask`; the text stays as typed
             "Contoso",
-            "yes",
-            "skip",
+            "是",  # yes, create the customer
+            "跳过",  # skip the subscription id
             "G012345678",
             "2",
             "ok",
