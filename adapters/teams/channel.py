@@ -2,12 +2,16 @@
 
 ``POST /api/messages`` checks the body before the SDK sees it (415 for a
 wrong content type, 400 for bad JSON or an activity without ``type``; the SDK
-itself would answer 500), then hands the request to
-``CloudAdapter.process``: with ``MICROSOFT_APP_ID`` set the SDK verifies the
-request's JWT (none or a bad one → 401). The turn only *records* what the
-activity asks for in the runtime's durable inbox (deduplicated by activity
-id) and answers at once, well inside Teams' 15 seconds; the inbox worker
-then runs the desk and posts the answers with ``continue_conversation``.
+itself would answer 500), then lets the SDK authenticate it
+(``BotFrameworkAuthentication.authenticate_request``: with
+``MICROSOFT_APP_ID`` set it verifies the request's JWT, none or a bad one →
+401), *records* what the activity asks for in the runtime's durable inbox
+(deduplicated by activity id) and answers at once, well inside Teams' 15
+seconds. No turn runs in the request: ``CloudAdapter.process`` would build a
+connector client and a user-token client for a turn that only records, which
+cost far more than the rest of the request. The inbox worker then runs the
+desk and posts the answers with ``continue_conversation``, on outbound clients
+made once and reused (see :class:`_Authentication`).
 
 Answers of one activity are kept in a small durable outbox until all were
 sent, so a retry after a failed send re-sends them and never runs the desk a
@@ -23,15 +27,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
-from botbuilder.core import Bot, TurnContext
+from botbuilder.core import TurnContext
 from botbuilder.core.teams import TeamsInfo
 from botbuilder.integration.aiohttp import (
     CloudAdapter,
@@ -42,6 +45,13 @@ from botbuilder.schema import (
     ChannelAccount,
     ConversationParameters,
     ConversationReference,
+)
+from botframework.connector.aio import ConnectorClient
+from botframework.connector.auth import (
+    ClaimsIdentity,
+    ConnectorFactory,
+    JwtTokenValidation,
+    UserTokenClient,
 )
 from msrest.exceptions import DeserializationError, HttpOperationError
 
@@ -60,6 +70,7 @@ CHANNEL = "teams"
 CLICK_WINDOW = timedelta(seconds=30)
 DEAD_STATUSES = (HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND)
 HANDLED_TYPES = ("message", "conversationUpdate", "installationUpdate")
+MAX_CLIENTS = 32  # outbound clients kept (one per app id, service URL and audience)
 
 
 class BotConfiguration:
@@ -76,27 +87,79 @@ class BotConfiguration:
             self.APP_TENANTID = settings.teams_app_tenant_id
 
 
-@dataclass(slots=True)
-class _Request:
-    """What the route hands to the turn: the JSON as posted, and whether the turn started."""
+class _Authentication(ConfigurationBotFrameworkAuthentication):
+    """The SDK's authentication, with its outbound clients made once and reused.
 
-    body: dict[str, Any]
-    reached: bool = False
+    ``CloudAdapter`` asks for a new ``ConnectorClient`` and ``UserTokenClient``
+    for every proactive send, and making one costs about 5 ms of CPU (msrest
+    builds its retry settings from scratch each time): more than everything
+    else the bot does for a message. Here one client per (app id, service URL,
+    audience) serves every send; they are closed when the server stops. Tokens
+    are still fetched and refreshed by each client's credentials, as before.
+    """
+
+    def __init__(self, configuration: Any) -> None:
+        super().__init__(configuration)
+        self.connectors: dict[tuple[str, str, str], ConnectorClient] = {}
+        self._token_clients: dict[str, UserTokenClient] = {}
+
+    def create_connector_factory(self, claims_identity: ClaimsIdentity) -> ConnectorFactory:
+        inner = super().create_connector_factory(claims_identity)
+        return _ReusedConnectors(inner, self, _app_id(claims_identity))
+
+    async def create_user_token_client(self, claims_identity: ClaimsIdentity) -> UserTokenClient:
+        key = _app_id(claims_identity)
+        client = self._token_clients.get(key)
+        if client is None:
+            client = await super().create_user_token_client(claims_identity)
+            self._token_clients[key] = client
+        return client
+
+    def reuses(self, client: object) -> bool:
+        return any(c is client for c in self.connectors.values())
+
+    async def keep(self, key: tuple[str, str, str], client: ConnectorClient) -> ConnectorClient:
+        """Keep ``client`` for ``key``, unless another was kept meanwhile (then use that)."""
+        kept = self.connectors.setdefault(key, client)
+        if kept is not client:
+            await _close(client)
+        while len(self.connectors) > MAX_CLIENTS:
+            oldest = next(iter(self.connectors))
+            await _close(self.connectors.pop(oldest))
+        return kept
+
+    async def close(self) -> None:
+        clients, self.connectors = list(self.connectors.values()), {}
+        for client in clients:
+            await _close(client)
 
 
-_current: ContextVar[_Request | None] = ContextVar("teams_request", default=None)
+class _ReusedConnectors(ConnectorFactory):
+    """A connector factory that hands out the kept client for a service URL."""
+
+    def __init__(self, inner: ConnectorFactory, auth: _Authentication, app_id: str) -> None:
+        self._inner = inner
+        self._auth = auth
+        self._app_id = app_id
+
+    async def create(self, service_url: str, audience: str | None = None) -> ConnectorClient:
+        key = (self._app_id, service_url, audience or "")
+        client = self._auth.connectors.get(key)
+        if client is None:
+            client = await self._auth.keep(key, await self._inner.create(service_url, audience))
+        return client
 
 
-class _RecordFailed(Exception):
-    """The activity could not be recorded: answer 503 so the Bot Connector retries."""
+def _app_id(claims_identity: ClaimsIdentity | None) -> str:
+    claims = claims_identity.claims if claims_identity is not None else None
+    return str(JwtTokenValidation.get_app_id_from_claims(claims or {}) or "")
 
 
-class _DeskBot(Bot):
-    def __init__(self, on_turn: Callable[[TurnContext], Awaitable[None]]) -> None:
-        self._on_turn = on_turn
-
-    async def on_turn(self, context: TurnContext) -> None:
-        await self._on_turn(context)
+async def _close(client: ConnectorClient) -> None:
+    try:
+        await client.__aexit__(None, None, None)
+    except Exception:  # noqa: BLE001 - closing is best effort
+        log.debug("closing a connector client failed", exc_info=True)
 
 
 def _status(exc: BaseException) -> int | None:
@@ -126,9 +189,9 @@ class TeamsChannel:
         self.settings = settings
         self.store = runtime.store
         self.app_id = settings.teams_app_id or None
-        self.auth = ConfigurationBotFrameworkAuthentication(BotConfiguration(settings))
+        self.auth = _Authentication(BotConfiguration(settings))
         self.adapter = CloudAdapter(self.auth)
-        self.bot = _DeskBot(self.on_turn)
+        runtime.closers.append(self.auth.close)
 
     # ------------------------------------------------------------ HTTP
     async def messages(self, request: web.Request) -> web.StreamResponse:
@@ -139,37 +202,29 @@ class TeamsChannel:
             body = json.loads(await request.read())
         except (json.JSONDecodeError, UnicodeDecodeError):
             return _json_error(400, "the body is not valid JSON")
-        problem = _check_activity(body)
-        if problem:
-            return _json_error(400, problem)
-        holder = _Request(body)
-        token = _current.set(holder)
+        activity, problem = _parse_activity(body)
+        if activity is None:
+            return _json_error(400, problem or "not an activity")
         try:
-            response = await self.adapter.process(request, self.bot)
-        except web.HTTPException:
-            raise  # 401 from the SDK (PermissionError), 415/400 it found itself
-        except _RecordFailed as exc:
-            log.error("could not record a Teams activity: %s", exc)
-            return _json_error(503, "the billing desk could not record this; retry")
-        except Exception as exc:  # noqa: BLE001 - sorted below, never a bare 500
-            if holder.reached:
-                log.exception("handling a Teams activity failed")
-                return _json_error(503, "the billing desk could not record this; retry")
-            # Failed before the turn: the token could not be verified (a malformed
-            # JWT makes the SDK raise a decoding error instead of PermissionError).
+            await self.auth.authenticate_request(activity, request.headers.get("Authorization", ""))
+        except Exception as exc:  # noqa: BLE001 - PermissionError, or a malformed JWT's error
             log.warning("Teams request rejected: %s: %s", type(exc).__name__, exc)
             return _json_error(401, "the request's token could not be verified")
-        finally:
-            _current.reset(token)
-        return response or web.Response(status=200)
+        try:
+            await self.record(body)
+        except Exception:  # noqa: BLE001 - the Bot Connector retries on a 5xx
+            log.exception("could not record a Teams activity")
+            return _json_error(503, "the billing desk could not record this; retry")
+        # What CloudAdapter.process answers for a turn that sent nothing.
+        if body.get("deliveryMode") == "expectReplies":
+            return web.json_response({"activities": []})
+        if body.get("type") == "invoke":
+            return web.Response(status=HTTPStatus.NOT_IMPLEMENTED)
+        return web.Response(status=HTTPStatus.CREATED)
 
-    # ------------------------------------------------------------ the turn
-    async def on_turn(self, context: TurnContext) -> None:
+    # ------------------------------------------------------------ recording
+    async def record(self, body: dict[str, Any]) -> None:
         """Record the activity durably (deduplicated) and return: the work runs after."""
-        holder = _current.get()
-        body = holder.body if holder else context.activity.serialize()
-        if holder:
-            holder.reached = True
         kind = body.get("type")
         if kind not in HANDLED_TYPES:
             return  # typing, reactions, invokes we do not use: nothing to do
@@ -179,10 +234,7 @@ class TeamsChannel:
         activity_id = body.get("id")
         dedupe = f"teams:{conv}:{activity_id}" if activity_id else None
         payload = {"kind": kind, "activity": body, "key": dedupe or _random_key()}
-        try:
-            fresh = await self.runtime.enqueue(CHANNEL, payload, dedupe)
-        except Exception as exc:
-            raise _RecordFailed(str(exc)) from exc
+        fresh = await self.runtime.enqueue(CHANNEL, payload, dedupe)
         if not fresh:
             log.info("Teams activity %s was delivered again; already recorded", activity_id)
 
@@ -666,11 +718,9 @@ class TeamsChannel:
 
 async def _close_connector(context: TurnContext, adapter: CloudAdapter) -> None:
     client = context.turn_state.get(adapter.BOT_CONNECTOR_CLIENT_KEY)
-    if client is not None:
-        try:
-            await client.__aexit__(None, None, None)
-        except Exception:  # noqa: BLE001 - closing is best effort
-            log.debug("closing a connector client failed", exc_info=True)
+    auth = adapter.bot_framework_authentication
+    if client is not None and not (isinstance(auth, _Authentication) and auth.reuses(client)):
+        await _close(client)
 
 
 def _random_key() -> str:
@@ -679,26 +729,25 @@ def _random_key() -> str:
     return uuid.uuid4().hex
 
 
-def _check_activity(body: Any) -> str | None:
-    """Why a JSON body is not an activity the SDK can take, or None."""
+def _parse_activity(body: Any) -> tuple[Activity | None, str | None]:
+    """The activity in a JSON body, or None and why the SDK could not take it."""
     if not isinstance(body, dict):
-        return "the body must be a JSON object (an activity)"
+        return None, "the body must be a JSON object (an activity)"
     kind = body.get("type")
     if not isinstance(kind, str) or not kind.strip():
-        return "the activity has no type"
+        return None, "the activity has no type"
     service_url = body.get("serviceUrl")
     if not isinstance(service_url, str) or not service_url.startswith(("https://", "http://")):
-        return "the activity has no serviceUrl"
+        return None, "the activity has no serviceUrl"
     for key in ("conversation", "from", "recipient"):
         if key in body and not isinstance(body[key], dict):
-            return f"the activity's {key} must be an object"
+            return None, f"the activity's {key} must be an object"
     if not isinstance((body.get("conversation") or {}).get("id"), str):
-        return "the activity has no conversation id"
+        return None, "the activity has no conversation id"
     try:
-        Activity().deserialize(body)
+        return Activity().deserialize(body), None
     except (DeserializationError, ValueError, TypeError, AttributeError) as exc:
-        return f"not a valid activity: {exc}"
-    return None
+        return None, f"not a valid activity: {exc}"
 
 
 __all__ = ["BotConfiguration", "TeamsChannel"]
