@@ -34,7 +34,16 @@ from tests.slack.slackfake import FakeSlack  # noqa: E402
 from tests.teams.conftest import FakeConnector  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
-STATS = web.AppKey("stats", Counter[str])
+
+
+class Counts:
+    """Requests the fakes answered, by kind (shared by both apps)."""
+
+    def __init__(self) -> None:
+        self.by_kind: Counter[str] = Counter()
+
+
+STATS = web.AppKey("stats", Counts)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -56,18 +65,18 @@ def kind_of(request: web.Request) -> str:
 @web.middleware
 async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path != "/bench/stats":
-        request.app[STATS][kind_of(request)] += 1
+        request.app[STATS].by_kind[kind_of(request)] += 1
     return await handler(request)
 
 
 async def stats(request: web.Request) -> web.Response:
-    return web.json_response(dict(request.app[STATS]))
+    return web.json_response(dict(request.app[STATS].by_kind))
 
 
-def counted(app: web.Application, stats_counter: Counter[str]) -> web.Application:
+def counted(app: web.Application, counts: Counts) -> web.Application:
     """``app`` with the counting middleware and ``GET /bench/stats`` added (before it starts)."""
     app.middlewares.append(count)
-    app[STATS] = stats_counter
+    app[STATS] = counts
     app.router.add_get("/bench/stats", stats)
     return app
 
@@ -88,7 +97,7 @@ async def serve(slack_port: int, teams_port: int) -> None:
     slack.url = f"http://{LOOPBACK}:{slack_port}"
     connector = FakeConnector()
     connector.url = f"http://{LOOPBACK}:{teams_port}"
-    counts: Counter[str] = Counter()
+    counts = Counts()
     runners = []
     apps = [(counted(slack.app, counts), slack_port)]
     apps.append((counted(connector.app(), counts), teams_port))

@@ -43,6 +43,7 @@ import os
 import platform
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -50,7 +51,7 @@ import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -248,22 +249,27 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Run:
-    """One measured run against one server."""
+    """The measured runs of one server on one channel (all rounds together)."""
 
     channel: str
     server: str
     requests: int = 0
     seconds: float = 0.0
     statuses: dict[str, int] = field(default_factory=dict)
-    p50_ms: float = 0.0
-    p95_ms: float = 0.0
-    p99_ms: float = 0.0
-    max_ms: float = 0.0
-    answers: int | None = None  # calls the bot made to the fakes for this run
-    last_answer_s: float | None = None  # from the first request to the last answer
+    latencies: list[float] = field(default_factory=list, repr=False)
+    answers: int = 0  # calls the server made to the fakes for these requests
+    answer_seconds: float = 0.0  # from each run's first request to its last answer, summed
+    cpu_s: float = 0.0  # the server's CPU time, from each run's start until its answers were out
     rss_peak_mb: float | None = None
+    rounds: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def rps(self) -> float:
@@ -272,6 +278,30 @@ class Run:
     @property
     def errors(self) -> int:
         return sum(n for s, n in self.statuses.items() if not s.startswith("2"))
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "channel": self.channel,
+            "server": self.server,
+            "requests": self.requests,
+            "seconds": round(self.seconds, 3),
+            "rps": round(self.rps, 1),
+            "p50_ms": round(percentile(self.latencies, 0.50), 2),
+            "p95_ms": round(percentile(self.latencies, 0.95), 2),
+            "p99_ms": round(percentile(self.latencies, 0.99), 2),
+            "max_ms": round(max(self.latencies, default=0.0), 2),
+            "errors": self.errors,
+            "statuses": self.statuses,
+            "answers": self.answers,
+            "answers_per_s": round(self.answers / self.answer_seconds, 1)
+            if self.answer_seconds
+            else None,
+            "cpu_ms_per_request": round(1000 * self.cpu_s / self.requests, 3)
+            if self.requests
+            else None,
+            "rss_peak_mb": round(self.rss_peak_mb, 1) if self.rss_peak_mb else None,
+            "rounds": self.rounds,
+        }
 
 
 async def drive(
@@ -342,67 +372,75 @@ async def wait_answers(
         now = answers_of(await fake_counts(session, stats_url), channel)
         if now != last:
             last, last_change = now, time.perf_counter()
-    return last, last_change - since
+    return last, max(0.0, last_change - since)
 
 
-async def measure(
-    channel: str,
-    server: str,
-    url: str,
-    make: Maker,
-    args: argparse.Namespace,
-    stats_url: str,
-    offset: int,
-) -> Run:
-    """Warm up, then one measured run; for ours, also wait for the answers to go out."""
-    warm = max(1, args.requests // 10)
+@dataclass
+class Target:
+    """One server and the stream it is sent."""
+
+    process: ServerProcess
+    run: Run
+    url: str
+    make: Maker
+    stats_url: str
+    warmed: bool = False
+
+
+async def one_round(target: Target, args: argparse.Namespace, offset: int) -> None:
+    """Warm up (first round only), one measured run, then wait for the answers to go out."""
+    run = target.run
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        await drive(
-            session,
-            url,
-            make,
-            start=offset,
-            total=warm,
-            concurrency=args.concurrency,
-            duration=args.duration,
-        )
-        await wait_answers(session, stats_url, channel, time.perf_counter())
-        before = answers_of(await fake_counts(session, stats_url), channel)
+        if not target.warmed:
+            await drive(
+                session,
+                target.url,
+                target.make,
+                start=10**9,
+                total=max(1, args.requests // 10),
+                concurrency=args.concurrency,
+                duration=args.duration,
+            )
+            target.warmed = True
+        await wait_answers(session, target.stats_url, run.channel, time.perf_counter())
+        before = answers_of(await fake_counts(session, target.stats_url), run.channel)
+        cpu_before = cpu_seconds(target.process.pid)
         began = time.perf_counter()
         latencies, statuses, seconds = await drive(
             session,
-            url,
-            make,
-            start=offset + warm,
+            target.url,
+            target.make,
+            start=offset,
             total=args.requests,
             concurrency=args.concurrency,
             duration=args.duration,
         )
-        run = Run(
-            channel=channel,
-            server=server,
-            requests=len(latencies),
-            seconds=seconds,
-            statuses=dict(statuses),
-            p50_ms=percentile(latencies, 0.50),
-            p95_ms=percentile(latencies, 0.95),
-            p99_ms=percentile(latencies, 0.99),
-            max_ms=max(latencies, default=0.0),
-        )
-        answered, last = await wait_answers(session, stats_url, channel, began)
-        run.answers = answered - before
-        run.last_answer_s = last if run.answers else None
+        answered, last = await wait_answers(session, target.stats_url, run.channel, began)
+        cpu = cpu_seconds(target.process.pid) - cpu_before
+    answers = answered - before
+    run.requests += len(latencies)
+    run.seconds += seconds
+    run.latencies += latencies
+    for status, n in statuses.items():
+        run.statuses[status] = run.statuses.get(status, 0) + n
+    run.answers += answers
+    run.answer_seconds += last if answers else 0.0
+    run.cpu_s += cpu
+    rps = len(latencies) / seconds if seconds else 0.0
+    p99 = percentile(latencies, 0.99)
+    run.rounds.append({"rps": round(rps, 1), "p99_ms": round(p99, 2)})
     print(
-        f"  {channel:5} {server:15} {run.requests:6,} req in {run.seconds:5.1f} s: "
-        f"{run.rps:7.1f} req/s, p50 {run.p50_ms:6.1f} ms, p99 {run.p99_ms:6.1f} ms, "
-        f"errors {run.errors}, answers {run.answers}"
-        + (f" (last {run.last_answer_s:.1f} s after the start)" if run.last_answer_s else ""),
+        f"  {run.channel:5} {run.server:15} {len(latencies):6,} req in {seconds:5.1f} s: "
+        f"{rps:7.1f} req/s, p50 {percentile(latencies, 0.5):6.1f} ms, p99 {p99:6.1f} ms, "
+        f"errors {sum(n for s, n in statuses.items() if not s.startswith('2'))}, "
+        f"{answers} answers out"
+        + (f" (the last {last:.1f} s after the start)" if answers else "")
+        + f", server CPU {1000 * cpu / max(1, len(latencies)):.2f} ms/req",
         file=sys.stderr,
         flush=True,
     )
-    return run
 
 
 # ---- the whole benchmark ----------------------------------------------------------
@@ -414,28 +452,36 @@ def base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 
+def profiled(cmd: list[str], name: str, args: argparse.Namespace) -> list[str]:
+    """``cmd`` under ``py-spy record`` when ``--profile`` names this server."""
+    if not args.profile or args.profile_server != name:
+        return cmd
+    out = Path(args.profile).resolve()
+    fmt = {".txt": "raw", ".json": "speedscope"}.get(out.suffix, "flamegraph")
+    spy = Path(sys.executable).parent / "py-spy"
+    return [str(spy) if spy.exists() else "py-spy", "record", "-r", "250", "-f", fmt] + [
+        "-o",
+        str(out),
+        "--",
+        *cmd,
+    ]
+
+
 async def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     slack_port, teams_port = free_port(), free_port()
     slack_url = f"http://{LOOPBACK}:{slack_port}"
     teams_url = f"http://{LOOPBACK}:{teams_port}"
     fakes = ServerProcess(
         "fakes",
-        [
-            sys.executable,
-            str(BENCH / "fakes.py"),
-            "--slack-port",
-            str(slack_port),
-            "--teams-port",
-            str(teams_port),
-        ],
+        [sys.executable, str(BENCH / "fakes.py")]
+        + ["--slack-port", str(slack_port), "--teams-port", str(teams_port)],
         port=slack_port,
         health_path="/bench/stats",
         env=base_env(),
         log=work / "fakes.log",
     )
-    runs: list[Run] = []
+    servers: list[ServerProcess] = []
     with fakes:
-        stats_url = f"{slack_url}/bench/stats"
         if args.store:
             manifest = json.loads((Path(args.store) / MANIFEST_NAME).read_text())
         else:
@@ -448,120 +494,116 @@ async def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "SLACK_API_URL": f"{slack_url}/api/",
         }
         port = free_port()
-        serve_env = {
-            **base_env(),
-            **slack_env,
-            "BOT_DB": manifest["store"],
-            "BOT_CONFIG": manifest["config"],
-            "HOST": LOOPBACK,
-            "PORT": str(port),
-        }
-        cmd = serve_command()
-        if args.profile:
-            out = Path(args.profile).resolve()
-            cmd = ["py-spy", "record", "-r", "250", "-o", str(out), "--", *cmd]
         serve = ServerProcess(
             "billing-bot serve",
-            cmd,
+            profiled(serve_command(), "serve", args),
             port=port,
             health_path="/healthz",
-            env=serve_env,
+            env={
+                **base_env(),
+                **slack_env,
+                "BOT_DB": manifest["store"],
+                "BOT_CONFIG": manifest["config"],
+                "HOST": LOOPBACK,
+                "PORT": str(port),
+            },
             cwd=work,
             log=work / "serve.log",
         )
-        print("billing-bot serve ...", file=sys.stderr, flush=True)
-        with serve:
-            ready_s = serve.ready_s
-            base = serve.url
+        port = free_port()
+        bolt = ServerProcess(
+            "bare bolt",
+            profiled(
+                [sys.executable, str(BENCH / "baselines" / "bare_bolt.py"), "--port", str(port)],
+                "bolt",
+                args,
+            ),
+            port=port,
+            health_path="/healthz",
+            env={**base_env(), **slack_env},
+            log=work / "bare_bolt.log",
+        )
+        port = free_port()
+        echo = ServerProcess(
+            "bare botbuilder",
+            profiled(
+                [sys.executable, str(BENCH / "baselines" / "bare_botbuilder.py")]
+                + ["--port", str(port)],
+                "botbuilder",
+                args,
+            ),
+            port=port,
+            health_path="/healthz",
+            env=base_env(),
+            log=work / "bare_botbuilder.log",
+        )
+        slack_stats, teams_stats = f"{slack_url}/bench/stats", f"{teams_url}/bench/stats"
+        targets: list[Target] = []
+        try:
+            print("starting billing-bot serve and the baselines ...", file=sys.stderr, flush=True)
+            for server in (serve, bolt, echo):
+                if args.profile and server.cmd[0].endswith("py-spy"):
+                    server.stop_signal = signal.SIGINT  # py-spy writes its file on ^C
+                server.start()
+                servers.append(server)
             if "slack" in args.channels:
-                runs.append(
-                    await measure(
-                        "slack",
-                        "billing-bot",
-                        base + "/slack/events",
+                targets.append(
+                    Target(
+                        serve,
+                        Run("slack", "billing-bot"),
+                        serve.url + "/slack/events",
                         traffic.slack,
-                        args,
-                        stats_url,
-                        0,
+                        slack_stats,
+                    )
+                )
+                targets.append(
+                    Target(
+                        bolt,
+                        Run("slack", "bare bolt"),
+                        bolt.url + "/slack/events",
+                        traffic.slack,
+                        slack_stats,
                     )
                 )
             if "teams" in args.channels:
-                runs.append(
-                    await measure(
-                        "teams",
-                        "billing-bot",
-                        base + "/api/messages",
+                targets.append(
+                    Target(
+                        serve,
+                        Run("teams", "billing-bot"),
+                        serve.url + "/api/messages",
                         traffic.teams,
-                        args,
-                        f"{teams_url}/bench/stats",
-                        0,
+                        teams_stats,
                     )
                 )
-            peak = serve.peak_rss_mb()
-            if args.profile:
-                # py-spy is the child; the serve is its child: read the grandchild's peak.
-                peak = None
-            for run in runs:
-                run.rss_peak_mb = peak
-        if "slack" in args.channels:
-            port = free_port()
-            bolt = ServerProcess(
-                "bare bolt",
-                [sys.executable, str(BENCH / "baselines" / "bare_bolt.py"), "--port", str(port)],
-                port=port,
-                health_path="/healthz",
-                env={**base_env(), **slack_env},
-                log=work / "bare_bolt.log",
-            )
-            print("bare slack-bolt ...", file=sys.stderr, flush=True)
-            with bolt:
-                run = await measure(
-                    "slack",
-                    "bare bolt",
-                    bolt.url + "/slack/events",
-                    traffic.slack,
-                    args,
-                    stats_url,
-                    0,
+                targets.append(
+                    Target(
+                        echo,
+                        Run("teams", "bare botbuilder"),
+                        echo.url + "/api/messages",
+                        traffic.teams,
+                        teams_stats,
+                    )
                 )
-                run.rss_peak_mb = bolt.peak_rss_mb()
-                runs.append(run)
-        if "teams" in args.channels:
-            port = free_port()
-            echo = ServerProcess(
-                "bare botbuilder",
-                [
-                    sys.executable,
-                    str(BENCH / "baselines" / "bare_botbuilder.py"),
-                    "--port",
-                    str(port),
-                ],
-                port=port,
-                health_path="/healthz",
-                env=base_env(),
-                log=work / "bare_botbuilder.log",
-            )
-            print("bare botbuilder ...", file=sys.stderr, flush=True)
-            with echo:
-                run = await measure(
-                    "teams",
-                    "bare botbuilder",
-                    echo.url + "/api/messages",
-                    traffic.teams,
-                    args,
-                    f"{teams_url}/bench/stats",
-                    0,
-                )
-                run.rss_peak_mb = echo.peak_rss_mb()
-                runs.append(run)
+            # Rounds alternate ours and the baseline, so both see the same machine.
+            for r in range(args.rounds):
+                print(f"round {r + 1} of {args.rounds}", file=sys.stderr, flush=True)
+                for target in targets:
+                    await one_round(target, args, offset=r * args.requests)
+            for target in targets:
+                target.run.rss_peak_mb = target.process.peak_rss_mb()
+        finally:
+            for server in reversed(servers):
+                server.stop()
     return {
         "machine": machine(),
+        "command": " ".join(["bench/load.py", *sys.argv[1:]]),
         "cases": manifest["cases"],
         "live": len(manifest["live"]),
         "concurrency": args.concurrency,
         "requests": args.requests,
-        "serve_ready_s": ready_s,
-        "runs": [{**asdict(r), "rps": r.rps, "errors": r.errors} for r in runs],
+        "rounds": args.rounds,
+        "serve_ready_s": round(serve.ready_s, 2),
+        "runs": [t.run.summary() for t in targets],
     }
 
 
@@ -576,30 +618,29 @@ def report(result: dict[str, Any]) -> bool:
     """Print the figures, ratios and verdicts; True when every target was met."""
     runs = result["runs"]
     print(f"machine: {result['machine']}")
+    print(f"command: {result['command']}")
     print(
         f"store: {result['cases']:,} cases ({result['live']:,} live); concurrency "
-        f"{result['concurrency']}; {result['requests']:,} requests per run; serve ready in "
-        f"{result['serve_ready_s']:.1f} s"
+        f"{result['concurrency']}; {result['rounds']} rounds of {result['requests']:,} "
+        f"requests per server and channel; serve ready in {result['serve_ready_s']:.1f} s"
     )
     print()
     print(
         "| channel | server | requests | req/s | p50 ms | p95 ms | p99 ms | max ms | errors "
-        "| answers out | last answer s | peak RSS MB |"
+        "| answers out | answers/s | server CPU ms/req | peak RSS MB |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in runs:
-        last = f"{r['last_answer_s']:.1f}" if r["last_answer_s"] else "-"
+        aps = f"{r['answers_per_s']:.0f}" if r["answers_per_s"] else "-"
         rss = f"{r['rss_peak_mb']:.0f}" if r["rss_peak_mb"] else "-"
         print(
             f"| {r['channel']} | {r['server']} | {r['requests']:,} | {r['rps']:.0f} "
             f"| {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.0f} "
-            f"| {r['errors']} | {r['answers'] if r['answers'] is not None else '-'} | {last} "
-            f"| {rss} |"
+            f"| {r['errors']} | {r['answers']:,} | {aps} | {r['cpu_ms_per_request']:.2f} | {rss} |"
         )
     ok = True
     print()
-    pairs = (("slack", "bare bolt"), ("teams", "bare botbuilder"))
-    for channel, baseline in pairs:
+    for channel, baseline in (("slack", "bare bolt"), ("teams", "bare botbuilder")):
         ours = next(
             (r for r in runs if r["channel"] == channel and r["server"] == "billing-bot"), None
         )
@@ -608,12 +649,18 @@ def report(result: dict[str, Any]) -> bool:
             continue
         ratio = ours["rps"] / base["rps"] if base["rps"] else 0.0
         p99_ratio = ours["p99_ms"] / base["p99_ms"] if base["p99_ms"] else 0.0
+        cpu_ratio = (
+            ours["cpu_ms_per_request"] / base["cpu_ms_per_request"]
+            if base["cpu_ms_per_request"]
+            else 0.0
+        )
         met = ratio >= 0.8 and ours["errors"] == 0
         ok &= met
         print(
             f"{channel}: billing-bot {ours['rps']:.0f} req/s vs {baseline} {base['rps']:.0f} "
             f"req/s: ratio {ratio:.2f} (>= 0.8): {'met' if met else 'MISSED'}; "
-            f"p99 {ours['p99_ms']:.1f} vs {base['p99_ms']:.1f} ms (ratio {p99_ratio:.2f})"
+            f"p99 {ours['p99_ms']:.1f} vs {base['p99_ms']:.1f} ms (ratio {p99_ratio:.2f}); "
+            f"server CPU per request ratio {cpu_ratio:.2f}"
         )
         if channel == "slack":
             met = ours["p99_ms"] <= 100
@@ -648,13 +695,23 @@ def main() -> int:
         "--duration", type=float, default=60.0, help="no new request after this many seconds"
     )
     parser.add_argument("--channels", default="slack,teams", help="slack, teams or both")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="measured runs per server, ours and baselines in turn"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    parser.add_argument("--profile", help="run the serve under py-spy, writing this SVG")
+    parser.add_argument(
+        "--profile",
+        help="run a server under py-spy, writing this file (.svg flame graph, .txt collapsed "
+        "stacks, .json speedscope)",
+    )
+    parser.add_argument(
+        "--profile-server", default="serve", choices=("serve", "bolt", "botbuilder")
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
-    if args.concurrency < 1 or args.requests < 1 or args.duration <= 0:
-        parser.error("--concurrency, --requests and --duration must be positive")
+    if args.concurrency < 1 or args.requests < 1 or args.duration <= 0 or args.rounds < 1:
+        parser.error("--concurrency, --requests, --duration and --rounds must be positive")
     args.channels = {c.strip() for c in args.channels.split(",") if c.strip()}
     if not args.channels or args.channels - {"slack", "teams"}:
         parser.error("--channels takes slack, teams or slack,teams")

@@ -61,6 +61,7 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
         log: Path | None = None,
+        stop_signal: int = signal.SIGTERM,
     ) -> None:
         self.name = name
         self.cmd = cmd
@@ -69,6 +70,7 @@ class ServerProcess:
         self.env = env
         self.cwd = cwd
         self.log_path = log
+        self.stop_signal = stop_signal
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self.ready_s = 0.0
@@ -125,12 +127,12 @@ class ServerProcess:
         return kb / 1024 if kb is not None else None
 
     def stop(self, grace: float = 60.0) -> int | None:
-        """SIGTERM, wait up to ``grace`` seconds (a serve flushes its store), then SIGKILL."""
+        """``stop_signal`` (SIGTERM), up to ``grace`` s to exit (a serve flushes), then SIGKILL."""
         proc, self.proc = self.proc, None
         code: int | None = None
         if proc is not None:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(self.stop_signal)
                 try:
                     proc.wait(timeout=grace)
                 except subprocess.TimeoutExpired:
