@@ -204,15 +204,16 @@ class Desk:
         if msg.form_values is not None:
             msg.form_values = {k: clean_input(str(v)) for k, v in msg.form_values.items()}
         if len(msg.text) > MAX_TEXT:
-            return _reply(
-                _("That message is too long for me: at most {n} characters.").format(n=MAX_TEXT),
-                kind="error",
-            )
+            with use_locale(msg.locale):  # the person is not looked up yet: the platform's
+                text = _("That message is too long for me: at most {n} characters.")
+            return _reply(text.format(n=MAX_TEXT), kind="error")
         try:
             user, actor = await self.directory.resolve(msg)
         except StorageError as exc:
             log.error("storage error while resolving a user: %s", exc)
-            return _reply(_("The billing desk's storage is not available right now."), kind="error")
+            with use_locale(msg.locale):
+                text = _("The billing desk's storage is not available right now.")
+            return _reply(text, kind="error")
         with use_locale(user.locale or msg.locale):
             turn = Turn(msg, user, actor, self.clock.now(), msg.action)
             done = self.store.engine.peek("events", applied_key(msg.id)) if msg.id else None
