@@ -512,7 +512,13 @@ def _details_text(action: str, details: Mapping[str, Any]) -> str:
             )
         )
     for key, value in details.items():
-        if key in ("from", "to") or key in _SKIP_DETAILS or value in (None, "", False):
+        if (
+            key in ("from", "to")
+            or key in _SKIP_DETAILS
+            or value is None
+            or value is False
+            or value == ""
+        ):
             continue
         if key == "to_microsoft":
             parts.append(_("sent to Microsoft"))
