@@ -136,6 +136,18 @@ def check(settings: Settings) -> list[Finding]:
             )
         else:
             out.append(Finding("ok", f"web page: {len(tokens)} user(s) can log in with a token"))
+    web = settings.raw.get("web")
+    if isinstance(web, dict) and web.get("require_login") is False:
+        # A name is then enough to act as anyone, the lead included.
+        out.append(
+            Finding(
+                "warn" if _loopback(settings.host) else "error",
+                "web page: [web] require_login = false, so anyone who reaches it can act "
+                "as any user by typing a name"
+                + ("" if _loopback(settings.host) else f" (bound to {settings.host})"),
+                "remove require_login = false (or set it to true) and give each web user a token",
+            )
+        )
     if settings.config_path is not None:
         finding = _private(settings.config_path)
         if finding:
