@@ -33,7 +33,9 @@ def source_messages() -> set[str]:
     ids: set[str] = set()
     for folder in ("bot", "conversations", "adapters"):
         for _file, _line, msg, _c, _ctx in extract_from_dir(
-            str(ROOT / folder), method_map=[("**.py", "python")], keywords=KEYWORDS
+            str(ROOT / folder),
+            method_map=[("**.py", "python"), ("**/templates/**.html", "jinja2")],
+            keywords=KEYWORDS,
         ):
             ids.add(msg if isinstance(msg, str) else msg[0])
     return ids
