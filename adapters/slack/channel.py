@@ -53,6 +53,7 @@ DEFAULT_API_URL = "https://slack.com/api/"
 PROFILE_TTL = 3600.0  # seconds a users.info answer is trusted
 PROFILE_WAIT_IN_REQUEST = 0.8  # seconds a modal submission may wait for users.info
 RATE_LIMIT_RETRIES = 3
+_MENTIONED = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 UNVERIFIED_TEAM = "unverified"  # a sender's workspace when neither Slack payload nor API said
 # chat.postMessage errors after which the answer goes to the user privately instead.
 NOT_POSTABLE = {
@@ -233,6 +234,7 @@ class SlackChannel:
         if view_id:
             msg.id = f"slack-view:{view_id}"  # one modal is applied once, however often submitted
         await self._enrich(msg, wait=PROFILE_WAIT_IN_REQUEST)
+        await self._introduce_mentioned(msg, wait=PROFILE_WAIT_IN_REQUEST)
         result = await self.runtime.desk.handle(msg)
         bad = next((r.form for r in result.replies if r.form is not None and r.form.errors), None)
         if bad is not None:
@@ -286,6 +288,7 @@ class SlackChannel:
         msg, origin = parsed
         msg.id = f"slack:{item.get('id')}"  # redone after a crash: the desk answers "already done"
         await self._enrich(msg)
+        await self._introduce_mentioned(msg)
         keep_text_form = False
         if msg.action is not None and msg.action.name == t.OPEN_FORM:
             replies = await self._open_form_click(msg, origin)
@@ -592,6 +595,37 @@ class SlackChannel:
         msg.tenant = profile.team or msg.tenant
         if profile.locale:
             msg.locale = normalize_locale(profile.locale)
+
+    async def _introduce_mentioned(self, msg: Message, *, wait: float | None = None) -> None:
+        """Mentioned people of another workspace, not met yet, are stored without a role.
+
+        ``assign BILL-7 @someone`` makes an unknown person of the partner's own
+        workspace an assignee with ``default_role``; a customer's contact must
+        never be one (the owner gets reminders with internal notes).
+        """
+        partner = self.settings.slack_team_id
+        if not partner:
+            return
+        texts = [msg.text, *(msg.form_values or {}).values()]
+        mentioned = {uid for text in texts for uid in _MENTIONED.findall(text)}
+        mentioned |= set(msg.mentions.values())
+        for uid in sorted(mentioned):
+            if any(cfg.slack == uid for cfg in self.settings.users):
+                continue
+            if await self.runtime.store.user_by_identity("slack", uid) is not None:
+                continue
+            profile = await self.profile(uid, wait=wait)
+            if profile is None or not profile.team or profile.team == partner:
+                continue
+            await self.runtime.store.save_user(
+                User(
+                    id=f"slack:{uid}",
+                    display_name=profile.name or uid,
+                    role=Role.NONE,
+                    time_zone=self.settings.time_zone,
+                    identities={"slack": uid},
+                )
+            )
 
     async def _private_only(self, origin: t.Origin) -> bool:
         """Staff in a channel shared with a customer: cards (with internal notes) stay private."""

@@ -681,6 +681,7 @@ class TeamsChannel:
                             "id": member.id,
                             "name": member.name,
                             "aadObjectId": member.aad_object_id,
+                            "tenantId": getattr(member, "tenant_id", None),
                         }
             finally:
                 await _close_connector(context, self.adapter)
@@ -705,11 +706,15 @@ class TeamsChannel:
             return
         if any(cfg.teams == aad for cfg in self.settings.users):
             return
+        # Someone of another tenant (a customer's contact) gets no role: never an assignee.
+        partner = self.settings.teams_partner_tenant_id
+        tenant = member.get("tenantId")
+        foreign = bool(partner and tenant and tenant != partner)
         await self.store.save_user(
             User(
                 id=f"teams:{aad}",
                 display_name=str(member.get("name") or aad),
-                role=self.settings.default_role,
+                role=Role.NONE if foreign else self.settings.default_role,
                 time_zone=self.settings.time_zone,
                 identities={CHANNEL: aad},
             )
