@@ -109,7 +109,7 @@ class WebDriver:
 
     channel = "web"
 
-    def __init__(self, runtime: Runtime, clients: dict[str, TestClient]) -> None:  # type: ignore[type-arg]
+    def __init__(self, runtime: Runtime, clients: dict[str, TestClient]) -> None:
         self.runtime = runtime
         self.clients = clients
         self.csrf: dict[str, str] = {}
@@ -172,7 +172,7 @@ class SlackDriver:
         "none": ("USTRANGER", "CGENERAL"),
     }
 
-    def __init__(self, runtime: Runtime, client: TestClient, fake: Any) -> None:  # type: ignore[type-arg]
+    def __init__(self, runtime: Runtime, client: TestClient, fake: Any) -> None:
         self.runtime = runtime
         self.client = client
         self.fake = fake
