@@ -199,7 +199,7 @@ class Runtime:
             case = await self.store.get_case(case_number) if case_number else None
             if case is not None:
                 customer = await self.store.get_customer(case.customer_id)
-                names = {u.id: u.display_name for u in await self.store.users()}
+                names = self.store.user_names()
                 viewer = Actor(user.id, user.role, "reminder", user.tenant_id, user.display_name)
                 card = case_card(
                     case,

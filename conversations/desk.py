@@ -320,7 +320,7 @@ class Desk:
 
     # ---------------------------------------------------------------- helpers
     async def _names(self) -> dict[str, str]:
-        return {user.id: user.display_name for user in await self.store.users()}
+        return self.store.user_names()
 
     async def _customer_tenant(self, case: Case) -> str | None:
         customer = await self.store.get_customer(case.customer_id)
@@ -456,7 +456,12 @@ class Desk:
                 raise NotFound(
                     _("I don't know a customer called {name}.").format(name=u(customer_name))
                 )
-        tenants = {c.id: tenant_key(c) for c in await self.store.customers()}
+        # Only a customer's view is limited to tenants; staff need no pass over every customer.
+        tenants = (
+            {c.id: tenant_key(c) for c in await self.store.customers()}
+            if turn.actor.role == Role.CUSTOMER
+            else {}
+        )
         me = turn.actor.user_id
 
         def visible(customer_id: str) -> bool:
@@ -504,7 +509,9 @@ class Desk:
         if not cases:
             return _reply(_("{title}: none.").format(title=title), kind="list")
         names = await self._names()
-        customers = {c.id: c for c in await self.store.customers()}
+        customers = {
+            cid: await self.store.get_customer(cid) for cid in {c.customer_id for c in cases}
+        }
         lines = [list_line(c, customers.get(c.customer_id), names, turn.now) for c in cases]
         text = f"{title} ({total}):\n" + "\n".join(lines)
         if total > len(cases):
