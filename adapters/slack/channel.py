@@ -28,6 +28,7 @@ import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -118,6 +119,7 @@ class SlackChannel:
         self.bolt.action(re.compile(r".*"))(self._on_action)
         self.bolt.view(re.compile(r".*"))(self._on_view)
         self.bolt.event(re.compile(r".*"))(self._on_event)
+        self.bolt.error(self._on_error)
 
     @staticmethod
     def _retry_handlers() -> list[Any]:
@@ -154,11 +156,37 @@ class SlackChannel:
             bolt_request = await to_bolt_request(request)
         except UnicodeDecodeError:
             return web.json_response({"error": "the body is not UTF-8"}, status=400)
+        except (ValueError, LookupError, AttributeError, TypeError):  # bolt reads it at once
+            return web.json_response({"error": "the body is not a Slack payload"}, status=400)
+        if not isinstance(bolt_request.body, dict):
+            return web.json_response({"error": "the body is not a Slack payload"}, status=400)
         retry = request.headers.get("X-Slack-Retry-Num")
         if retry:
             log.info("Slack retry %s (%s)", retry, request.headers.get("X-Slack-Retry-Reason", ""))
-        response = await self.bolt.async_dispatch(bolt_request)
+        try:
+            response = await self.bolt.async_dispatch(bolt_request)
+        except Exception as exc:
+            if not _raised_in_bolt(exc):
+                raise
+            # bolt's error handler itself read the bad field again (e.g. ``actions[0]``).
+            log.warning("refusing a Slack payload of an unexpected shape: %r", exc)
+            return web.json_response({"error": "the body is not a Slack payload"}, status=400)
         return await to_aiohttp_response(response)
+
+    async def _on_error(self, error: Exception, response: BoltResponse | None) -> None:
+        """bolt's error handler: a payload bolt itself cannot read is a 400, not a 500.
+
+        bolt reads documented fields blindly while matching (``actions[0]``, an
+        event that is not an object): that is the sender's fault, and a 500 would
+        only make Slack send it again. Errors raised in our own code stay 500s.
+        """
+        if response is not None and _raised_in_bolt(error):
+            log.warning("refusing a Slack payload of an unexpected shape: %r", error)
+            response.status = 400
+            response.body = '{"error": "the body is not a Slack payload"}'
+            response.headers["content-type"] = ["application/json;charset=utf-8"]
+            return
+        log.error("handling a Slack request failed", exc_info=error)
 
     # ---- listeners: record, then ack ---------------------------------------
     async def _enqueue(self, item: dict[str, Any], dedupe: str | None) -> bool:
@@ -633,6 +661,22 @@ class SlackChannel:
             return False
         user = await self.runtime.store.user_by_identity("slack", origin.user)
         return user is None or user.role in (Role.AGENT, Role.LEAD)
+
+
+def _raised_in_bolt(error: BaseException) -> bool:
+    """A shape error raised inside slack_bolt, with none of our own code below bolt's."""
+    if not isinstance(error, LookupError | TypeError | AttributeError | ValueError):
+        return False
+    inside = False
+    tb = error.__traceback__
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        if module.startswith("slack_bolt"):
+            inside = True
+        elif inside and module.startswith(("adapters.", "bot.", "conversations.")):
+            return False  # our listener (or something it called) raised it
+        tb = tb.tb_next
+    return inside
 
 
 def _error(exc: BaseException) -> str:

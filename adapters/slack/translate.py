@@ -20,10 +20,13 @@ Every piece of text that reaches Slack's ``mrkdwn`` goes through
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from bot.i18n import _
 from conversations.model import (
@@ -190,6 +193,31 @@ def strip_bot_mention(text: str, bot_user_id: str | None) -> str:
     return " ".join(out.split(" ")).strip()
 
 
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _tolerant(fn: Callable[P, R | None]) -> Callable[P, R | None]:
+    """A payload with a field of an unexpected type is not one we understand: None, never raise.
+
+    Signed by Slack or not, a payload that breaks the documented shapes must not
+    make the listener answer 500 (Slack would retry it) or the inbox retry it.
+    """
+
+    @functools.wraps(fn)
+    def tolerant(*args: P.args, **kwargs: P.kwargs) -> R | None:
+        try:
+            return fn(*args, **kwargs)
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+            log.warning(
+                "ignoring a Slack payload of an unexpected shape (%s: %s)", fn.__name__, exc
+            )
+            return None
+
+    return tolerant
+
+
 def redact(body: dict[str, Any]) -> dict[str, Any]:
     """A payload without the deprecated verification token, safe to store in the inbox."""
     return {k: v for k, v in body.items() if k != "token"}
@@ -225,6 +253,7 @@ def command_to_message(body: dict[str, Any]) -> tuple[Message, Origin]:
     return msg, origin
 
 
+@_tolerant
 def event_to_message(
     body: dict[str, Any], bot_user_id: str | None = None
 ) -> tuple[Message, Origin] | None:
@@ -282,12 +311,14 @@ def _bot_of(body: dict[str, Any]) -> str | None:
     return None
 
 
+@_tolerant
 def event_dedupe_key(body: dict[str, Any]) -> str | None:
     """The Events API ``event_id``: a retry (``X-Slack-Retry-Num``) carries the same one."""
     event_id = body.get("event_id")
     return f"slack:event:{event_id}" if event_id else None
 
 
+@_tolerant
 def clicked_ref(body: dict[str, Any]) -> ActionRef | None:
     """The :class:`ActionRef` of the first clicked button of a ``block_actions`` payload."""
     actions = body.get("actions") or []
@@ -303,6 +334,7 @@ def clicked_ref(body: dict[str, Any]) -> ActionRef | None:
     return ref if ref.name else None
 
 
+@_tolerant
 def click_dedupe_key(body: dict[str, Any]) -> str | None:
     """A double click's key: (case, action, stage) for card buttons, none for "Open form".
 
@@ -322,6 +354,7 @@ def click_dedupe_key(body: dict[str, Any]) -> str | None:
     return f"slack:click:{ts}:{user}:{ref.to_value()}"
 
 
+@_tolerant
 def action_to_message(body: dict[str, Any]) -> tuple[Message, Origin] | None:
     """A ``block_actions`` click on one of our buttons."""
     if body.get("type") != "block_actions":
@@ -379,6 +412,7 @@ def view_values(view: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+@_tolerant
 def view_to_message(body: dict[str, Any]) -> tuple[Message, Origin] | None:
     """A ``view_submission`` of one of our form modals: a whole-form submission."""
     view = body.get("view") or {}
