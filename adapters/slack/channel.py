@@ -271,8 +271,9 @@ class SlackChannel:
         if result.replies and all(
             r.kind == "error" and r.card is None and r.form is None for r in result.replies
         ):
-            shown = ((body.get("view") or {}).get("title") or {}).get("text", "")
-            title = plain(shown) or "Billing"
+            title_obj = (body.get("view") or {}).get("title")
+            shown = title_obj.get("text") if isinstance(title_obj, dict) else None
+            title = plain(shown if isinstance(shown, str) else "") or "Billing"
             text = "\n".join(r.text for r in result.replies)
             # Pushed on top of the form: "Back" returns to it with everything still filled in.
             await ack(response_action="push", view=t.notice_view(title, text))
@@ -681,7 +682,9 @@ def _raised_in_bolt(error: BaseException) -> bool:
 
 def _error(exc: BaseException) -> str:
     if isinstance(exc, SlackApiError):
-        return str(exc.response.get("error") or exc.response.status_code)
+        data = exc.response.data  # not a dict when Slack (or a proxy) answered with no JSON
+        error = data.get("error") if isinstance(data, dict) else None
+        return str(error or exc.response.status_code)
     return str(exc) or type(exc).__name__
 
 

@@ -270,6 +270,8 @@ def event_to_message(
         return None
     user = event.get("user")
     channel = event.get("channel")
+    if not isinstance(user, str) or not isinstance(channel, str):
+        return None  # no author (or not one Slack would send): nothing to answer
     if not user or not channel or (bot_user_id and user == bot_user_id):
         return None
     if etype == "message" and event.get("channel_type") == "im":
@@ -695,8 +697,11 @@ def form_errors(form: Form, view: dict[str, Any] | None = None) -> dict[str, str
 
     An error for a field the submitted view does not show goes on its first input.
     """
+    blocks = (view or {}).get("blocks")
     present = [
-        b.get("block_id") for b in (view or {}).get("blocks", []) if b.get("type") == "input"
+        str(b.get("block_id"))
+        for b in (blocks if isinstance(blocks, list) else [])
+        if isinstance(b, dict) and b.get("type") == "input"
     ]
     out: dict[str, str] = {}
     for name, text in form.errors.items():
