@@ -573,12 +573,13 @@ class TeamsChannel:
         conv = translate.base_conversation(str(reference["conversation"].get("id", "")))
         if not conv:
             return
-        channel_data = body.get("channelData") or {}
+        channel_data = body.get("channelData")
+        team = channel_data.get("team") if isinstance(channel_data, dict) else None
         reference["conversation"] = {**reference["conversation"], "id": conv}
         doc = {
             "reference": reference,
             "type": translate.conversation_type(body),
-            "team": (channel_data.get("team") or {}).get("id"),
+            "team": team.get("id") if isinstance(team, dict) else None,  # any JSON may come
             "tenant": translate.tenant_of(body),
         }
         key = f"conversation:{conv}"
