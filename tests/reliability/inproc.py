@@ -91,7 +91,7 @@ class DiskFault:
         os.replace(src, dst)
 
 
-@dataclass
+@dataclass(repr=False)
 class LiveBot:
     """The running bot and every fake around it."""
 
