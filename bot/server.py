@@ -168,9 +168,18 @@ async def body_limit(
     return await handler(request)
 
 
+@web.middleware
+async def answers_first(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Count the request as waiting for its answer: the inbox worker lets it go first."""
+    with request.app[RUNTIME].answering():
+        return await handler(request)
+
+
 def build_app(settings: Settings, store: Store, clock: Clock | None = None) -> web.Application:
     """The application with every route; the store is opened on startup and closed on cleanup."""
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[body_limit])
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[body_limit, answers_first])
     runtime = Runtime(settings, store, clock or clock_from_env())
     app[RUNTIME] = runtime
     app[CHANNELS] = {
