@@ -249,10 +249,11 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far (``/proc/PID/stat``)."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU time of process ``pid`` so far (``/proc/PID/stat``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 @dataclass
@@ -268,6 +269,7 @@ class Run:
     answers: int = 0  # calls the server made to the fakes for these requests
     answer_seconds: float = 0.0  # from each run's first request to its last answer, summed
     cpu_s: float = 0.0  # the server's CPU time, from each run's start until its answers were out
+    sys_s: float = 0.0  # the part of it spent in the kernel (fsync, sockets)
     rss_peak_mb: float | None = None
     rounds: list[dict[str, float]] = field(default_factory=list)
 
@@ -297,6 +299,9 @@ class Run:
             if self.answer_seconds
             else None,
             "cpu_ms_per_request": round(1000 * self.cpu_s / self.requests, 3)
+            if self.requests
+            else None,
+            "sys_ms_per_request": round(1000 * self.sys_s / self.requests, 3)
             if self.requests
             else None,
             "rss_peak_mb": round(self.rss_peak_mb, 1) if self.rss_peak_mb else None,
@@ -418,7 +423,9 @@ async def one_round(target: Target, args: argparse.Namespace, offset: int) -> No
             duration=args.duration,
         )
         answered, last = await wait_answers(session, target.stats_url, run.channel, began)
-        cpu = cpu_seconds(target.process.pid) - cpu_before
+        user_after, sys_after = cpu_seconds(target.process.pid)
+        cpu = user_after + sys_after - sum(cpu_before)
+        run.sys_s += sys_after - cpu_before[1]
     answers = answered - before
     run.requests += len(latencies)
     run.seconds += seconds
@@ -437,7 +444,8 @@ async def one_round(target: Target, args: argparse.Namespace, offset: int) -> No
         f"errors {sum(n for s, n in statuses.items() if not s.startswith('2'))}, "
         f"{answers} answers out"
         + (f" (the last {last:.1f} s after the start)" if answers else "")
-        + f", server CPU {1000 * cpu / max(1, len(latencies)):.2f} ms/req",
+        + f", server CPU {1000 * cpu / max(1, len(latencies)):.2f} ms/req"
+        + f" ({1000 * (sys_after - cpu_before[1]) / max(1, len(latencies)):.2f} in the kernel)",
         file=sys.stderr,
         flush=True,
     )
