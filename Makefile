@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest chat bench bench-storage bench-reminders clean i18n
+.PHONY: run test lint typecheck pytest chat bench bench-storage bench-reminders bench-load clean i18n
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found (billing-bot needs Python 3.11+; set PY=python3.x)"; exit 1; }
@@ -39,7 +39,13 @@ bench-storage: $(STAMP)
 bench-reminders: $(STAMP)
 	$(BIN)/python bench/reminders_sim.py --days 30 --cases 5000 --seed 1
 
-bench: bench-storage bench-reminders
+# The load benchmark: a real serve on a seeded 100,000-case store against bare slack-bolt and
+# bare botbuilder, same requests, same run (see docs/benchmarks.md).
+bench-load: $(STAMP)
+	$(BIN)/python bench/load.py --cases 100000 --concurrency 50 --requests 3000 --rounds 2
+
+# Everything, < 10 minutes on 2 cores: storage (+ scheduler sweep, serve RSS), reminders, load.
+bench: bench-storage bench-reminders bench-load
 
 # Message catalogs (docs: bot/i18n.py): extract every `_()`, `N_()` and `ngettext()` text into
 # the template, merge it into each language's .po (new messages arrive untranslated, never

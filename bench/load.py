@@ -1,7 +1,8 @@
 """Load benchmark: billing-bot side by side with bare slack-bolt and bare botbuilder.
 
 Run ``.venv/bin/python bench/load.py`` (``--cases 100000 --concurrency 50
---requests 5000 --duration 60`` are the defaults; ``make bench`` runs it).
+--requests 3000 --rounds 2 --duration 60`` are the defaults; ``make bench``
+runs it).
 
 In one invocation, on 127.0.0.1 only:
 
@@ -11,26 +12,31 @@ In one invocation, on 127.0.0.1 only:
    ``--store DIR`` names one seeded before;
 3. a real ``billing-bot serve`` subprocess starts on it (``BOT_DB``,
    ``BOT_CONFIG`` from the seed; ``SLACK_API_URL`` and every activity's
-   ``serviceUrl`` point at the fakes; Teams in local mode on loopback);
+   ``serviceUrl`` point at the fakes; Teams in local mode on loopback), and
+   so do the two baselines (``bench/baselines/``): a bare bolt ``AsyncApp``
+   whose ``/billing`` handler only acks, and the Bot Framework echo bot, each
+   mounted on aiohttp;
 4. **Slack**: correctly signed ``POST /slack/events`` requests, a fixed mix of
    ``/billing status BILL-n`` (half a live case, half any case, archive
    included), ``/billing list mine`` and ``take`` button clicks on case cards
    (``block_actions``; each live case's first click is fresh, later ones are
    double clicks on an outdated card), from the seeded agents;
 5. **Teams**: ``POST /api/messages`` activities, ``status BILL-n`` typed in a
-   personal chat and card submits (the ``take`` button's ``Action.Submit``);
-6. the same two request streams against the two baselines
-   (``bench/baselines/``): a bare bolt ``AsyncApp`` whose ``/billing`` handler
-   only acks, and the Bot Framework echo bot, each mounted on aiohttp.
+   personal chat and card submits (the ``take`` button's ``Action.Submit``).
 
-Each run sends ``--requests`` requests (after a warm-up of a tenth of that),
-``--concurrency`` at a time, and stops early after ``--duration`` seconds. It
-reports requests/s and p50/p95/p99 of the time to the HTTP answer, then waits
-until the bot's answers have reached the fakes (no new call for 2 s) and
-reports how many went out and when the last did: the bot acks first and works
-after, so the ack rate alone would hide a growing backlog. Last, the peak RSS
-of the serve (``VmHWM``), ours against the baseline's figures with their
-ratios, and the verdict on each target.
+Each server gets the same request stream. In each of ``--rounds`` rounds the
+servers take turns (ours, then the baseline, per channel), so both see the
+same machine. A run sends ``--requests`` requests (the first round after a
+warm-up of a tenth of that), ``--concurrency`` at a time, and stops early
+after ``--duration`` seconds. It reports requests/s and p50/p95/p99 of the time
+to the HTTP answer; then it waits until the server's answers have reached the
+fakes (no new call for 2 s) and reports how many went out and how fast: the
+bot acks first and works after, so the ack rate alone would hide a backlog.
+It also reports each server's CPU time per request (``/proc/PID/stat``, from
+the run's start until its answers were out), the serve's peak RSS
+(``VmHWM``), ours against the baseline with their ratios, and the verdict on
+each target. Requests are bounded in count and time; every address is
+127.0.0.1.
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ if str(ROOT) not in sys.path:
 
 from bench.seed_store import MANIFEST_NAME, seed  # noqa: E402
 from bench.serveproc import LOOPBACK, ServerProcess, free_port, serve_command  # noqa: E402
+from bench.storage import LEAD_ID, LEAD_SLACK  # noqa: E402
 from tests.slack.slackfake import SECRET, TOKEN, load, sign  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
@@ -115,7 +122,7 @@ class Traffic:
 
     def _clicker(self, owner: str | None, rng: random.Random) -> dict[str, str]:
         others = [a for a in self.agents if a["id"] != owner]
-        return rng.choice(others) if others else {"id": "u-lead", "slack": "ULEAD00", "teams": ""}
+        return rng.choice(others) if others else {"id": LEAD_ID, "slack": LEAD_SLACK, "teams": ""}
 
     # -- Slack
     def slack(self, i: int) -> Request:
@@ -366,13 +373,17 @@ def answers_of(counts: Counter[str], channel: str) -> int:
 
 
 async def wait_answers(
-    session: aiohttp.ClientSession, stats_url: str, channel: str, since: float
+    session: aiohttp.ClientSession,
+    stats_url: str,
+    channel: str,
+    since: float,
+    quiet: float = QUIET_S,
 ) -> tuple[int, float]:
-    """Wait until no answer reached the fakes for ``QUIET_S``; (answers, last answer - since)."""
+    """Wait until no answer reached the fakes for ``quiet`` s; (answers, last answer - since)."""
     last = answers_of(await fake_counts(session, stats_url), channel)
     last_change = time.perf_counter()
     limit = last_change + DRAIN_LIMIT_S
-    while time.perf_counter() - last_change < QUIET_S and time.perf_counter() < limit:
+    while time.perf_counter() - last_change < quiet and time.perf_counter() < limit:
         await asyncio.sleep(0.1)
         now = answers_of(await fake_counts(session, stats_url), channel)
         if now != last:
@@ -409,7 +420,7 @@ async def one_round(target: Target, args: argparse.Namespace, offset: int) -> No
                 duration=args.duration,
             )
             target.warmed = True
-        await wait_answers(session, target.stats_url, run.channel, time.perf_counter())
+        await wait_answers(session, target.stats_url, run.channel, time.perf_counter(), args.quiet)
         before = answers_of(await fake_counts(session, target.stats_url), run.channel)
         cpu_before = cpu_seconds(target.process.pid)
         began = time.perf_counter()
@@ -422,7 +433,9 @@ async def one_round(target: Target, args: argparse.Namespace, offset: int) -> No
             concurrency=args.concurrency,
             duration=args.duration,
         )
-        answered, last = await wait_answers(session, target.stats_url, run.channel, began)
+        answered, last = await wait_answers(
+            session, target.stats_url, run.channel, began, args.quiet
+        )
         user_after, sys_after = cpu_seconds(target.process.pid)
         cpu = user_after + sys_after - sum(cpu_before)
         run.sys_s += sys_after - cpu_before[1]
@@ -697,12 +710,18 @@ def main() -> int:
     parser.add_argument("--store", help="a directory seeded before by bench/seed_store.py")
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument(
-        "--requests", type=int, default=5000, help="requests per measured run (+10%% warm-up)"
+        "--requests", type=int, default=3000, help="requests per measured run (+10%% warm-up)"
     )
     parser.add_argument(
         "--duration", type=float, default=60.0, help="no new request after this many seconds"
     )
     parser.add_argument("--channels", default="slack,teams", help="slack, teams or both")
+    parser.add_argument(
+        "--quiet",
+        type=float,
+        default=QUIET_S,
+        help="seconds without a new answer after which a server's answers count as all out",
+    )
     parser.add_argument(
         "--rounds", type=int, default=2, help="measured runs per server, ours and baselines in turn"
     )
