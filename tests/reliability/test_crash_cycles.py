@@ -135,7 +135,8 @@ class Driver:
             if lc.number is None:
                 lc.number = self.ledger.numbers.get(lc.token)
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, burst: bool = False) -> None:
+        """Send until ``stop``; in a burst back to back, so the kill finds work queued."""
         while not stop.is_set():
             self.learn_numbers()
             try:
@@ -143,7 +144,7 @@ class Driver:
             except DOWN:
                 self.ledger.unanswered += 1
                 await asyncio.sleep(0.02)
-            await asyncio.sleep(self.rng.uniform(0.05, 0.2))  # people, not a load test
+            await asyncio.sleep(self.rng.uniform(0, 0.02) if burst else self.rng.uniform(0.05, 0.2))
 
     async def step(self) -> None:
         raise NotImplementedError
@@ -522,12 +523,15 @@ async def test_kill_minus_nine_cycles_lose_nothing_acknowledged(
         problems: list[str] = []
         survived = 0
         queued_at_kill = 0  # acknowledged work still in the inbox when the process died
+        bursts = 0
         image: StoreImage | None = None
         for cycle in range(CYCLES):
             if cycle:
                 await world.start(START + cycle * CLOCK_STEP)
             stop = asyncio.Event()
-            tasks = [asyncio.create_task(d.run(stop)) for d in drivers]
+            burst = rng.random() < 0.4  # else people's pace: the inbox mostly keeps up
+            bursts += burst
+            tasks = [asyncio.create_task(d.run(stop, burst)) for d in drivers]
             await asyncio.sleep(rng.uniform(0.3, 1.5))
             assert world.serve is not None
             world.serve.kill()
@@ -573,7 +577,8 @@ async def test_kill_minus_nine_cycles_lose_nothing_acknowledged(
         problems += ledger.refused
         done = len(ledger.expects) - len(unfulfilled(ledger, final))
         report = (
-            f"seed {SEED}: {survived} kill cycles survived; requests sent {ledger.sent}, "
+            f"seed {SEED}: {survived} kill cycles survived ({bursts} in a burst); "
+            f"requests sent {ledger.sent}, "
             f"acknowledged {ledger.acked}, done after restart {done} of {len(ledger.expects)} "
             f"promised; queued at a kill {queued_at_kill}; unanswered (process dead) "
             f"{ledger.unanswered}; cases {final.counter}; "

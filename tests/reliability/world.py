@@ -193,6 +193,7 @@ class World:
     serve: ServeProcess | None = None
     http: aiohttp.ClientSession | None = None
     _servers: list[TestServer] = field(default_factory=list)
+    _slack_env: SlackEnv | None = None
 
     @property
     def db(self) -> Path:
@@ -250,14 +251,20 @@ class World:
         return self.serve
 
     def slack_env(self) -> SlackEnv:
-        """``SlackEnv``'s signed-request builders, posting to the serve process."""
+        """``SlackEnv``'s signed-request builders, posting to the serve process.
+
+        One shared instance: its counters make the trigger and event ids, which
+        Slack never repeats (the bot takes a repeated one for Slack's retry).
+        """
         assert self.http is not None
-        return SlackEnv(
-            client=cast(Any, _Http(self.http, self)),
-            fake=self.slack,
-            runtime=cast(Runtime, _NoRuntime()),
-            settings=cast(Any, None),
-        )
+        if self._slack_env is None:
+            self._slack_env = SlackEnv(
+                client=cast(Any, _Http(self.http, self)),
+                fake=self.slack,
+                runtime=cast(Runtime, _NoRuntime()),
+                settings=cast(Any, None),
+            )
+        return self._slack_env
 
     def teams(self) -> Teams:
         return Teams(self.connector)
