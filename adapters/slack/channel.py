@@ -28,12 +28,14 @@ import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
+from slack_bolt.request.internals import parse_body
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
@@ -112,6 +114,7 @@ class SlackChannel:
             process_before_response=True,  # record in the inbox, then ack: never the reverse
             request_verification_enabled=True,
         )
+        self._verifier = SignatureVerifier(settings.slack_signing_secret or "")
         self._profiles: dict[str, tuple[float, Profile | None]] = {}
         self._customer_channels = {c for cfg in settings.customers for c in cfg.slack_channels}
         self._telling: set[asyncio.Task[None]] = set()  # notes sent after an ack
@@ -152,6 +155,9 @@ class SlackChannel:
             # bolt would answer 401 too; a non-numeric timestamp would make it fail with 500.
             return web.json_response({"error": "invalid request"}, status=401)
         await self._ensure_session()
+        acked = await self._ack_directly(request, timestamp)
+        if acked is not None:
+            return acked
         try:
             bolt_request = await to_bolt_request(request)
         except UnicodeDecodeError:
@@ -188,12 +194,47 @@ class SlackChannel:
             return
         log.error("handling a Slack request failed", exc_info=error)
 
+    async def _ack_directly(self, request: web.Request, timestamp: str) -> web.Response | None:
+        """The ack of a slash command or a button click: verify, record, answer; else None.
+
+        Acknowledging these needs nothing of bolt's dispatch (a request object,
+        the middleware chain, listener matching, a context with its own Web API
+        client), which costs more than recording the request durably; and the
+        work after the ack never goes through bolt. The signature is checked by
+        the same slack_sdk verifier bolt uses, the body parsed by bolt's own
+        parser, and the same inbox item recorded as by the listeners below.
+        Everything else (events, modal submissions, ``ssl_check``, a bad
+        signature, a payload of an unexpected shape) takes bolt's path: None.
+        """
+        if request.content_type != "application/x-www-form-urlencoded":
+            return None
+        try:
+            raw = (await request.read()).decode("utf-8")
+            body = parse_body(raw, request.content_type)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        signature = request.headers.get("X-Slack-Signature", "")
+        if not isinstance(body, dict) or not self._verifier.is_valid(raw, timestamp, signature):
+            return None
+        if isinstance(body.get("command"), str) and "ssl_check" not in body:
+            text = await self._record_command(body)
+            return web.json_response({"text": text}) if text else web.Response()
+        if body.get("type") == "block_actions" and _plain_click(body):
+            await self._record_action(body)
+            return web.Response()
+        return None
+
     # ---- listeners: record, then ack ---------------------------------------
     async def _enqueue(self, item: dict[str, Any], dedupe: str | None) -> bool:
         item = {"id": uuid.uuid4().hex, **item}
         return await self.runtime.enqueue("slack", item, dedupe=dedupe)
 
     async def _on_command(self, body: dict[str, Any], ack: AsyncAck) -> None:
+        text = await self._record_command(body)
+        await (ack(text=text) if text else ack())
+
+    async def _record_command(self, body: dict[str, Any]) -> str | None:
+        """Record a slash command in the inbox; the ack's text when it could not be."""
         trigger = body.get("trigger_id")
         try:
             await self._enqueue(
@@ -202,9 +243,8 @@ class SlackChannel:
             )
         except StorageError:
             log.exception("could not record a slash command")
-            await ack(text=_storage_down())
-            return
-        await ack()
+            return _storage_down()
+        return None
 
     async def _on_event(
         self, body: dict[str, Any], ack: AsyncAck, context: AsyncBoltContext
@@ -222,6 +262,11 @@ class SlackChannel:
         await ack()
 
     async def _on_action(self, body: dict[str, Any], ack: AsyncAck) -> None:
+        await self._record_action(body)
+        await ack()
+
+    async def _record_action(self, body: dict[str, Any]) -> None:
+        """Record a click in the inbox (a storage error is told after the ack)."""
         key = t.click_dedupe_key(body)
         item: dict[str, Any] = {"kind": "action", "body": t.redact(body), "dedupe": key}
         try:
@@ -230,10 +275,7 @@ class SlackChannel:
                 await self._enqueue({**item, "duplicate": True}, None)
         except StorageError:
             log.exception("could not record a click")
-            await ack()
             self._tell_storage_down(body.get("response_url"))
-            return
-        await ack()
 
     def _tell_storage_down(self, response_url: Any) -> None:
         """A click that could not be recorded: say so privately, after the ack (best effort)."""
@@ -678,6 +720,20 @@ def _raised_in_bolt(error: BaseException) -> bool:
             return False  # our listener (or something it called) raised it
         tb = tb.tb_next
     return inside
+
+
+def _plain_click(body: dict[str, Any]) -> bool:
+    """A ``block_actions`` payload shaped as Slack documents it (else bolt's path judges it)."""
+    actions = body.get("actions")
+    if not isinstance(actions, list) or not actions or not isinstance(actions[0], dict):
+        return False
+    first = actions[0]
+    if not isinstance(first.get("action_id"), str) or not isinstance(first.get("value", ""), str):
+        return False
+    return all(
+        isinstance(body.get(part) or {}, dict)
+        for part in ("user", "container", "channel", "message")
+    )
 
 
 def _error(exc: BaseException) -> str:
