@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
@@ -41,7 +42,10 @@ EVENT_TTL = timedelta(days=2)
 FLOW_MODULES = ("conversations.escalation", "conversations.collections")
 MAX_INBOX_ATTEMPTS = 5
 INBOX_RETRY_SECONDS = 1.0  # after the inbox itself could not be written
-ANSWERS_FIRST_MAX_WAIT = 0.05  # s the inbox worker may wait, per item, for requests to be answered
+# The inbox worker lets requests waiting for their HTTP answer go first (see _answers_first):
+ANSWERS_FIRST_MAX_WAIT = 0.1  # s it waits at most per item, so the work keeps moving
+ANSWERS_FIRST_QUIET = 0.005  # s without a new request that count as a gap in the traffic
+ANSWERS_FIRST_MAX_BACKLOG = 1000  # queued items past which it stops yielding (~3 s of work)
 
 
 class Runtime:
@@ -64,6 +68,7 @@ class Runtime:
         # Requests between arrival and their HTTP answer (the server counts them): the
         # inbox worker lets them go first, see _answers_first.
         self._answering = 0
+        self._last_request = 0.0  # time.monotonic() of the latest request's arrival
         self._none_answering = asyncio.Event()
         self._none_answering.set()
         # Called on shutdown (flow modules' HTTP sessions, channel clients).
@@ -158,6 +163,7 @@ class Runtime:
     def answering(self) -> Iterator[None]:
         """Count a request as waiting for its HTTP answer while the block runs."""
         self._answering += 1
+        self._last_request = time.monotonic()
         self._none_answering.clear()
         try:
             yield
@@ -171,13 +177,25 @@ class Runtime:
 
         The answer to the request (the ack) is what Slack (3 s) and Teams (15 s)
         time, and the work is already durably queued: its result goes out moments
-        later. One event loop serves both, so without this a burst of requests
-        waits behind the work of those before it. The bound keeps the work moving
-        under constant traffic (at least one item per ``ANSWERS_FIRST_MAX_WAIT``).
+        later. One event loop (one core) serves both, so without this a burst of
+        requests waits behind the work of those before it. The worker takes the
+        next item in a gap of the traffic: no request in flight and none arrived
+        for ``ANSWERS_FIRST_QUIET``. Two bounds keep the work moving: at most
+        ``ANSWERS_FIRST_MAX_WAIT`` per item, and no waiting at all once more than
+        ``ANSWERS_FIRST_MAX_BACKLOG`` items are queued (sustained overload is
+        shared, not deferred).
         """
-        if self._answering:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._none_answering.wait(), ANSWERS_FIRST_MAX_WAIT)
+        if len(self.store.engine.view("inbox")) > ANSWERS_FIRST_MAX_BACKLOG:
+            return
+        deadline = time.monotonic() + ANSWERS_FIRST_MAX_WAIT
+        while (now := time.monotonic()) < deadline:
+            if self._answering:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._none_answering.wait(), deadline - now)
+            elif now - self._last_request < ANSWERS_FIRST_QUIET:
+                await asyncio.sleep(ANSWERS_FIRST_QUIET)
+            else:
+                return
 
     async def inbox_worker(self) -> None:
         """Runs inside ``serve``: works off the inbox whenever something is queued.
@@ -215,6 +233,7 @@ class Runtime:
         """Runs inside ``serve``: a tick every ``interval`` seconds, or sooner when kicked."""
         while True:
             try:
+                await self._answers_first()  # reminders are not timed to the second either
                 await self.scheduler.tick()
             except Exception:  # noqa: BLE001 - keep scheduling; the error is logged
                 log.exception("scheduler tick failed")
