@@ -268,7 +268,13 @@ class SlackChannel:
     async def _record_action(self, body: dict[str, Any]) -> None:
         """Record a click in the inbox (a storage error is told after the ack)."""
         key = t.click_dedupe_key(body)
-        item: dict[str, Any] = {"kind": "action", "body": t.redact(body), "dedupe": key}
+        stored = t.redact(body)
+        message = stored.get("message")
+        if isinstance(message, dict):
+            # Slack sends the clicked message whole (every block of the card); only its ts
+            # is read after the ack, so only that goes into the inbox.
+            stored["message"] = {"ts": message.get("ts")}
+        item: dict[str, Any] = {"kind": "action", "body": stored, "dedupe": key}
         try:
             if not await self._enqueue(item, key):
                 # A second click: queued without its key; the worker answers "already done".
