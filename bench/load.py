@@ -58,6 +58,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -78,12 +79,38 @@ SLACK_ANSWERS = ("slack:response", "slack:chat.postMessage", "slack:chat.update"
 QUIET_S = 2.0  # no new answer for this long: the bot's backlog is worked off
 DRAIN_LIMIT_S = 120.0
 
+DOUBLE_CLICKS = 0.1  # share of clicks that repeat the previous click on the same card
+
 # A request: (body, content type, extra headers), built when it is sent (fresh signature).
 Request = tuple[bytes, str, dict[str, str]]
 Maker = Callable[[int], Request]
 
 
 # ---- the requests ----------------------------------------------------------------
+
+
+def card_blocks_sample() -> list[dict[str, Any]]:
+    """The Block Kit blocks of a real case card (what a click's ``message`` carries)."""
+    from adapters.slack.translate import card_blocks
+    from bot.domain import Actor, Case, Category, Kind, Role
+    from conversations.cards import case_card
+
+    now = datetime.now(UTC)
+    actor = Actor("u-agent0", Role.AGENT, "slack")
+    case = Case.new(
+        1042,
+        kind=Kind.QUESTION,
+        customer_id="customer 1",
+        category=Category.INVOICE,
+        description="We were charged twice for Microsoft 365 E3 on the last invoice.",
+        actor=actor,
+        now=now,
+    )
+    case.set_owner("u-agent1", actor, now)
+    case.add_note("Checked Partner Center: proration for seats added mid-month.", actor, now)
+    viewer = Actor("u-agent2", Role.AGENT, "slack")
+    card = case_card(case, None, viewer, "UTC", {"u-agent1": "Agent 1"}, now, None)
+    return card_blocks(card)
 
 
 @dataclass
@@ -103,12 +130,18 @@ class Traffic:
         takeable = [
             c for c in self.manifest["live"] if c["state"] in ("open", "in_progress", "reopened")
         ]
-        # Half the takeable cases are clicked on Slack, the other half on Teams: each
-        # case's first click is a fresh one, later clicks are on an outdated card.
+        # Half the takeable cases are clicked on Slack, the other half on Teams.
         self.slack_clicks = takeable[0::2] or takeable
         self.teams_clicks = takeable[1::2] or takeable
+        # What each clicked case's card shows now (stage, owner, state), as the clicks so far
+        # left it: a click carries the card's stage, so it is fresh unless it repeats one.
+        self._cards = {
+            int(c["number"]): {"stage": c["stage"], "owner": c["owner"], "state": c["state"]}
+            for c in takeable
+        }
         self.team = str(self.manifest["slack_team"])
         self.tenant = str(self.manifest["teams_tenant"])
+        self._blocks = card_blocks_sample()
 
     # -- common
     def _rng(self, i: int, salt: str) -> random.Random:
@@ -124,6 +157,26 @@ class Traffic:
         others = [a for a in self.agents if a["id"] != owner]
         return rng.choice(others) if others else {"id": LEAD_ID, "slack": LEAD_SLACK, "teams": ""}
 
+    def _take(
+        self, pool: list[dict[str, Any]], i: int, rng: random.Random
+    ) -> tuple[int, int, dict[str, str]]:
+        """The next Take click on a case of ``pool``: (case number, card stage, clicker).
+
+        Someone other than the owner takes the case from the card as it is now
+        (the stage moves on by 2 from open, by 1 from in progress); one click in
+        ``DOUBLE_CLICKS`` is the previous click on that case sent again.
+        """
+        number = int(pool[i % len(pool)]["number"])
+        card = self._cards[number]
+        last = card.get("last")
+        if last is not None and rng.random() < DOUBLE_CLICKS:
+            return number, int(last[1]), last[0]
+        clicker = self._clicker(card["owner"], rng)
+        stage = int(card["stage"])
+        card["stage"] = stage + (2 if card["state"] in ("open", "reopened") else 1)
+        card.update(state="in_progress", owner=clicker["id"], last=(clicker, stage))
+        return number, stage, clicker
+
     # -- Slack
     def slack(self, i: int) -> Request:
         """Request ``i`` of the Slack stream: 2 status, 1 list mine, 1 click in every 4."""
@@ -134,8 +187,8 @@ class Traffic:
             return self._command(f"status BILL-{self._case(rng)}", agent, in_channel=kind == 2)
         if kind == 1:
             return self._command("list mine", agent, in_channel=False)
-        case = self.slack_clicks[(i // 4) % len(self.slack_clicks)]
-        return self._click(case, self._clicker(case["owner"], rng))
+        number, stage, clicker = self._take(self.slack_clicks, i // 4, rng)
+        return self._click(number, stage, clicker)
 
     def _signed(self, body: str) -> Request:
         return body.encode(), "application/x-www-form-urlencoded", sign(body, SECRET)
@@ -156,11 +209,11 @@ class Traffic:
         )
         return self._signed(urllib.parse.urlencode(fields))
 
-    def _click(self, case: dict[str, Any], agent: dict[str, str]) -> Request:
+    def _click(self, number: int, stage: int, agent: dict[str, str]) -> Request:
         n = next(self._ids)
         body = load("block_actions")
         channel = "D" + agent["slack"]
-        ts = f"1700000000.{case['number']:06d}"
+        ts = f"1700000000.{number:06d}"
         body["user"] = {
             "id": agent["slack"],
             "username": agent["id"],
@@ -176,7 +229,13 @@ class Traffic:
             "is_ephemeral": True,
         }
         body["channel"] = {"id": channel, "name": "directmessage"}
-        body["message"] = {"type": "message", "ts": ts, "text": f"BILL-{case['number']}"}
+        # Slack sends the clicked message whole: the case card's blocks.
+        body["message"] = {
+            "type": "message",
+            "ts": ts,
+            "text": f"BILL-{number}",
+            "blocks": self._blocks,
+        }
         body["trigger_id"] = f"{n}.{uuid.uuid4().int % 10**12}.bench"
         body["response_url"] = f"{self.slack_url}/response/{n}"
         body["actions"] = [
@@ -184,7 +243,7 @@ class Traffic:
                 "action_id": "take",
                 "block_id": "b1",
                 "text": {"type": "plain_text", "text": "Take", "emoji": True},
-                "value": f"take|BILL-{case['number']}|{case['stage']}",
+                "value": f"take|BILL-{number}|{stage}",
                 "style": "primary",
                 "type": "button",
                 "action_ts": f"{time.time():.6f}",
@@ -199,15 +258,9 @@ class Traffic:
         if i % 5 < 3:
             agent = rng.choice(self.agents)
             return self._activity(agent, text=f"status BILL-{self._case(rng)}")
-        case = self.teams_clicks[(i // 5) % len(self.teams_clicks)]
-        agent = self._clicker(case["owner"], rng)
-        value = {
-            "action": "take",
-            "case_id": f"BILL-{case['number']}",
-            "version": case["stage"],
-            "value": None,
-        }
-        return self._activity(agent, value=value, reply_to=f"act-card-{case['number']}")
+        number, stage, agent = self._take(self.teams_clicks, i // 5, rng)
+        value = {"action": "take", "case_id": f"BILL-{number}", "version": stage, "value": None}
+        return self._activity(agent, value=value, reply_to=f"act-card-{number}")
 
     def _activity(
         self,
@@ -277,6 +330,7 @@ class Run:
     answer_seconds: float = 0.0  # from each run's first request to its last answer, summed
     cpu_s: float = 0.0  # the server's CPU time, from each run's start until its answers were out
     sys_s: float = 0.0  # the part of it spent in the kernel (fsync, sockets)
+    burst_cpu_s: float = 0.0  # the server's CPU time while the requests were being sent
     rss_peak_mb: float | None = None
     rounds: list[dict[str, float]] = field(default_factory=list)
 
@@ -309,6 +363,9 @@ class Run:
             if self.requests
             else None,
             "sys_ms_per_request": round(1000 * self.sys_s / self.requests, 3)
+            if self.requests
+            else None,
+            "burst_cpu_ms_per_request": round(1000 * self.burst_cpu_s / self.requests, 3)
             if self.requests
             else None,
             "rss_peak_mb": round(self.rss_peak_mb, 1) if self.rss_peak_mb else None,
@@ -433,6 +490,7 @@ async def one_round(target: Target, args: argparse.Namespace, offset: int) -> No
             concurrency=args.concurrency,
             duration=args.duration,
         )
+        burst_cpu = sum(cpu_seconds(target.process.pid)) - sum(cpu_before)
         answered, last = await wait_answers(
             session, target.stats_url, run.channel, began, args.quiet
         )
@@ -448,6 +506,7 @@ async def one_round(target: Target, args: argparse.Namespace, offset: int) -> No
     run.answers += answers
     run.answer_seconds += last if answers else 0.0
     run.cpu_s += cpu
+    run.burst_cpu_s += burst_cpu
     rps = len(latencies) / seconds if seconds else 0.0
     p99 = percentile(latencies, 0.99)
     run.rounds.append({"rps": round(rps, 1), "p99_ms": round(p99, 2)})
@@ -458,7 +517,8 @@ async def one_round(target: Target, args: argparse.Namespace, offset: int) -> No
         f"{answers} answers out"
         + (f" (the last {last:.1f} s after the start)" if answers else "")
         + f", server CPU {1000 * cpu / max(1, len(latencies)):.2f} ms/req"
-        + f" ({1000 * (sys_after - cpu_before[1]) / max(1, len(latencies)):.2f} in the kernel)",
+        + f" ({1000 * (sys_after - cpu_before[1]) / max(1, len(latencies)):.2f} in the kernel"
+        + f", {1000 * burst_cpu / max(1, len(latencies)):.2f} while the requests came)",
         file=sys.stderr,
         flush=True,
     )
