@@ -46,6 +46,7 @@ INBOX_RETRY_SECONDS = 1.0  # after the inbox itself could not be written
 ANSWERS_FIRST_MAX_WAIT = 0.1  # s it waits at most per item, so the work keeps moving
 ANSWERS_FIRST_QUIET = 0.005  # s without a new request that count as a gap in the traffic
 ANSWERS_FIRST_MAX_BACKLOG = 1000  # queued items past which it stops yielding (~3 s of work)
+HOUSEKEEPING_SECONDS = 600.0  # how often serve drops expired request ids
 
 
 class Runtime:
@@ -230,11 +231,20 @@ class Runtime:
         self._scheduler_wake.set()
 
     async def scheduler_loop(self, interval: float = 1.0) -> None:
-        """Runs inside ``serve``: a tick every ``interval`` seconds, or sooner when kicked."""
+        """Runs inside ``serve``: a tick every ``interval`` seconds, or sooner when kicked.
+
+        Every ``HOUSEKEEPING_SECONDS`` it also drops expired request ids (each
+        Slack or Teams request leaves one or two for a couple of days: without
+        this they would pile up in memory and in every snapshot for ever).
+        """
+        next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
         while True:
             try:
                 await self._answers_first()  # reminders are not timed to the second either
                 await self.scheduler.tick()
+                if time.monotonic() >= next_housekeeping:
+                    next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
+                    await self.housekeeping()
             except Exception:  # noqa: BLE001 - keep scheduling; the error is logged
                 log.exception("scheduler tick failed")
             with contextlib.suppress(TimeoutError):
