@@ -11,6 +11,9 @@ import pytest
 from bot.domain import Actor, Role
 from bot.storage import MemoryEngine, Store, TinyDBEngine
 
+# Shared assertion helpers (e.g. assert_same_case) keep pytest's detailed failure output.
+pytest.register_assert_rewrite("tests.harness")
+
 
 @pytest.fixture
 def now() -> datetime:

@@ -11,6 +11,7 @@ import re
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from bot.clock import FakeClock
 from bot.config import CustomerConfig, Settings, UserConfig
@@ -103,6 +104,37 @@ def make_settings(**overrides: object) -> Settings:
     )
     base.update(overrides)
     return Settings(**base)  # type: ignore[arg-type]
+
+
+# The channel parity tests (tests/slack/test_slack_parity.py, tests/teams/test_parity.py):
+# one question through a channel and through the local chat ends in the same case.
+PARITY_TIMES = {"created_at", "updated_at", "first_response_at", "resolved_at", "informed_at", "at"}
+
+
+def comparable(doc: Any) -> Any:
+    """A stored document without times and channel names."""
+    if isinstance(doc, dict):
+        return {
+            k: comparable(v) for k, v in doc.items() if k not in PARITY_TIMES and k != "channel"
+        }
+    if isinstance(doc, list):
+        return [comparable(v) for v in doc]
+    return doc
+
+
+def assert_same_case(via_channel: dict[str, Any], local: dict[str, Any], channel: str) -> None:
+    """The case made through ``channel`` equals the local one, ids, times and channels aside."""
+    assert {a["channel"] for a in local["audit"]} == {"local"}
+    assert {a["channel"] for a in via_channel["audit"]} == {channel}
+    assert [a["action"] for a in via_channel["audit"]] == [
+        "created",
+        "assigned",
+        "started",
+        "resolved",
+        "customer_informed",
+    ]
+    assert comparable(via_channel["audit"]) == comparable(local["audit"])
+    assert comparable(via_channel) == comparable(local)
 
 
 @dataclass
