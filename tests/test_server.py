@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -183,6 +182,15 @@ async def test_local_endpoint_refuses_non_loopback_peers() -> None:
     assert not is_loopback("10.0.0.5") and not is_loopback("192.168.1.2") and not is_loopback(None)
 
 
-async def test_chat_module_importable_without_serve() -> None:
-    async with aiohttp.ClientSession():
-        pass
+def test_chat_module_importable_without_serve() -> None:
+    """The local chat client loads neither the server nor the channel SDKs."""
+    probe = (
+        "import sys, adapters.local.chat; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('slack_bolt', 'slack_sdk', 'botbuilder') or m in ('bot.server', 'bot.runtime')))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]", proc.stdout
