@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import itertools
 import logging
 import time
 import uuid
@@ -47,6 +48,16 @@ ANSWERS_FIRST_MAX_WAIT = 0.1  # s it waits at most per item, so the work keeps m
 ANSWERS_FIRST_QUIET = 0.005  # s without a new request that count as a gap in the traffic
 ANSWERS_FIRST_MAX_BACKLOG = 1000  # queued items past which it stops yielding (~3 s of work)
 HOUSEKEEPING_SECONDS = 600.0  # how often serve drops expired request ids
+
+# Ids made in this process: random per process, then a counter (uuid4 per id reads
+# os.urandom each time, a measurable share of a request's ack).
+_PROCESS_ID = uuid.uuid4().hex
+_SEQUENCE = itertools.count(1)
+
+
+def unique_id() -> str:
+    """An id no other call, process or restart makes (128 random bits per process + a counter)."""
+    return f"{_PROCESS_ID}{next(_SEQUENCE):x}"
 
 
 class Runtime:
@@ -103,7 +114,8 @@ class Runtime:
         survives a crash and is worked off after a restart.
         """
         now = self.clock.now()
-        item_id = f"{now.strftime('%Y%m%d%H%M%S%f')}-{uuid.uuid4().hex[:8]}"
+        # Sorted by arrival (the inbox is worked off in key order), unique across restarts.
+        item_id = f"{now.strftime('%Y%m%d%H%M%S%f')}-{_PROCESS_ID[:8]}{next(_SEQUENCE):08x}"
         item = {"channel": channel, "payload": payload, "received": now.isoformat(), "attempts": 0}
         ops = [Op("inbox", item_id, item)]
         if dedupe is not None:

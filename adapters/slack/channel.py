@@ -20,7 +20,6 @@ import asyncio
 import logging
 import re
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -28,7 +27,6 @@ import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
-from slack_bolt.request.internals import parse_body
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -43,7 +41,7 @@ from adapters.slack import translate as t
 from bot.config import Settings
 from bot.domain import Role, User, parse_case_id
 from bot.i18n import _, normalize_locale, use_locale
-from bot.runtime import Runtime
+from bot.runtime import Runtime, unique_id
 from bot.storage import Op, StorageError
 from conversations.desk import Desk
 from conversations.model import ActionRef, Channel, Form, Message, Reply
@@ -201,20 +199,25 @@ class SlackChannel:
         the middleware chain, listener matching, a context with its own Web API
         client), which costs more than recording the request durably; and the
         work after the ack never goes through bolt. The signature is checked by
-        the same slack_sdk verifier bolt uses, the body parsed by bolt's own
-        parser, and the same inbox item recorded as by the listeners below.
-        Everything else (events, modal submissions, ``ssl_check``, a bad
+        the same slack_sdk verifier bolt uses (before the body is parsed), the
+        body parsed as bolt's own parser parses it (:func:`translate.parse_form`,
+        in C where it can), and the same inbox item recorded as by the
+        listeners below. Everything else (events, modal submissions, ``ssl_check``, a bad
         signature, a payload of an unexpected shape) takes bolt's path: None.
         """
         if request.content_type != "application/x-www-form-urlencoded":
             return None
         try:
             raw = (await request.read()).decode("utf-8")
-            body = parse_body(raw, request.content_type)
-        except (ValueError, UnicodeDecodeError):
+        except UnicodeDecodeError:
             return None
-        signature = request.headers.get("X-Slack-Signature", "")
-        if not isinstance(body, dict) or not self._verifier.is_valid(raw, timestamp, signature):
+        if not self._verifier.is_valid(raw, timestamp, request.headers["X-Slack-Signature"]):
+            return None
+        try:
+            body = t.parse_form(raw)
+        except ValueError:
+            return None
+        if not isinstance(body, dict):
             return None
         if isinstance(body.get("command"), str) and "ssl_check" not in body:
             text = await self._record_command(body)
@@ -226,7 +229,7 @@ class SlackChannel:
 
     # ---- listeners: record, then ack ---------------------------------------
     async def _enqueue(self, item: dict[str, Any], dedupe: str | None) -> bool:
-        item = {"id": uuid.uuid4().hex, **item}
+        item = {"id": unique_id(), **item}
         return await self.runtime.enqueue("slack", item, dedupe=dedupe)
 
     async def _on_command(self, body: dict[str, Any], ack: AsyncAck) -> None:
@@ -386,7 +389,7 @@ class SlackChannel:
         await self.runtime.enqueue(
             "slack",
             {
-                "id": uuid.uuid4().hex,
+                "id": unique_id(),
                 "kind": "deliver",
                 "origin": origin.to_dict(),
                 "replies": [reply_to_dict(r) for r in replies],
