@@ -46,7 +46,8 @@ INBOX_RETRY_SECONDS = 1.0  # after the inbox itself could not be written
 # The inbox worker lets requests waiting for their HTTP answer go first (see _answers_first):
 ANSWERS_FIRST_MAX_WAIT = 0.1  # s it waits at most per item, so the work keeps moving
 ANSWERS_FIRST_QUIET = 0.005  # s without a new request that count as a gap in the traffic
-ANSWERS_FIRST_MAX_BACKLOG = 1000  # queued items past which it stops yielding (~3 s of work)
+ANSWERS_FIRST_MAX_DELAY = 2.0  # s an item may wait after its ack before it stops yielding
+ANSWERS_FIRST_MAX_BACKLOG = 10_000  # queued items past which it stops yielding at all
 HOUSEKEEPING_SECONDS = 600.0  # how often serve drops expired request ids
 
 # Ids made in this process: random per process, then a counter (uuid4 per id reads
@@ -83,6 +84,7 @@ class Runtime:
         self._last_request = 0.0  # time.monotonic() of the latest request's arrival
         self._none_answering = asyncio.Event()
         self._none_answering.set()
+        self._queued_at: dict[str, float] = {}  # inbox item -> time.monotonic() of its ack
         # Called on shutdown (flow modules' HTTP sessions, channel clients).
         self.closers: list[Callable[[], Awaitable[None]]] = []
         for name in FLOW_MODULES:
@@ -135,6 +137,7 @@ class Runtime:
             await self.store.commit(ops)
         except VersionConflict:
             return False
+        self._queued_at[item_id] = time.monotonic()
         self._inbox_idle.clear()
         self._inbox_wake.set()
         return True
@@ -149,7 +152,7 @@ class Runtime:
                 self._inbox_idle.set()
                 return done
             for key, item in items:
-                await self._answers_first()
+                await self._answers_first(self._queued_at.pop(key, None))
                 handler = self.inbox_handlers.get(item["channel"])
                 if handler is None:
                     log.error(
@@ -185,20 +188,26 @@ class Runtime:
             if not self._answering:
                 self._none_answering.set()
 
-    async def _answers_first(self) -> None:
+    async def _answers_first(self, queued_at: float | None = None) -> None:
         """Let requests waiting for their HTTP answer go first, for a bounded while.
 
-        The answer to the request (the ack) is what Slack (3 s) and Teams (15 s)
-        time, and the work is already durably queued: its result goes out moments
-        later. One event loop (one core) serves both, so without this a burst of
-        requests waits behind the work of those before it. The worker takes the
-        next item in a gap of the traffic: no request in flight and none arrived
-        for ``ANSWERS_FIRST_QUIET``. Two bounds keep the work moving: at most
-        ``ANSWERS_FIRST_MAX_WAIT`` per item, and no waiting at all once more than
-        ``ANSWERS_FIRST_MAX_BACKLOG`` items are queued (sustained overload is
-        shared, not deferred).
+        The answer to the request (the ack) is what Slack (3 s, then the user
+        sees an error and events are sent again) and Teams (15 s) time, and the
+        work is already durably queued: its result goes out moments later (a
+        ``response_url`` stays valid for 30 minutes). One event loop (one core)
+        serves both, so without this a burst of requests waits behind the work
+        of those before it. The worker takes the next item in a gap of the
+        traffic: no request in flight and none arrived for
+        ``ANSWERS_FIRST_QUIET``. Bounds keep the work moving: it waits at most
+        ``ANSWERS_FIRST_MAX_WAIT`` per item, and not at all for an item acked
+        more than ``ANSWERS_FIRST_MAX_DELAY`` ago (``queued_at``, when this
+        process queued it) or once more than ``ANSWERS_FIRST_MAX_BACKLOG`` items
+        are queued: a burst of a few seconds is acked first and worked off
+        right after, sustained overload is shared, not deferred.
         """
         if len(self.store.engine.view("inbox")) > ANSWERS_FIRST_MAX_BACKLOG:
+            return
+        if queued_at is not None and time.monotonic() - queued_at >= ANSWERS_FIRST_MAX_DELAY:
             return
         deadline = time.monotonic() + ANSWERS_FIRST_MAX_WAIT
         while (now := time.monotonic()) < deadline:

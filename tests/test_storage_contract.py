@@ -892,6 +892,35 @@ async def test_compaction_in_the_background_keeps_every_write(db_path: Path, now
         await again.close()
 
 
+async def test_compaction_follows_the_journals_bytes(db_path: Path, now: datetime) -> None:
+    """Due at ``compact_bytes`` or twice the snapshot, whichever is larger; not before."""
+    engine = TinyDBEngine(db_path, compact_bytes=20_000)
+    store = Store(engine)
+    await store.open()
+    try:
+        snapshot = db_path.stat().st_size
+        limit = max(20_000, 2 * snapshot)
+        seen: list[int] = []
+        for _ in range(120):
+            before = engine.health()["journal_bytes"]
+            await store.create_case(builder(now))
+            await asyncio.sleep(0)  # let the flusher's compaction (if due) run
+            after = engine.health()["journal_bytes"]
+            if after < before:
+                seen.append(before)
+        assert seen, "the journal never reached its limit: no compaction"
+        # Each compaction came once the journal had reached the limit, not earlier.
+        assert all(size >= limit for size in seen)
+        assert engine.health()["journal_bytes"] < 2 * limit
+    finally:
+        await store.close()
+    again = await open_db(db_path)
+    try:
+        assert await again.next_number("case") == 121
+    finally:
+        await again.close()
+
+
 # ---- durable engine: damage and failure edge cases ---------------------------
 
 
