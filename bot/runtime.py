@@ -106,20 +106,27 @@ class Runtime:
 
     # ---- the durable inbox: record before the ack, work after it ---------
     async def enqueue(
-        self, channel: str, payload: dict[str, Any], dedupe: str | None = None
+        self,
+        channel: str,
+        payload: dict[str, Any],
+        dedupe: str | None = None,
+        *,
+        handed_over: bool = False,
     ) -> bool:
         """Record a request durably before it is acknowledged; False if ``dedupe`` was seen.
 
         The dedupe key (a Slack ``event_id``, a Teams activity id, a click's
         case/action/version) and the inbox item are written in one commit, so a
         retry or a double click can never be queued twice, and a queued item
-        survives a crash and is worked off after a restart.
+        survives a crash and is worked off after a restart. ``handed_over``: the
+        payload is a request body as parsed from JSON or a form, which the caller
+        never changes again, so the store keeps it instead of a copy (see ``Op``).
         """
         now = self.clock.now()
         # Sorted by arrival (the inbox is worked off in key order), unique across restarts.
         item_id = f"{now.strftime('%Y%m%d%H%M%S%f')}-{_PROCESS_ID[:8]}{next(_SEQUENCE):08x}"
         item = {"channel": channel, "payload": payload, "received": now.isoformat(), "attempts": 0}
-        ops = [Op("inbox", item_id, item)]
+        ops = [Op("inbox", item_id, item, handed_over=handed_over)]
         if dedupe is not None:
             current = self.store.engine.peek("events", dedupe)
             if current is not None and current.get("expires", "") > now.isoformat():

@@ -921,6 +921,38 @@ async def test_compaction_follows_the_journals_bytes(db_path: Path, now: datetim
         await again.close()
 
 
+async def test_a_handed_over_document_is_kept_and_replayed_alike(
+    store: Store, tmp_path: Path
+) -> None:
+    """Handed over (a request body as parsed): the store keeps it, without a copy."""
+    doc = {"kind": "command", "body": {"text": "status BILL-1", "n": [1, 2.5, None, True]}}
+    await store.commit([Op("inbox", "i1", doc, handed_over=True)])
+    assert store.engine.peek("inbox", "i1") is doc
+    await store.commit([Op("inbox", "i2", doc)])  # not handed over: a copy
+    copied = store.engine.peek("inbox", "i2")
+    assert copied == doc and copied is not doc
+    if isinstance(store.engine, TinyDBEngine):
+        await store.close()
+        again = await open_db(store.engine.path)
+        try:
+            assert again.engine.peek("inbox", "i1") == doc
+        finally:
+            await again.close()
+        await store.open()
+
+
+@pytest.mark.parametrize(
+    "doc", [{"t": (1, 2)}, {"k": {1: "a"}}, {"d": Decimal("1.10")}, {"x": [{"y": ("z",)}]}]
+)
+async def test_the_memory_engine_refuses_a_handed_over_document_that_is_not_plain_json(
+    doc: dict[str, object],
+) -> None:
+    store = Store(MemoryEngine())
+    with pytest.raises(TypeError):
+        await store.commit([Op("inbox", "i", doc, handed_over=True)])
+    assert store.engine.peek("inbox", "i") is None
+
+
 # ---- durable engine: damage and failure edge cases ---------------------------
 
 

@@ -54,12 +54,19 @@ class Op:
     ``expect`` guards the write (optimistic concurrency): ``None`` means the key
     must be absent, an int means the stored document's ``version`` must equal it.
     A failed guard fails the whole commit with :class:`VersionConflict`.
+
+    An engine stores a copy of ``doc`` (parsed back from its JSON: exactly what
+    a replay sees). ``handed_over`` skips that copy: the caller hands the
+    document to the store, promises it is plain JSON (dicts with string keys,
+    lists, strings, numbers, booleans, None: as ``json.loads`` made it) and
+    never changes it afterwards. The in-memory engine checks the promise.
     """
 
     table: str
     key: str
     doc: Doc | None
     expect: Any = ANY
+    handed_over: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +105,17 @@ def check_expectations(ops: Sequence[Op], peek: Callable[[str, str], Doc | None]
                 raise VersionConflict(op.table, op.key)
         elif current is None or current.get("version", 0) != op.expect:
             raise VersionConflict(op.table, op.key)
+
+
+def _same_json(parsed: Any, doc: Any) -> bool:
+    """``doc`` is exactly what ``json.loads`` made of it (types included: no tuples, int keys)."""
+    if type(parsed) is not type(doc):
+        return False
+    if isinstance(doc, dict):
+        return parsed.keys() == doc.keys() and all(_same_json(parsed[k], doc[k]) for k in doc)
+    if isinstance(doc, list):
+        return len(parsed) == len(doc) and all(map(_same_json, parsed, doc))
+    return bool(parsed == doc)
 
 
 def summarize(doc: Doc) -> CaseSummary:
@@ -210,6 +228,10 @@ class MemoryEngine(Engine):
         check_expectations(ops, self.peek)
         # Stored as the durable engine stores them: JSON (a Decimal fails here too).
         docs = [None if op.doc is None else json.loads(json.dumps(op.doc)) for op in ops]
+        for op, doc in zip(ops, docs, strict=True):
+            if op.handed_over and not _same_json(doc, op.doc):
+                raise TypeError(f"{op.table}/{op.key} was handed over but is not plain JSON")
+        docs = [op.doc if op.handed_over else doc for op, doc in zip(ops, docs, strict=True)]
         for op, doc in zip(ops, docs, strict=True):
             table = self.tables[op.table]
             old = table.get(op.key)

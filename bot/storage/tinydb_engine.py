@@ -566,8 +566,12 @@ class TinyDBEngine(Engine):
         )
         batch.lines.append(b'{"seq":%d,"ops":[%s]}\n' % (self.seq, rows))
         for op, key, enc in zip(ops, keys, encoded, strict=True):
-            # The stored copy is parsed from the journal's bytes: exactly what a replay sees.
-            doc = None if op.doc is None else json.loads(enc)
+            # The stored copy is parsed from the journal's bytes: exactly what a replay sees
+            # (unless handed over: the caller's plain-JSON document itself, see Op).
+            if op.doc is None:
+                doc = None
+            else:
+                doc = op.doc if op.handed_over else json.loads(enc)
             table = self.hot[op.table]
             old = table.get(op.key)
             batch.undo.append((op.table, op.key, old))
