@@ -13,9 +13,13 @@ import time
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 import bot.runtime as runtime_module
-from tests.harness import DeskEnv
+from bot.server import RUNTIME, build_app
+from bot.storage import MemoryEngine, Store
+from tests.harness import DeskEnv, make_settings
 
 
 @pytest.fixture
@@ -48,9 +52,7 @@ async def test_work_waits_while_a_request_waits_for_its_answer(env: DeskEnv) -> 
     assert done == ["0", "1"]
 
 
-async def test_an_item_acked_long_ago_is_worked_on_at_once(
-    env: DeskEnv, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_an_item_acked_long_ago_is_worked_on_at_once(env: DeskEnv) -> None:
     done = await worked(env, 1)
     key = next(iter(env.store.engine.view("inbox")))
     env.runtime._queued_at[key] = time.monotonic() - 21.0  # acked more than MAX_DELAY ago
@@ -78,6 +80,22 @@ async def test_items_from_before_a_restart_wait_at_most_max_wait(
     monkeypatch.setattr(runtime_module, "ANSWERS_FIRST_MAX_WAIT", 0.2)
     done = await worked(env, 1)
     env.runtime._queued_at.clear()  # queued by an earlier process: no ack time known
+    began = time.monotonic()
     with env.runtime.answering():
         assert await asyncio.wait_for(env.runtime.drain_inbox(), 10) == 1
     assert done == ["0"]
+    assert time.monotonic() - began < 2  # MAX_WAIT (0.2 s), not MAX_DELAY (20 s)
+
+
+async def test_the_server_counts_a_request_as_answering_while_it_is_served() -> None:
+    """What the bounds above rely on: every request is counted until its answer."""
+    app = build_app(make_settings(), Store(MemoryEngine()))
+    runtime = app[RUNTIME]
+
+    async def probe(_: web.Request) -> web.Response:
+        return web.json_response(runtime._answering)
+
+    app.router.add_get("/probe", probe)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        assert await (await client.get("/probe")).json() == 1
+        assert runtime._answering == 0

@@ -898,20 +898,23 @@ async def test_compaction_follows_the_journals_bytes(db_path: Path, now: datetim
     store = Store(engine)
     await store.open()
     try:
-        snapshot = db_path.stat().st_size
-        limit = max(20_000, 2 * snapshot)
-        seen: list[int] = []
+        limit = max(20_000, 2 * db_path.stat().st_size)
+        limits: list[int] = []
+        previous = 0  # the journal before the write ahead of this one
         for _ in range(120):
             before = engine.health()["journal_bytes"]
             await store.create_case(builder(now))
             await asyncio.sleep(0)  # let the flusher's compaction (if due) run
             after = engine.health()["journal_bytes"]
             if after < before:
-                seen.append(before)
-        assert seen, "the journal never reached its limit: no compaction"
-        # Each compaction came once the journal had reached the limit, not earlier.
-        assert all(size >= limit for size in seen)
-        assert engine.health()["journal_bytes"] < 2 * limit
+                # Due once a write crossed the limit, not before; it runs in the background,
+                # so the next write may still land first, but no later one.
+                assert previous < limit <= before, (previous, before, limit)
+                limits.append(limit)
+                limit = max(20_000, 2 * db_path.stat().st_size)
+            previous = before
+        # Both halves of the rule were met: the floor, then twice a grown snapshot.
+        assert len(limits) >= 2 and max(limits) > 20_000, limits
     finally:
         await store.close()
     again = await open_db(db_path)
@@ -921,9 +924,7 @@ async def test_compaction_follows_the_journals_bytes(db_path: Path, now: datetim
         await again.close()
 
 
-async def test_a_handed_over_document_is_kept_and_replayed_alike(
-    store: Store, tmp_path: Path
-) -> None:
+async def test_a_handed_over_document_is_kept_and_replayed_alike(store: Store) -> None:
     """Handed over (a request body as parsed): the store keeps it, without a copy."""
     doc = {"kind": "command", "body": {"text": "status BILL-1", "n": [1, 2.5, None, True]}}
     await store.commit([Op("inbox", "i1", doc, handed_over=True)])
@@ -935,14 +936,14 @@ async def test_a_handed_over_document_is_kept_and_replayed_alike(
         await store.close()
         again = await open_db(store.engine.path)
         try:
-            assert again.engine.peek("inbox", "i1") == doc
+            assert json.dumps(again.engine.peek("inbox", "i1")) == json.dumps(doc)
         finally:
             await again.close()
         await store.open()
 
 
 @pytest.mark.parametrize(
-    "doc", [{"t": (1, 2)}, {"k": {1: "a"}}, {"d": Decimal("1.10")}, {"x": [{"y": ("z",)}]}]
+    "doc", [{"t": (1, 2)}, {"k": {1: "a"}}, {"s": State.OPEN}, {"x": [{"y": ("z",)}]}]
 )
 async def test_the_memory_engine_refuses_a_handed_over_document_that_is_not_plain_json(
     doc: dict[str, object],
