@@ -212,10 +212,14 @@ async def reminders(settings: Settings, user: str | None, at: str | None) -> int
         print(f"billing-bot: {exc}", file=sys.stderr)
         return 1
     if url is not None:
-        async with aiohttp.ClientSession() as http:
-            params = {"user": name, "at": when.isoformat()}
-            async with http.get(f"{url}/local/reminders", params=params) as resp:
-                body = await resp.json()
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+                params = {"user": name, "at": when.isoformat()}
+                async with http.get(f"{url}/local/reminders", params=params) as resp:
+                    body = await resp.json()
+        except (aiohttp.ClientError, ValueError) as exc:
+            print(f"billing-bot: cannot reach the serve at {url}: {exc}", file=sys.stderr)
+            return 1
         if resp.status != 200:
             print(f"billing-bot: {body.get('error')}", file=sys.stderr)
             return 1

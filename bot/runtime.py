@@ -128,18 +128,10 @@ class Runtime:
         item = {"channel": channel, "payload": payload, "received": now.isoformat(), "attempts": 0}
         ops = [Op("inbox", item_id, item, handed_over=handed_over)]
         if dedupe is not None:
-            current = self.store.engine.peek("events", dedupe)
-            if current is not None and current.get("expires", "") > now.isoformat():
+            seen = self.store.event_op(dedupe, now, EVENT_TTL)
+            if seen is None:
                 return False
-            version = current.get("version", 0) if current else None
-            ops.append(
-                Op(
-                    "events",
-                    dedupe,
-                    {"expires": (now + EVENT_TTL).isoformat(), "version": (version or 0) + 1},
-                    expect=version,
-                )
-            )
+            ops.append(seen)
         try:
             await self.store.commit(ops)
         except VersionConflict:

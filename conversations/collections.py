@@ -612,7 +612,7 @@ class Collections:
         return leads[0].id if leads else None
 
     async def _names(self) -> dict[str, str]:
-        return {user.id: user.display_name for user in await self.store.users()}
+        return self.store.user_names()
 
     async def _customer(self, name: str) -> Customer:
         customer = await self.runtime.desk.directory.find_customer(name)

@@ -77,7 +77,6 @@ _MENTION = re.compile(r"^<@([A-Za-z0-9_.-]+)(?:\|[^>]*)?>$")
 class Command:
     name: str
     args: str  # the rest of the line, as typed (stripped)
-    known: bool = True
 
     @property
     def words(self) -> list[str]:
@@ -106,10 +105,7 @@ def parse(text: str) -> Command:
     if parse_case_id(head) is not None:
         return Command("status", f"{head} {rest}".strip())
     name = head.lower()
-    name = ALIASES.get(name, name)
-    if name in COMMANDS:
-        return Command(name, rest)
-    return Command(name, rest, known=False)
+    return Command(ALIASES.get(name, name), rest)
 
 
 def mention_id(word: str) -> str | None:

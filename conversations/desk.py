@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -1067,10 +1067,7 @@ class Desk:
         form = Form(
             form_id=form_id,
             title=title,
-            fields=[
-                FormField(**{**_field_dict(f), "value": values.get(f.name, f.value)})
-                for f in fields
-            ],
+            fields=[replace(f, value=values.get(f.name, f.value)) for f in fields],
             submit_label=_("Submit"),
             intro=intro,
             context=ctx,
@@ -1229,10 +1226,7 @@ class Desk:
             form = Form(
                 form_id=form_id,
                 title=title,
-                fields=[
-                    FormField(**{**_field_dict(f), "value": raw.get(f.name) or f.value})
-                    for f in fields
-                ],
+                fields=[replace(f, value=raw.get(f.name) or f.value) for f in fields],
                 submit_label=_("Submit"),
                 intro=intro,
                 errors=errors,
@@ -1390,19 +1384,6 @@ class Desk:
             if tenant_key(customer) == actor.tenant_id:
                 return customer
         raise Forbidden(_("This conversation is not linked to a customer; ask the billing team."))
-
-
-def _field_dict(f: FormField) -> dict[str, Any]:
-    return {
-        "name": f.name,
-        "label": f.label,
-        "kind": f.kind,
-        "required": f.required,
-        "choices": f.choices,
-        "value": f.value,
-        "hint": f.hint,
-        "max_length": f.max_length,
-    }
 
 
 __all__ = ["Desk", "Result", "Turn"]

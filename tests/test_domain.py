@@ -846,3 +846,9 @@ def test_case_id_roundtrip() -> None:
 
 def test_customer_key_is_case_and_space_insensitive() -> None:
     assert customer_key("  Contoso   Ltd ") == customer_key("contoso ltd")
+
+
+def test_the_storage_layer_archives_exactly_the_archived_states() -> None:
+    from bot.storage.engine import ARCHIVED
+
+    assert ARCHIVED == {s.value for s in ARCHIVED_STATES}

@@ -54,7 +54,6 @@ DEFAULT_API_URL = "https://slack.com/api/"
 PROFILE_TTL = 3600.0  # seconds a users.info answer is trusted
 PROFILE_WAIT_IN_REQUEST = 0.8  # seconds a modal submission may wait for users.info
 RATE_LIMIT_RETRIES = 3
-_MENTIONED = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 UNVERIFIED_TEAM = "unverified"  # a sender's workspace when neither Slack payload nor API said
 # chat.postMessage errors after which the answer goes to the user privately instead.
 NOT_POSTABLE = {
@@ -240,6 +239,24 @@ class SlackChannel:
         item = {"id": unique_id(), **item}
         return await self.runtime.enqueue("slack", item, dedupe=dedupe, handed_over=request_body)
 
+    async def _queue_delivery(
+        self,
+        origin: t.Origin,
+        replies: list[Reply],
+        dedupe: str | None,
+        *,
+        keep_text_form: bool = False,
+    ) -> bool:
+        """Queue the sending of ``replies`` (their own inbox item: sent, retried, never twice)."""
+        item = {
+            "kind": "deliver",
+            "origin": origin.to_dict(),
+            "replies": [reply_to_dict(r) for r in replies],
+            "private_only": await self._private_only(origin),
+            "keep_text_form": keep_text_form,
+        }
+        return await self._enqueue(item, dedupe, request_body=False)
+
     async def _on_command(self, body: dict[str, Any], ack: AsyncAck) -> None:
         text = await self._record_command(body)
         await (ack(text=text) if text else ack())
@@ -338,16 +355,7 @@ class SlackChannel:
             await ack(response_action="push", view=t.notice_view(title, text))
             return
         try:
-            await self._enqueue(
-                {
-                    "kind": "deliver",
-                    "origin": origin.to_dict(),
-                    "replies": [reply_to_dict(r) for r in result.replies],
-                    "private_only": await self._private_only(origin),
-                },
-                None,
-                request_body=False,
-            )
+            await self._queue_delivery(origin, result.replies, None)
         except StorageError:
             log.exception("could not queue the answer to a modal submission")
         await ack()
@@ -395,18 +403,7 @@ class SlackChannel:
                 await self.runtime.store.commit([Op("events", item["dedupe"], None)])
         if kind == "event" and origin.is_direct:
             await self._remember_dm(origin)
-        await self.runtime.enqueue(
-            "slack",
-            {
-                "id": unique_id(),
-                "kind": "deliver",
-                "origin": origin.to_dict(),
-                "replies": [reply_to_dict(r) for r in replies],
-                "private_only": await self._private_only(origin),
-                "keep_text_form": keep_text_form,
-            },
-            dedupe=marker,
-        )
+        await self._queue_delivery(origin, replies, marker, keep_text_form=keep_text_form)
 
     async def _case_marks(self, action: ActionRef | None) -> tuple[int | None, int | None]:
         """The (stage, version) of the clicked case, to tell whether a click changed it."""
@@ -696,7 +693,7 @@ class SlackChannel:
         if not partner:
             return
         texts = [msg.text, *(msg.form_values or {}).values()]
-        mentioned = {uid for text in texts for uid in _MENTIONED.findall(text)}
+        mentioned = {uid for text in texts for uid in t.MENTION.findall(text)}
         mentioned |= set(msg.mentions.values())
         for uid in sorted(mentioned):
             if any(cfg.slack == uid for cfg in self.settings.users):

@@ -71,7 +71,7 @@ CONDITIONAL_FIELDS = frozenset({"credited"})
 USER_FIELDS = frozenset({"user"})
 
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
-_BOT_MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
+MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 _USER_MENTION = re.compile(r"<@([A-Za-z0-9]+)\|([^>]+)>")
 
 
@@ -190,7 +190,7 @@ def strip_bot_mention(text: str, bot_user_id: str | None) -> str:
     """The text of an ``app_mention`` without the mention of the bot itself."""
     if not bot_user_id:
         return (text or "").strip()
-    out = _BOT_MENTION.sub(lambda m: "" if m.group(1) == bot_user_id else m.group(0), text or "")
+    out = MENTION.sub(lambda m: "" if m.group(1) == bot_user_id else m.group(0), text or "")
     return " ".join(out.split(" ")).strip()
 
 
@@ -695,7 +695,7 @@ def _input_block(f: FormField) -> dict[str, Any]:
             element["initial_option"] = chosen
     elif f.name in USER_FIELDS:
         element = {"type": "users_select", "action_id": VALUE_ACTION}
-        if value and (m := _BOT_MENTION.fullmatch(value)):
+        if value and (m := MENTION.fullmatch(value)):
             element["initial_user"] = m.group(1)
     else:
         element = {

@@ -59,7 +59,7 @@ from adapters.teams import render, translate
 from bot.config import Settings
 from bot.domain import Role, User, parse_case_id
 from bot.i18n import _
-from bot.runtime import Runtime
+from bot.runtime import Runtime, unique_id
 from bot.storage import Op, VersionConflict
 from conversations.desk import Desk
 from conversations.model import Channel, Message, Reply
@@ -233,7 +233,7 @@ class TeamsChannel:
         conv = translate.base_conversation(str((body.get("conversation") or {}).get("id", "")))
         activity_id = body.get("id")
         dedupe = f"teams:{conv}:{activity_id}" if activity_id else None
-        payload = {"kind": kind, "activity": body, "key": dedupe or _random_key()}
+        payload = {"kind": kind, "activity": body, "key": dedupe or unique_id()}
         fresh = await self.runtime.enqueue(CHANNEL, payload, dedupe)
         if not fresh:
             log.info("Teams activity %s was delivered again; already recorded", activity_id)
@@ -727,12 +727,6 @@ async def _close_connector(context: TurnContext, adapter: CloudAdapter) -> None:
     auth = adapter.bot_framework_authentication
     if client is not None and not (isinstance(auth, _Authentication) and auth.reuses(client)):
         await _close(client)
-
-
-def _random_key() -> str:
-    import uuid
-
-    return uuid.uuid4().hex
 
 
 def _parse_activity(body: Any) -> tuple[Activity | None, str | None]:

@@ -451,7 +451,7 @@ async def _load(ctx: Ctx) -> DeskView:
     assert ctx.actor is not None
     store = ctx.state.runtime.store
     customers = {c.id: c for c in await store.customers()}
-    names = {u.id: u.display_name for u in await store.users()}
+    names = store.user_names()
     live = visible_cases(await store.live_cases(), customers, ctx.actor)
     return DeskView(customers, names, live, ctx.state.runtime.clock.now())
 
@@ -659,7 +659,7 @@ async def case_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         return error_page(
             request, ctx, 404, _("I can't find {case}.").format(case=request.match_info["case_id"])
         )
-    names = {u.id: u.display_name for u in await store.users()}
+    names = store.user_names()
     now = ctx.state.runtime.clock.now()
     card = case_card(case, customer, ctx.actor, ctx.user.time_zone, names, now, tenant)
     values = {

@@ -381,15 +381,26 @@ class Store:
         return [(k, json.loads(json.dumps(view[k]))) for _due, k in index[:end] if k in view]
 
     # ---- processed events (idempotency) ---------------------------------
-    async def remember_event(self, key: str, now: datetime, ttl: timedelta) -> bool:
-        """True the first time ``key`` is seen within ``ttl``; False for a repeat."""
+    def event_op(self, key: str, now: datetime, ttl: timedelta) -> Op | None:
+        """The op recording ``key`` as seen for ``ttl``; None if it was seen within its ttl.
+
+        Guarded by the stored version: of two concurrent commits of it, the
+        second fails with :class:`VersionConflict` (a repeat, too).
+        """
         current = self.engine.peek("events", key)
         if current is not None and current.get("expires", "") > now.isoformat():
-            return False
+            return None
         version = current.get("version", 0) if current else None
         doc = {"expires": (now + ttl).isoformat(), "version": (version or 0) + 1}
+        return Op("events", key, doc, expect=version)
+
+    async def remember_event(self, key: str, now: datetime, ttl: timedelta) -> bool:
+        """True the first time ``key`` is seen within ``ttl``; False for a repeat."""
+        op = self.event_op(key, now, ttl)
+        if op is None:
+            return False
         try:
-            await self.engine.commit([Op("events", key, doc, expect=version)])
+            await self.engine.commit([op])
         except VersionConflict:
             return False
         return True

@@ -38,6 +38,10 @@ TABLES = (
 )
 
 
+ARCHIVED = frozenset({"closed", "cancelled"})
+"""Case states whose cases leave memory for the archive (``domain.ARCHIVED_STATES``)."""
+
+
 class _Any:
     def __repr__(self) -> str:
         return "ANY"
@@ -215,7 +219,7 @@ class MemoryEngine(Engine):
     async def scan(self, table: str) -> list[Doc]:
         docs = self.tables[table].values()
         if table == "cases":
-            return [copy.deepcopy(d) for d in docs if d["state"] not in ("closed", "cancelled")]
+            return [copy.deepcopy(d) for d in docs if d["state"] not in ARCHIVED]
         return [copy.deepcopy(d) for d in docs]
 
     def peek(self, table: str, key: str) -> Doc | None:
@@ -243,11 +247,7 @@ class MemoryEngine(Engine):
                 self._notify(op.table, op.key, old, doc)
 
     def archived(self) -> Iterable[CaseSummary]:
-        return [
-            summarize(d)
-            for d in self.tables["cases"].values()
-            if d["state"] in ("closed", "cancelled")
-        ]
+        return [summarize(d) for d in self.tables["cases"].values() if d["state"] in ARCHIVED]
 
     def health(self) -> dict[str, Any]:
         return {"backend": "memory", "ok": True}

@@ -44,6 +44,7 @@ from tinydb import TinyDB
 from tinydb.storages import Storage
 
 from bot.storage.engine import (
+    ARCHIVED,
     TABLES,
     CaseSummary,
     Doc,
@@ -57,7 +58,6 @@ from bot.storage.engine import (
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-ARCHIVED = frozenset({"closed", "cancelled"})
 
 # schema_version -> function upgrading the snapshot's tables dict in place to version + 1.
 MIGRATIONS: dict[int, Callable[[dict[str, dict[str, Doc]]], None]] = {}
