@@ -1,4 +1,4 @@
-"""Shared, generic test fixtures (storage, a fixed clock instant, a staff actor)."""
+"""Shared, generic test fixtures: a fixed clock instant, a store path, a fake Partner Center."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.domain import Actor, Role
-from bot.storage import MemoryEngine, Store, TinyDBEngine
+from tests.fakes.partner_center import FakePartnerCenter, running_fake_partner_center
 
 # Shared assertion helpers (e.g. assert_same_case) keep pytest's detailed failure output.
 pytest.register_assert_rewrite("tests.harness")
@@ -22,27 +21,13 @@ def now() -> datetime:
 
 
 @pytest.fixture
-def agent() -> Actor:
-    return Actor(user_id="u-ana", role=Role.AGENT, channel="local", display_name="Ana")
-
-
-@pytest.fixture
-async def memory_store() -> AsyncIterator[Store]:
-    store = Store(MemoryEngine())
-    await store.open()
-    yield store
-    await store.close()
-
-
-@pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     """Where a durable store lives in a test (a fresh temp dir per test)."""
     return tmp_path / "billing.json"
 
 
 @pytest.fixture
-async def tinydb_store(db_path: Path) -> AsyncIterator[Store]:
-    store = Store(TinyDBEngine(db_path))
-    await store.open()
-    yield store
-    await store.close()
+async def fake() -> AsyncIterator[FakePartnerCenter]:
+    """A fake Partner Center running on 127.0.0.1 (tests/fakes/partner_center.py)."""
+    async with running_fake_partner_center() as server:
+        yield server

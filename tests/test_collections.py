@@ -22,7 +22,7 @@ from bot.config import Settings, UserConfig
 from bot.domain import Role
 from conversations.collections import DM_TYPE, audit_log, flow_of
 from conversations.text import plain
-from tests.fakes.partner_center import FakePartnerCenter, running_fake_partner_center
+from tests.fakes.partner_center import FakePartnerCenter
 from tests.harness import START, TENANT_A, TENANT_B, DeskEnv, make_settings
 from tests.processes import ROOT, Serve, bot_env
 
@@ -62,12 +62,6 @@ async def make_env(fake: FakePartnerCenter | None = None, **overrides: Any) -> D
     env = DeskEnv(settings)
     await env.store.open()
     return env
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakePartnerCenter]:
-    async with running_fake_partner_center() as server:
-        yield server
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from bot.partner_center import PartnerCenterClient
 from bot.storage import Store
 from conversations.escalation import agent_locale, flow_of, parse_contact, pending_key, poll_key
 from conversations.model import ActionRef, Form
-from tests.fakes.partner_center import FakePartnerCenter, running_fake_partner_center
+from tests.fakes.partner_center import FakePartnerCenter
 from tests.harness import START, TENANT_A, Chat, DeskEnv, make_settings
 
 BILLING_TOPIC = "32444671"
@@ -49,12 +49,6 @@ def api_env(fake: FakePartnerCenter, store: Store | None = None) -> DeskEnv:
         env.settings, clock=env.clock, sleep=NoSleep(), rng=random.Random(7), timeout=0.3
     )
     return env
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakePartnerCenter]:
-    async with running_fake_partner_center() as server:
-        yield server
 
 
 @pytest.fixture

@@ -58,12 +58,6 @@ class Sleeps(list[float]):
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakePartnerCenter]:
-    async with running_fake_partner_center() as server:
-        yield server
-
-
-@pytest.fixture
 def sleeps() -> Sleeps:
     return Sleeps()
 

@@ -23,7 +23,7 @@ Use it::
         fake.fail_next(429, retry_after=7)  # then a 429 with Retry-After: 7
         fake.delay_next(1.0)                # an answer later than the client timeout
 
-or the ``fake_partner_center`` fixture (import it into a test module).
+or the ``fake`` fixture of ``tests/conftest.py``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import pytest
 from aiohttp import web
 
 from bot.config import Settings
@@ -776,10 +775,3 @@ async def running_fake_partner_center(**options: Any) -> AsyncIterator[FakePartn
         yield fake
     finally:
         await fake.close()
-
-
-@pytest.fixture
-async def fake_partner_center() -> AsyncIterator[FakePartnerCenter]:
-    """A running fake; import this name into a test module (or conftest) to use it."""
-    async with running_fake_partner_center() as fake:
-        yield fake
