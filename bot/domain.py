@@ -151,6 +151,14 @@ def format_case_id(number: int) -> str:
     return f"{CASE_PREFIX}{number}"
 
 
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def is_guid(value: str | None) -> bool:
+    """A GUID as Microsoft writes them (tenant, subscription, app and request ids)."""
+    return bool(_GUID.match(value or ""))
+
+
 def parse_case_id(text: str) -> int | None:
     """``BILL-7``, ``bill-7``, ``bill7`` → 7; anything else → None."""
     m = _CASE_RE.match(text or "")

@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 from bot.config import CollectionsStage
-from bot.domain import DomainError, customer_key
+from bot.domain import DomainError, customer_key, is_guid
 from bot.i18n import _
 from bot.money import CURRENCIES, Money, MoneyError, parse_amount, parse_currency
 
@@ -46,7 +46,6 @@ OPTIONAL_COLUMNS = ("amount_paid",)
 MAX_NAME = 200
 MAX_INVOICE = 64
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _INVOICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/#-]*$")
 ZERO = Decimal(0)
@@ -59,10 +58,6 @@ class ReceivableError(DomainError):
 def invoice_key(invoice: str) -> str:
     """The storage key of an invoice number: case-insensitive (``inv-1`` finds ``INV-1``)."""
     return invoice.strip().casefold()
-
-
-def is_guid(value: str) -> bool:
-    return bool(_GUID.match(value.strip()))
 
 
 def stage_id(stage: CollectionsStage) -> str:

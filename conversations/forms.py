@@ -11,12 +11,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bot.domain import Category, InformedVia, Outcome
+from bot.domain import Category, InformedVia, Outcome, is_guid
 from bot.i18n import N_, _
 from bot.money import MoneyError, parse_amount, parse_currency, parse_money
 from conversations.model import Choice, FieldKind, FormField
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _INVOICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{2,39}$")
 _REQUEST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{4,39}$")
 
@@ -109,7 +108,7 @@ def validate(field: FormField, raw: str) -> Parsed:
             return Parsed(str(parse_amount(text)))
     except MoneyError as exc:
         raise ValidationError(str(exc)) from exc
-    if field.name == "subscription_id" and not _GUID.match(text):
+    if field.name == "subscription_id" and not is_guid(text):
         raise ValidationError(
             _(
                 "A subscription id looks like 8f3c2b1e-1234-4abc-9def-0123456789ab "

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -26,7 +25,7 @@ from bot.partner_center import PartnerCenterClient
 from bot.storage import Store
 from conversations.escalation import agent_locale, flow_of, parse_contact, pending_key, poll_key
 from conversations.model import ActionRef, Form
-from tests.fakes.partner_center import FakePartnerCenter
+from tests.fakes.partner_center import FakePartnerCenter, is_guid
 from tests.harness import START, TENANT_A, Chat, DeskEnv, make_settings
 
 BILLING_TOPIC = "32444671"
@@ -88,13 +87,6 @@ async def escalate_by_modal(env: DeskEnv, case_id: str, **changes: str) -> Chat:
     chat, form = await open_form(env, case_id)
     await chat.submit("escalate", form_values(form, **changes), form.context)
     return chat
-
-
-def is_guid(value: str | None) -> bool:
-    try:
-        return value is not None and str(uuid.UUID(value)) == value.lower()
-    except ValueError:
-        return False
 
 
 async def inbox_texts(env: DeskEnv, user: str) -> list[dict[str, Any]]:

@@ -43,6 +43,7 @@ from tests.fakes.partner_center import (
     CUSTOMER_TENANT_ID,
     REFRESH_TOKEN,
     FakePartnerCenter,
+    is_guid,
     running_fake_partner_center,
 )
 
@@ -87,13 +88,6 @@ async def file_one(client: PartnerCenterClient, request_id: str | None = None) -
         request_id=request_id,
     )
     return info.id
-
-
-def is_guid(value: str | None) -> bool:
-    try:
-        return value is not None and str(uuid.UUID(value)) == value.lower()
-    except ValueError:
-        return False
 
 
 # -- mode and input ------------------------------------------------------------

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from adapters.teams.icons import png_size
+from bot.domain import is_guid
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "manifest" / "teams"
 DEFAULT_OUT = Path("dist/billing-bot-teams.zip")
 DEFAULT_WEBSITE = "https://example.com/billing-desk"
 ICONS = {"color.png": (192, 192), "outline.png": (32, 32)}
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _VERSION = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}$")
 _PLACEHOLDER = re.compile(r"\{\{[A-Z_]+\}\}")
 
@@ -71,7 +71,7 @@ def build_package(
     manifest_dir: Path = TEMPLATE_DIR,
 ) -> Path:
     """Write the app package zip to ``out`` and return its path."""
-    if not _GUID.match(app_id or ""):
+    if not is_guid(app_id):
         raise PackageError(
             f"the app id must be the bot's Microsoft App ID (a GUID), not {app_id!r}: "
             "pass --app-id or set MICROSOFT_APP_ID"

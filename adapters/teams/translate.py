@@ -25,6 +25,7 @@ import re
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bot.domain import is_guid
 from conversations.model import ActionRef, Channel, Message
 
 FORM_KEY = "billing_form"
@@ -35,7 +36,6 @@ MAX_TEXT = 4000
 _AT_TAG = re.compile(r"<at[^>]*>(.*?)</at>", re.IGNORECASE | re.DOTALL)
 _TAG = re.compile(r"</?[a-zA-Z][^>]*>")
 _SPACES = re.compile(r"[ \t\u00a0]+")
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 Activity = dict[str, Any]
 
@@ -46,10 +46,6 @@ def _dict(value: Any) -> dict[str, Any]:
 
 def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
-
-
-def is_guid(value: str) -> bool:
-    return bool(_GUID.match(value or ""))
 
 
 def conversation_type(activity: Activity) -> str:

@@ -33,6 +33,7 @@ import aiohttp
 
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
+from bot.domain import is_guid
 from bot.i18n import N_, _
 from bot.partner_center.auth import Credentials, TokenKind, TokenProvider
 from bot.partner_center.errors import (
@@ -62,7 +63,6 @@ Sleep = Callable[[float], Awaitable[Any]]
 
 CONTRACT_VERSION = "v1"
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _SETTING_ENV = {
     "partner_center_tenant_id": "PARTNER_CENTER_TENANT_ID",
@@ -86,10 +86,6 @@ def _status(value: str) -> str:
 def new_request_id() -> str:
     """A fresh GUID for ``MS-RequestId``; store it to retry a create idempotently."""
     return str(uuid.uuid4())
-
-
-def is_guid(value: str) -> bool:
-    return bool(_GUID.match(value))
 
 
 @dataclass(frozen=True, slots=True)

@@ -766,6 +766,14 @@ class FakePartnerCenter:
         return web.json_response(found)
 
 
+def is_guid(value: str | None) -> bool:
+    """A canonical GUID (what the tests expect the client to send as request ids)."""
+    try:
+        return value is not None and str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
+
+
 @asynccontextmanager
 async def running_fake_partner_center(**options: Any) -> AsyncIterator[FakePartnerCenter]:
     """``async with running_fake_partner_center() as fake:`` — started on 127.0.0.1:0."""
