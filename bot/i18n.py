@@ -29,7 +29,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot.workhours import zone_or_utc
 
 log = logging.getLogger(__name__)
 
@@ -176,19 +177,12 @@ def _babel_locale() -> str:
     return "en" if loc in (DEFAULT_LOCALE, PSEUDO) else loc
 
 
-def _zone(tz: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
-
 def format_time(when: datetime, tz: str) -> str:
     """A UTC instant shown in the viewer's time zone, the way their locale writes it."""
     from babel.dates import format_datetime
 
     pattern = "yyyy年M月d日 HH:mm z" if _babel_locale() == "zh_CN" else "yyyy-MM-dd HH:mm z"
-    return format_datetime(when, pattern, tzinfo=_zone(tz), locale=_babel_locale())
+    return format_datetime(when, pattern, tzinfo=zone_or_utc(tz), locale=_babel_locale())
 
 
 def format_date(day: date) -> str:

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+@lru_cache(maxsize=256)
+def zone_or_utc(tz: str) -> ZoneInfo:
+    """The time zone named ``tz``; UTC for a name this system does not know."""
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,10 +32,7 @@ class WorkingHours:
 
     @property
     def zone(self) -> ZoneInfo:
-        try:
-            return ZoneInfo(self.tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            return ZoneInfo("UTC")
+        return zone_or_utc(self.tz)
 
     @classmethod
     def parse(

@@ -57,6 +57,7 @@ from bot.receivables import (
 )
 from bot.scheduler import iso
 from bot.storage import Op, Store, VersionConflict
+from bot.workhours import zone_or_utc
 from conversations.cards import local_time
 from conversations.commands import Command
 from conversations.desk import Result, Turn
@@ -96,11 +97,7 @@ def flow_of(runtime: Runtime) -> Collections:
 # ---- small helpers shared by the import (no runtime) and the flow --------------------
 def local_today(now: datetime, settings: Settings) -> date:
     """Today in the desk's time zone: days past due are counted in it."""
-    try:
-        zone = ZoneInfo(settings.time_zone)
-    except (KeyError, ValueError):
-        zone = ZoneInfo("UTC")
-    return now.astimezone(zone).date()
+    return now.astimezone(zone_or_utc(settings.time_zone)).date()
 
 
 def audit_op(
@@ -1493,10 +1490,7 @@ class Collections:
     # ---- the daily run ------------------------------------------------------------------
     def next_run(self, now: datetime) -> datetime:
         """The next daily run after ``now`` at ``run_at`` in the desk's time zone."""
-        try:
-            zone = ZoneInfo(self.settings.time_zone)
-        except (KeyError, ValueError):
-            zone = ZoneInfo("UTC")
+        zone = zone_or_utc(self.settings.time_zone)
         at = time.fromisoformat(self.policy.run_at)
         local = now.astimezone(zone)
         candidate = datetime.combine(local.date(), at, tzinfo=zone)
