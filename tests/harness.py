@@ -108,6 +108,20 @@ def make_settings(**overrides: object) -> Settings:
 
 # The channel parity tests (tests/slack/test_slack_parity.py, tests/teams/test_parity.py):
 # one question through a channel and through the local chat ends in the same case.
+# The local-chat script of the Slack and Teams parity tests: a question asked, taken,
+# resolved, then PARITY_INFORMED (the same case each channel's own script must end with).
+PARITY_SCRIPT = (
+    "ask Why two charges?",
+    "Contoso",  # customer
+    "yes",  # create it
+    "skip",  # subscription id
+    "skip",  # invoice
+    "charges",  # category
+    "ok",  # keep the suggested description
+    "take BILL-1",
+    "resolve BILL-1 Credit note issued",
+)
+PARITY_INFORMED = "informed BILL-1 email Told her by mail"
 PARITY_TIMES = {"created_at", "updated_at", "first_response_at", "resolved_at", "informed_at", "at"}
 
 

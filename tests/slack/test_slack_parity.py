@@ -14,7 +14,7 @@ from bot.runtime import Runtime
 from bot.storage import MemoryEngine, Store
 from conversations.model import Channel, Message
 from conversations.text import plain
-from tests.harness import assert_same_case
+from tests.harness import PARITY_INFORMED, PARITY_SCRIPT, assert_same_case
 from tests.slack.slackfake import START, SlackEnv, make_settings, new_case
 
 
@@ -22,18 +22,7 @@ async def run_local(api_url: str) -> dict[str, Any]:
     store = Store(MemoryEngine())
     await store.open()
     runtime = Runtime(make_settings(api_url), store, FakeClock(START, speed=1.0))
-    lines = [
-        "ask Why two charges?",
-        "Contoso",  # customer
-        "yes",  # create it
-        "skip",  # subscription id
-        "skip",  # invoice
-        "charges",  # category
-        "ok",  # keep the suggested description
-        "take BILL-1",
-        "resolve BILL-1 Credit note issued",
-        "informed BILL-1 email Told her by mail",
-    ]
+    lines = [*PARITY_SCRIPT, PARITY_INFORMED]
     transcript = []
     for line in lines:
         msg = Message(channel=Channel.LOCAL, user="ana", conversation="terminal:ana", text=line)

@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.domain import State
 from conversations.text import plain
-from tests.harness import assert_same_case
+from tests.harness import PARITY_INFORMED, PARITY_SCRIPT, assert_same_case
 
 from .conftest import ALICE, BotServer, FakeConnector, Teams, teams_settings
 from .helpers import say, send
@@ -28,19 +28,8 @@ async def run_local(tmp_path: Path, connector: FakeConnector) -> dict[str, Any]:
     users = tuple(replace(u, teams=None) for u in base.users)
     server = await BotServer(replace(base, users=users), connector).start()
     try:
-        lines = [
-            "ask Why two charges?",
-            "Contoso",  # customer
-            "yes",  # create it
-            "skip",  # subscription id
-            "skip",  # invoice
-            "charges",  # category
-            "ok",  # keep the suggested description
-            "take BILL-1",
-            "resolve BILL-1 Credit note issued",
-        ]
         said = []
-        for line in lines:
+        for line in PARITY_SCRIPT:
             replies = await server.local("alice", line, conversation="terminal:alice")
             said.append(" ".join(plain(r["text"]) for r in replies))
         # As on Teams, the close-the-loop reminder reaches Alice before she records it.
@@ -52,9 +41,7 @@ async def run_local(tmp_path: Path, connector: FakeConnector) -> dict[str, Any]:
                 break
             await asyncio.sleep(0.02)
         assert "BILL-1 is resolved" in plain(reminder[0]["text"])
-        replies = await server.local(
-            "alice", "informed BILL-1 email Told her by mail", conversation="terminal:alice"
-        )
+        replies = await server.local("alice", PARITY_INFORMED, conversation="terminal:alice")
         said.append(" ".join(plain(r["text"]) for r in replies))
         assert "Thanks! Your question is BILL-1" in " ".join(said)
         case = await server.store.get_case(1)
