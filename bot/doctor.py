@@ -23,7 +23,7 @@ class Finding:
 
 
 def _loopback(host: str) -> bool:
-    from bot.server import is_loopback
+    from bot.locality import is_loopback
 
     return is_loopback(host)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import ipaddress
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,6 +21,7 @@ from aiohttp import web
 from bot import __version__
 from bot.clock import Clock, clock_from_env
 from bot.config import Settings
+from bot.locality import is_local, is_loopback
 from bot.runtime import Runtime
 from bot.storage import Op, StorageError, Store, TinyDBEngine
 from conversations.model import Channel
@@ -34,15 +34,10 @@ RUNTIME = web.AppKey("runtime", Runtime)
 CHANNELS = web.AppKey("channels", dict[str, dict[str, Any]])
 
 
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return False
+LOCAL_ONLY = (
+    "the local endpoints answer only local requests: from loopback, to a loopback Host, "
+    "with no proxy (forwarding) header"
+)
 
 
 def json_error(status: int, message: str) -> web.Response:
@@ -71,8 +66,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def local_messages(request: web.Request) -> web.Response:
-    if not is_loopback(request.remote):
-        return json_error(403, "the local chat endpoint only answers on loopback")
+    if not is_local(request):
+        return json_error(403, LOCAL_ONLY)
     if request.content_type != "application/json":
         return json_error(415, "send application/json")
     try:
@@ -88,8 +83,8 @@ async def local_messages(request: web.Request) -> web.Response:
 
 
 async def local_inbox(request: web.Request) -> web.Response:
-    if not is_loopback(request.remote):
-        return json_error(403, "the local chat endpoint only answers on loopback")
+    if not is_local(request):
+        return json_error(403, LOCAL_ONLY)
     user = request.query.get("user", "").strip()
     if not user:
         return json_error(400, "user is required")
@@ -104,8 +99,8 @@ async def local_reminders(request: web.Request) -> web.Response:
 
     from bot.cli import reminder_lines
 
-    if not is_loopback(request.remote):
-        return json_error(403, "the local endpoints only answer on loopback")
+    if not is_local(request):
+        return json_error(403, LOCAL_ONLY)
     runtime = request.app[RUNTIME]
     try:
         at = datetime.fromisoformat(request.query.get("at", ""))
@@ -125,8 +120,8 @@ async def local_receivables(request: web.Request) -> web.Response:
     """``billing-bot receivables import`` through the running serve (loopback only)."""
     from conversations.collections import flow_of
 
-    if not is_loopback(request.remote):
-        return json_error(403, "the local endpoints only answer on loopback")
+    if not is_local(request):
+        return json_error(403, LOCAL_ONLY)
     if request.content_type != "application/json":
         return json_error(415, "send application/json")
     chunks: list[bytes] = []

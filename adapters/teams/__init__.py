@@ -30,7 +30,7 @@ APP_TYPES = {
 
 def status(settings: Settings) -> dict[str, Any]:
     """Whether the Teams channel can run with these settings, and why (no I/O)."""
-    from bot.server import is_loopback
+    from bot.locality import is_loopback
 
     app_type = (settings.teams_app_type or "MultiTenant").lower()
     if settings.teams_app_id:

@@ -20,8 +20,8 @@ from adapters.web.auth import Sessions, WebConfig, tokens_configured
 from adapters.web.pages import WEB, WebState, add_routes
 from adapters.web.render import template_filters, template_globals
 from bot.config import Settings
+from bot.locality import is_loopback
 from bot.runtime import Runtime
-from bot.server import is_loopback
 
 
 def mount(app: web.Application, runtime: Runtime, settings: Settings) -> dict[str, Any]:

@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from yarl import URL
 
 from bot.config import ConfigError, Settings, UserConfig
-from bot.server import is_loopback
+from bot.locality import is_local, is_loopback
 
 COOKIE = "billing_bot_session"
 CSRF_FIELD = "csrf"
@@ -36,7 +35,6 @@ SESSION_IDLE_SECONDS = 12 * 3600
 MAX_SESSIONS = 5000
 MAX_FAILURES = 10  # failed logins per client address ...
 FAILURE_WINDOW = 300.0  # ... within this many seconds, then 429
-_PROXY_HEADERS = ("X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP", "Forwarded")
 
 
 @dataclass(slots=True)
@@ -141,15 +139,7 @@ def login_required(request: web.Request, settings: Settings, config: WebConfig) 
     """Whether this request must come from a token login (see the module docstring)."""
     if config.require_login is not None:
         return config.require_login
-    if not is_loopback(settings.host) or not is_loopback(request.remote):
-        return True
-    if any(h in request.headers for h in _PROXY_HEADERS):
-        return True
-    try:
-        host = URL(f"http://{request.host}").host
-    except ValueError:
-        return True
-    return not is_loopback(host)
+    return not (is_loopback(settings.host) and is_local(request))
 
 
 def check_token(settings: Settings, name: str, token: str) -> UserConfig | None:

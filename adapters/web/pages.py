@@ -685,10 +685,11 @@ def _reminders_of(ctx: Ctx, case: Case) -> int | None:
 async def demo_data_route(request: web.Request) -> web.Response:
     """``billing-bot demo-data`` when a serve owns the store (loopback, JSON only)."""
     from adapters.web.demo import DemoRefused, fill_demo
-    from bot.server import is_loopback, json_error
+    from bot.locality import is_local
+    from bot.server import LOCAL_ONLY, json_error
 
-    if not is_loopback(request.remote):
-        return json_error(403, "the local endpoints only answer on loopback")
+    if not is_local(request):
+        return json_error(403, LOCAL_ONLY)
     if request.content_type != "application/json":
         return json_error(415, "send application/json")
     state = request.app[WEB]
