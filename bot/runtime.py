@@ -37,12 +37,17 @@ log = logging.getLogger(__name__)
 Deliverer = Callable[[User, list[Reply]], Awaitable[bool]]
 # An inbox handler does the work a channel request asked for, after the request was acked.
 InboxHandler = Callable[[dict[str, Any]], Awaitable[None]]
+# An inbox route names an item's (destination, lane): see Runtime.drain_inbox.
+InboxRoute = Callable[[dict[str, Any]], tuple[str, str]]
 
 EVENT_TTL = timedelta(days=2)
 # Flow modules that add commands, forms and job types: each has ``register(runtime)``.
 FLOW_MODULES = ("conversations.escalation", "conversations.collections")
 MAX_INBOX_ATTEMPTS = 5
 INBOX_RETRY_SECONDS = 1.0  # after the inbox itself could not be written
+MAX_INBOX_CONCURRENCY = 32  # lanes worked on at once (each a person or conversation)
+DESTINATION_PAUSE_AFTER = 3  # network failures in a row that pause a destination ...
+DESTINATION_MAX_PAUSE = 60.0  # ... for 1 s, doubling up to this many seconds
 # The inbox worker lets requests waiting for their HTTP answer go first (see _answers_first):
 ANSWERS_FIRST_MAX_WAIT = 0.1  # s it waits at most per item, so the work keeps moving
 ANSWERS_FIRST_QUIET = 0.005  # s without a new request that count as a gap in the traffic
@@ -54,6 +59,28 @@ HOUSEKEEPING_SECONDS = 600.0  # how often serve drops expired request ids
 # os.urandom each time, a measurable share of a request's ack).
 _PROCESS_ID = uuid.uuid4().hex
 _SEQUENCE = itertools.count(1)
+
+
+def destination_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` says the destination failed (network, timeout, 5xx, 429), not the item.
+
+    Only these pause a destination: an item that fails for its own reasons (a
+    bug, a payload the code cannot handle) must not hold up everyone else's.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError | TimeoutError):  # aiohttp's and requests' too
+            return True
+        status = getattr(current, "status", None)
+        response = getattr(current, "response", None)
+        if status is None and response is not None:
+            status = getattr(response, "status_code", None) or getattr(response, "status", None)
+        if isinstance(status, int) and (status >= 500 or status == 429):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def unique_id() -> str:
@@ -75,6 +102,12 @@ class Runtime:
         self.inline_scheduling = True  # ``serve`` turns this off and runs scheduler_loop
         self._scheduler_wake = asyncio.Event()
         self.inbox_handlers: dict[str, InboxHandler] = {}
+        self.inbox_routes: dict[str, InboxRoute] = {}
+        self._retry_at: dict[str, float] = {}  # inbox item -> monotonic time of its next try
+        self._lane_of: dict[str, str] = {}  # running inbox item -> its lane
+        self._destination_of: dict[str, str] = {}  # running inbox item -> its destination
+        self._destination_failures: dict[str, int] = {}  # network failures in a row
+        self._paused_until: dict[str, float] = {}  # destination -> monotonic time of next probe
         self._inbox_wake = asyncio.Event()
         self._inbox_idle = asyncio.Event()
         self._inbox_idle.set()
@@ -141,38 +174,157 @@ class Runtime:
         self._inbox_wake.set()
         return True
 
+    def _route(self, item: dict[str, Any]) -> tuple[str, str]:
+        """(destination, lane) of an inbox item: see :meth:`drain_inbox`."""
+        channel = str(item.get("channel"))
+        route = self.inbox_routes.get(channel)
+        if route is not None:
+            try:
+                destination, lane = route(item.get("payload") or {})
+                return f"{channel}|{destination}", f"{channel}|{lane}"
+            except Exception:  # noqa: BLE001 - an odd payload still gets worked off, alone
+                log.warning("no route for an inbox item of %s; it runs on its own lane", channel)
+        return channel, f"{channel}|?"
+
+    def _runnable(self, running: dict[str, asyncio.Task[bool]]) -> list[tuple[str, dict[str, Any]]]:
+        """The items to start now: the oldest live item of each lane that is free and due."""
+        now = time.monotonic()
+        seen_lanes: set[str] = set()
+        busy_destinations = {self._destination_of.get(key) for key in running}
+        start: list[tuple[str, dict[str, Any]]] = []
+        for key, item in sorted(self.store.engine.view("inbox").items()):
+            if item.get("dead") or key in running:
+                seen_lanes.add(self._lane_of.get(key, ""))
+                continue
+            destination, lane = self._route(item)
+            if lane in seen_lanes:
+                continue  # an older item of this lane comes first: order within a lane holds
+            seen_lanes.add(lane)
+            if self._retry_at.get(key, 0.0) > now:
+                continue  # backing off: the lane waits, the others go on
+            paused = self._paused_until.get(destination)
+            if paused is not None:
+                # A failing destination: paused, then probed by one item at a time (it stays
+                # in _paused_until until an item for it succeeds).
+                if paused > now or destination in busy_destinations:
+                    continue
+                busy_destinations.add(destination)
+            if len(running) + len(start) >= MAX_INBOX_CONCURRENCY:
+                break
+            self._lane_of[key] = lane
+            self._destination_of[key] = destination
+            start.append((key, item))
+        return start
+
+    def _next_due(self) -> float | None:
+        """When a backed-off item or a paused destination may be tried again (monotonic)."""
+        now = time.monotonic()
+        times = [t for t in (*self._retry_at.values(), *self._paused_until.values()) if t > now]
+        return min(times) if times else None
+
     async def drain_inbox(self) -> int:
-        """Work off every queued item, oldest first; returns how many were done."""
+        """Work off every queued item, oldest first per lane; returns how many were done.
+
+        Items run concurrently on **lanes** (a channel's route says which: a
+        Slack user, a Teams conversation), one at a time per lane so that a
+        person's messages are answered in order, at most
+        ``MAX_INBOX_CONCURRENCY`` lanes at once. A failing item never delays the
+        others: its retry is scheduled for later (``2**attempts × 0.1`` s, at
+        most 5 s, then kept aside as dead after ``MAX_INBOX_ATTEMPTS``) instead
+        of slept inline, and only its own lane waits for it. A **destination**
+        (a Teams ``serviceUrl``; Slack's Web API) that fails
+        ``DESTINATION_PAUSE_AFTER`` times in a row with a network-shaped error
+        is paused on its own (1 s, doubling up to ``DESTINATION_MAX_PAUSE``),
+        then probed by one item at a time until it answers again. Returns when
+        no live item is left (dead ones stay for a person to see).
+        """
         done = 0
-        while True:
-            items = sorted(self.store.engine.view("inbox").items())
-            items = [(k, v) for k, v in items if not v.get("dead")]
-            if not items:
-                self._inbox_idle.set()
-                return done
-            for key, item in items:
-                await self._answers_first(self._queued_at.pop(key, None))
-                handler = self.inbox_handlers.get(item["channel"])
-                if handler is None:
-                    log.error(
-                        "no handler for inbox item of channel %s; keeping it", item["channel"]
+        running: dict[str, asyncio.Task[bool]] = {}
+        wake: asyncio.Task[Any] | None = None
+        try:
+            while True:
+                self._inbox_wake.clear()
+                for key, item in self._runnable(running):
+                    await self._answers_first(self._queued_at.pop(key, None))
+                    running[key] = asyncio.create_task(
+                        self._work_item(key, item), name=f"inbox:{key}"
                     )
-                    await self.store.commit([Op("inbox", key, {**item, "dead": True})])
-                    continue
-                try:
-                    await handler(item["payload"])
-                except Exception:  # noqa: BLE001 - retried, then kept aside for a person to see
-                    attempts = int(item.get("attempts", 0)) + 1
-                    log.exception("inbox item %s failed (attempt %d)", key, attempts)
-                    dead = attempts >= MAX_INBOX_ATTEMPTS
-                    await self.store.commit(
-                        [Op("inbox", key, {**item, "attempts": attempts, "dead": dead})]
-                    )
-                    if not dead:
-                        await asyncio.sleep(min(2**attempts * 0.1, 5))
-                    continue
-                await self.store.commit([Op("inbox", key, None)])
-                done += 1
+                live = any(not v.get("dead") for v in self.store.engine.view("inbox").values())
+                if not running and not live:
+                    self._inbox_idle.set()
+                    return done
+                self._inbox_idle.clear()
+                if wake is None or wake.done():
+                    wake = asyncio.create_task(self._inbox_wake.wait())
+                due = self._next_due()
+                timeout = None if due is None else max(0.0, due - time.monotonic())
+                finished, _pending = await asyncio.wait(
+                    [*running.values(), wake], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                for key, task in list(running.items()):
+                    if task in finished:
+                        del running[key]
+                        self._lane_of.pop(key, None)
+                        self._destination_of.pop(key, None)
+                        if task.result():
+                            done += 1
+                now = time.monotonic()
+                for key, at in list(self._retry_at.items()):
+                    if at <= now or key not in self.store.engine.view("inbox"):
+                        self._retry_at.pop(key, None)
+        finally:
+            if wake is not None:
+                wake.cancel()
+            for task in running.values():
+                task.cancel()
+            for key in running:
+                self._lane_of.pop(key, None)
+                self._destination_of.pop(key, None)
+
+    async def _work_item(self, key: str, item: dict[str, Any]) -> bool:
+        """Do one inbox item; True when done, False when it failed (retried later) or is dead."""
+        destination = self._destination_of.get(key, str(item.get("channel")))
+        handler = self.inbox_handlers.get(item["channel"])
+        if handler is None:
+            log.error("no handler for inbox item of channel %s; keeping it", item["channel"])
+            await self.store.commit([Op("inbox", key, {**item, "dead": True})])
+            return False
+        try:
+            await handler(item["payload"])
+        except Exception as exc:  # noqa: BLE001 - retried later, then kept aside for a person
+            attempts = int(item.get("attempts", 0)) + 1
+            log.exception("inbox item %s failed (attempt %d)", key, attempts)
+            dead = attempts >= MAX_INBOX_ATTEMPTS
+            if destination_failure(exc):
+                self._destination_failed(destination)
+            await self.store.commit(
+                [Op("inbox", key, {**item, "attempts": attempts, "dead": dead})]
+            )
+            if not dead:
+                self._retry_at[key] = time.monotonic() + min(2**attempts * 0.1, 5)
+            return False
+        self._destination_failures.pop(destination, None)
+        self._paused_until.pop(destination, None)
+        await self.store.commit([Op("inbox", key, None)])
+        return True
+
+    def _destination_failed(self, destination: str) -> None:
+        failures = self._destination_failures.get(destination, 0) + 1
+        self._destination_failures[destination] = failures
+        if failures >= DESTINATION_PAUSE_AFTER:
+            pause = min(2 ** (failures - DESTINATION_PAUSE_AFTER), DESTINATION_MAX_PAUSE)
+            log.warning(
+                "destination %s failed %d times in a row; paused for %g s",
+                destination,
+                failures,
+                pause,
+            )
+            self._paused_until[destination] = time.monotonic() + pause
+
+    def paused_destinations(self) -> dict[str, float]:
+        """Destinations paused after repeated failures: seconds until the next probe."""
+        now = time.monotonic()
+        return {d: max(0.0, until - now) for d, until in self._paused_until.items()}
 
     @contextlib.contextmanager
     def answering(self) -> Iterator[None]:

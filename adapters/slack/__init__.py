@@ -34,12 +34,14 @@ def mount(app: web.Application, runtime: Runtime, settings: Settings) -> dict[st
         verb = "is" if len(missing) == 1 else "are"
         return {"on": False, "why": f"{' and '.join(missing)} {verb} not set"}
     from adapters.slack.channel import SlackChannel
+    from adapters.slack.translate import inbox_route
 
     slack = SlackChannel(runtime, settings)
     app.router.add_post(ROUTE, slack.http)
     app.on_startup.append(slack.on_startup)
     app.on_cleanup.append(slack.on_cleanup)
     runtime.inbox_handlers["slack"] = slack.work
+    runtime.inbox_routes["slack"] = inbox_route
     runtime.deliverers["slack"] = slack.deliver
     return {"on": True, "why": f"POST {ROUTE}; Web API at {slack.base_url}"}
 

@@ -41,6 +41,7 @@ from adapters.slack import translate as t
 from bot.config import Settings
 from bot.domain import Role, User, parse_case_id
 from bot.i18n import _, normalize_locale, use_locale
+from bot.outbound import READ_SECONDS, client_timeout
 from bot.runtime import Runtime, unique_id
 from bot.storage import Op, StorageError
 from conversations.desk import Desk
@@ -104,6 +105,9 @@ class SlackChannel:
             token=settings.slack_bot_token,
             base_url=base_url,
             retry_handlers=self._retry_handlers(),
+            # slack_sdk sets one total timeout per call (it replaces the session's): bounded
+            # by the read timeout, so a Web API that never answers costs 15 s, not 30.
+            timeout=int(READ_SECONDS),
         )
         self.bolt = AsyncApp(
             client=self.client,
@@ -131,7 +135,7 @@ class SlackChannel:
     # ---- lifecycle -------------------------------------------------------
     async def _ensure_session(self) -> aiohttp.ClientSession:
         if self.session is None or self.session.closed:
-            self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+            self.session = aiohttp.ClientSession(timeout=client_timeout())
             self.client.session = self.session
         return self.session
 

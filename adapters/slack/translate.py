@@ -876,3 +876,27 @@ __all__ = [
     "view_to_message",
     "view_values",
 ]
+
+
+# ----------------------------------------------------------------------- the request queue
+def inbox_route(item: dict[str, Any]) -> tuple[str, str]:
+    """(destination, lane) of a queued Slack item: one Web API, a lane per Slack user.
+
+    A user's requests and their answers are worked off in order on their lane;
+    other users' lanes go on while one waits (see ``Runtime.drain_inbox``).
+    """
+    kind = item.get("kind")
+    body = item.get("body") if isinstance(item.get("body"), dict) else {}
+    user: Any = None
+    if kind == "deliver":
+        origin = item.get("origin")
+        user = origin.get("user") if isinstance(origin, dict) else None
+    elif kind == "command":
+        user = body.get("user_id")
+    elif kind == "event":
+        event = body.get("event")
+        user = event.get("user") if isinstance(event, dict) else None
+    elif kind == "action":
+        who = body.get("user")
+        user = who.get("id") if isinstance(who, dict) else None
+    return "web-api", f"user:{user}" if isinstance(user, str) and user else f"item:{item.get('id')}"

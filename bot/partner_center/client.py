@@ -35,6 +35,7 @@ from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.domain import is_guid
 from bot.i18n import N_, _
+from bot.outbound import TOTAL_SECONDS, client_timeout
 from bot.partner_center.auth import Credentials, TokenKind, TokenProvider
 from bot.partner_center.errors import (
     PartnerCenterAuthError,
@@ -132,7 +133,7 @@ class PartnerCenterClient:
         session: aiohttp.ClientSession | None = None,
         *,
         clock: Clock | None = None,
-        timeout: float = 30.0,
+        timeout: float = TOTAL_SECONDS,
         max_attempts: int = 3,
         backoff_base: float = 0.5,
         max_retry_after: float = 60.0,
@@ -692,7 +693,7 @@ class PartnerCenterClient:
     ) -> _Raw:
         """Send with retries on timeouts, connection errors, 5xx, 408 and 429."""
         session = self._get_session()
-        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        timeout = client_timeout(self.timeout)  # connect and read bounded too
         maybe_sent = False
         status: int | None = None
         retry_after: float | None = None
@@ -743,7 +744,7 @@ class PartnerCenterClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(timeout=client_timeout(self.timeout))
             self._owns_session = True
         return self._session
 

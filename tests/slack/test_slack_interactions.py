@@ -221,9 +221,10 @@ async def test_assignment_dm_through_conversations_open(slack: SlackEnv) -> None
     await new_case(slack, "Why two charges?")
     await slack.command("assign BILL-1 <@UBOB|bob>")
     await slack.runtime.scheduler.tick()
+    # The background scheduler may have claimed the DM's job first: wait for its send.
+    dm = await slack.eventually(lambda: [m for m in slack.fake.messages if m.channel == "DBOB"])
     opened = slack.fake.calls_to("conversations.open")
     assert opened and opened[-1]["users"] == "UBOB"
-    dm = [m for m in slack.fake.messages if m.channel == "DBOB"]
     assert dm and "assigned BILL-1 to you" in dm[-1].text and dm[-1].buttons()
     refs = await slack.runtime.store.references("slack:UBOB")
     assert refs["slack"]["channel"] == "DBOB" and refs["slack"]["user"] == "UBOB"

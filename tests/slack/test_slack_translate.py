@@ -512,7 +512,8 @@ def test_parse_form_equals_bolt_on_any_encoded_fields(fields: dict[str, str]) ->
         with pytest.raises(ValueError):
             t.parse_form(body)
         return
-    assert t.parse_form(body) == expected
+    # Compared as JSON text: a payload of "NaN" parses to nan on both sides, and nan != nan.
+    assert json.dumps(t.parse_form(body), sort_keys=True) == json.dumps(expected, sort_keys=True)
     if "payload" not in body:  # else bolt reads the payload field's JSON (or nothing)
         assert t.parse_form(body) == fields
 
