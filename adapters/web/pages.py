@@ -1,7 +1,8 @@
 """The web page's routes: login, the web chat, the dashboard, the case page, CSV exports.
 
-Every handler runs through :func:`page`, which finds the session (making one
-when there is none), refuses a POST without the session's CSRF token (403),
+Every handler runs through :func:`page`, which finds the session (someone not
+logged in gets a visitor session that is not stored, so anonymous requests
+allocate nothing), refuses a POST without the session's CSRF token (403),
 sends people who must log in to ``/login``, resolves the user through the
 desk's directory (their role and tenant come from the config, exactly as in
 chat) and adds the security headers. Chat input becomes a ``Channel.WEB``
@@ -13,7 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +26,7 @@ from adapters.web.auth import (
     COOKIE,
     CSRF_FIELD,
     CSRF_HEADER,
+    LoginThrottle,
     Session,
     Sessions,
     WebConfig,
@@ -96,6 +98,7 @@ class WebState:
     settings: Settings
     config: WebConfig
     sessions: Sessions
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
 
 WEB = web.AppKey("web", WebState)
@@ -134,12 +137,14 @@ def page(*, need_user: bool = True) -> Callable[[Handler], Callable[[web.Request
         @functools.wraps(handler)
         async def run(request: web.Request) -> web.StreamResponse:
             state = request.app[WEB]
-            session = state.sessions.get(request.cookies.get(COOKIE))
-            fresh = session is None
+            cookie = request.cookies.get(COOKIE)
+            session = state.sessions.get(cookie)
+            fresh = False
             if session is None:
-                if request.method == "POST":  # a form from no page of ours: no new session
+                if request.method == "POST" and not cookie:  # a form from no page of ours
                     return _finish(request, _expired(), None, False)
-                session = state.sessions.new()
+                # Not logged in: nothing is stored until a login succeeds.
+                session, fresh = state.sessions.visitor(cookie)
             must_login = login_required(request, state.settings, state.config)
             if session.user and must_login and not session.authenticated:
                 session.user = None  # a name was enough on loopback, not here
@@ -197,7 +202,8 @@ def _finish(
 ) -> web.StreamResponse:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
-    if fresh and session and request.app[WEB].sessions.get(session.sid) is not None:
+    # A new visitor gets its cookie, unless the handler set or cleared one (login, logout).
+    if fresh and session and COOKIE not in response.cookies:
         set_cookie(request, response, session)
     return response
 
@@ -268,20 +274,21 @@ async def login_submit(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     next_ = safe_next(form.get("next"))
     sessions = ctx.state.sessions
     client = request.remote or "?"
-    if sessions.throttled(client):
-        return _login_page(
-            request, ctx, _("Too many failed logins; wait a few minutes."), next_, 429, name
-        )
-    user: str | None = None
     authenticated = False
     if token or ctx.must_login:
+        # A right token always logs in at once: no lockout, whoever else failed before.
         cfg = check_token(ctx.state.settings, name, token)
         if cfg is None:
-            sessions.failed(client)
+            if not await ctx.state.throttle.failed(name, client):
+                # No log line each: a flood beyond the cap must not flood the log too.
+                return _login_page(
+                    request, ctx, _("Too many failed logins; wait a few minutes."), next_, 429, name
+                )
             log.warning("failed web login for %r from %s", name[:64], client)
             return _login_page(
                 request, ctx, _("That name and token do not match."), next_, 401, name
             )
+        ctx.state.throttle.succeeded(name)
         user, authenticated = cfg.name, True
     else:
         if not name or len(name) > 64 or any(ord(c) < 32 for c in name):

@@ -37,6 +37,22 @@ async def make_web() -> AsyncIterator[AppFactory]:
 
 
 @pytest.fixture
+def login_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The delays failed logins were answered after, recorded instead of slept (fast tests).
+
+    ``raising=False``: the hook is the module's ``sleep``; an older auth module
+    without it simply never records (so a regression test still runs there).
+    """
+    slept: list[float] = []
+
+    async def record(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr("adapters.web.auth.sleep", record, raising=False)
+    return slept
+
+
+@pytest.fixture
 async def web(make_web: AppFactory) -> tuple[Browser, Runtime]:
     browser, runtime, _client = await make_web()
     return browser, runtime
