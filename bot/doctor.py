@@ -3,16 +3,35 @@
 Each check gives a level (ok, warn, error) and, when something is wrong,
 one sentence on how to fix it. Secrets are reported as set or not set, never
 printed.
+
+Web tokens are stored only as SHA-256 digests, so their length cannot be
+seen; what can be checked honestly is a digest that two users share and a
+digest of a well-known weak token (the empty string, ``password``, the user's
+own name, ``1234…``): :func:`weak_tokens` hashes those and compares.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.config import Settings
+from bot.config import Settings, UserConfig
+
+MAKE_TOKEN = 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
+DIGEST_OF_TOKEN = (
+    'python3 -c "import hashlib,sys; print(hashlib.sha256(sys.argv[1].encode()).hexdigest())" TOKEN'
+)
+# Tokens people type when asked for one; each is also tried in upper and title case.
+WEAK_TOKENS = (
+    "", "password", "passw0rd", "changeme", "change-me", "token", "secret", "admin",
+    "letmein", "welcome", "qwerty", "test", "default", "billing", "billing-bot", "lead",
+    "agent", "1234", "12345", "123456", "1234567", "12345678", "123456789", "1234567890",
+    "0000", "00000000", "1111", "abc123", "password1", "password123",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +154,15 @@ def check(settings: Settings) -> list[Finding]:
                 )
             )
         else:
-            out.append(Finding("ok", f"web page: {len(tokens)} user(s) can log in with a token"))
+            # Only digests are stored, so a short token can't be seen: say how to make a good one.
+            out.append(
+                Finding(
+                    "ok",
+                    f"web page: {len(tokens)} user(s) can log in with a token "
+                    f"(make each a long random one: {MAKE_TOKEN})",
+                )
+            )
+    out.extend(weak_tokens(settings))
     web = settings.raw.get("web")
     if isinstance(web, dict) and web.get("require_login") is False:
         # A name is then enough to act as anyone, the lead included.
@@ -180,3 +207,46 @@ def report(findings: list[Finding]) -> tuple[str, int]:
     errors = sum(1 for f in findings if f.level == "error")
     lines.append(f"{errors} problem(s) to fix." if errors else "All good.")
     return "\n".join(lines), 1 if errors else 0
+
+
+def _guesses(user: UserConfig) -> Iterator[str]:
+    """The weak tokens tried for ``user``: the common ones, their name, name + digits."""
+    names = {user.name, user.display_name or ""} - {""}
+    for word in (*WEAK_TOKENS, *names, *(n + d for n in names for d in ("1", "123", "1234"))):
+        yield from {word, word.lower(), word.upper(), word.title()}
+
+
+def weak_tokens(settings: Settings) -> list[Finding]:
+    """Web tokens whose digest gives them away: shared by two users, or a well-known weak one."""
+    out: list[Finding] = []
+    level = "warn" if _loopback(settings.host) else "error"
+    fix = (
+        f"make a long random token for each user ({MAKE_TOKEN}) and put its digest "
+        f"({DIGEST_OF_TOKEN}) in users[].web_token_sha256"
+    )
+    by_digest: dict[str, list[str]] = {}
+    for user in settings.users:
+        if user.web_token_sha256:
+            by_digest.setdefault(user.web_token_sha256.lower(), []).append(user.name)
+    for names in by_digest.values():
+        if len(names) > 1:
+            # One token for several people: each can act as the others, and none is told apart.
+            out.append(Finding(level, f"web page: {', '.join(names)} share one web token", fix))
+    weak = [
+        u.name
+        for u in settings.users
+        if u.web_token_sha256
+        and u.web_token_sha256.lower()
+        in {hashlib.sha256(g.encode("utf-8")).hexdigest() for g in _guesses(u)}
+    ]
+    if weak:
+        # Which weak word it is stays unsaid: the report is a log, the token a secret.
+        out.append(
+            Finding(
+                level,
+                f"web page: the web token of {', '.join(weak)} is a well-known weak one "
+                "(a common password, a run of digits, or the user's own name)",
+                fix,
+            )
+        )
+    return out
