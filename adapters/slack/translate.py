@@ -886,7 +886,8 @@ def inbox_route(item: dict[str, Any]) -> tuple[str, str]:
     other users' lanes go on while one waits (see ``Runtime.drain_inbox``).
     """
     kind = item.get("kind")
-    body = item.get("body") if isinstance(item.get("body"), dict) else {}
+    raw_body = item.get("body")
+    body: dict[str, Any] = raw_body if isinstance(raw_body, dict) else {}
     user: Any = None
     if kind == "deliver":
         origin = item.get("origin")
