@@ -2,6 +2,7 @@
 
 ``receivables import FILE.csv`` (like ``chat``) talks to a running ``serve``
 over loopback when one owns the store, and opens the store itself otherwise.
+``store check`` and ``store repair --to NEW`` only read the store (BOT_DB).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aiohttp import web
 from bot.config import ConfigError, Settings, load_settings
 from bot.i18n import _, use_locale
 from bot.storage import StorageError, StoreLocked, open_store, open_store_or_serve
+from bot.storage.tinydb_engine import StoreUnavailable
 from conversations.model import Reply
 
 log = logging.getLogger("billing-bot")
@@ -50,6 +52,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("file", help="the CSV file (UTF-8, header on line 1)")
     imp.add_argument("--as", dest="user", default=None, help="who imports, for the audit log")
+    st = sub.add_parser("store", help="check the store's files, or write a repaired copy")
+    st_sub = st.add_subparsers(dest="store_command", required=True)
+    st_sub.add_parser(
+        "check", help="check the snapshot and every journal line (read-only; exit 1 if damaged)"
+    )
+    rep = st_sub.add_parser(
+        "repair",
+        help="write a new store with the snapshot and every good journal line; "
+        "the original is left as it is",
+    )
+    rep.add_argument("--to", required=True, metavar="NEW", help="the new store's path (.json)")
     from adapters.teams.package import add_arguments as teams_package_arguments
 
     teams_package_arguments(
@@ -83,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(demo_data_command(settings))
     if args.command == "receivables":
         return asyncio.run(receivables_import(settings, args.file, args.user))
+    if args.command == "store":
+        return store_command(settings, args.store_command, getattr(args, "to", None))
     if args.command == "teams-package":
         from adapters.teams.package import run as teams_package
 
@@ -101,23 +116,68 @@ def serve(settings: Settings, host: str | None, port: int | None) -> int:
     settings = replace(settings, host=host or settings.host, port=port or settings.port)
     store = open_store(settings.db_path)
     app = build_app(settings, store)
+    started = False
+
+    async def _started(_app: web.Application) -> None:
+        # Appended last, it runs once every start-up step (the store's open first) is done:
+        # an OSError before it is not a listen failure.
+        nonlocal started
+        started = True
+
+    app.on_startup.append(_started)
     print(
         f"billing-bot serving on http://{settings.host}:{settings.port} (store {settings.db_path})"
     )
     print("channels:\n" + "\n".join(describe_channels(app)), flush=True)
     try:
         web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
-    except StoreLocked as exc:
-        print(f"billing-bot: {exc}", file=sys.stderr)
+    except (StoreLocked, StoreUnavailable) as exc:
+        print(f"billing-bot: {exc}", file=sys.stderr)  # they name the store themselves
         return 1
     except StorageError as exc:
         print(f"billing-bot: cannot open the store: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(
-            f"billing-bot: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr
-        )
+        if not started:
+            print(f"billing-bot: cannot start: {exc}", file=sys.stderr)
+        else:
+            print(
+                f"billing-bot: cannot listen on {settings.host}:{settings.port}: {exc}",
+                file=sys.stderr,
+            )
         return 1
+    return 0
+
+
+def store_command(settings: Settings, command: str, to: str | None) -> int:
+    """``store check`` (exit 0 healthy, 1 damaged) and ``store repair --to NEW``.
+
+    Both only read the store at BOT_DB; ``check`` takes no lock, so it can look
+    at the store of a running serve.
+    """
+    from bot.storage.tinydb_engine import check_store, repair_store
+
+    if settings.db_path == ":memory:":
+        print("billing-bot: BOT_DB is :memory:, there is no store file", file=sys.stderr)
+        return 2
+    if command == "check":
+        try:
+            healthy, report = check_store(settings.db_path)
+        except OSError as exc:
+            print(f"billing-bot: cannot read the store {settings.db_path}: {exc}", file=sys.stderr)
+            return 1
+        print("\n".join(report))
+        return 0 if healthy else 1
+    assert to is not None
+    try:
+        report = repair_store(settings.db_path, to)
+    except StorageError as exc:
+        print(f"billing-bot: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"billing-bot: cannot write the repaired store {to}: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(report))
     return 0
 
 

@@ -9,12 +9,19 @@ file format for the *snapshot* of the live data and adds what it lacks:
                        Written atomically (temp file, fsync, rename, fsync dir)
                        through :class:`DurableJSONStorage`, a TinyDB ``Storage``.
 ``<stem>.journal``     one JSON line per commit, fsynced before the commit returns
-                       (group commit: concurrent writers share one fsync). A torn
-                       last line is an unacknowledged write and is dropped on load.
+                       (group commit: concurrent writers share one fsync), ending
+                       in the CRC32 of the rest (``,"crc":"<8 hex>"}``; lines of
+                       older versions have none and still load). Bytes after the
+                       last newline are a torn, unacknowledged write and are
+                       dropped on load; any other damage stops the load (see
+                       :func:`scan_journal`, ``billing-bot store check|repair``).
 ``<stem>.archive.jsonl`` finished cases (closed, cancelled), appended at compaction;
 ``<stem>.archive.idx``   their byte offsets and list summaries, appended too, so a
                        read by id is one ``pread`` however large the archive.
 ``<stem>.lock``        the OS file lock: one owner process per store.
+
+All of these are named after the store's real path (symlinks resolved), so
+two names for one store share one lock.
 
 All data that requests touch stays in memory; the archive is read per case.
 Compaction (snapshot + archive + journal reset) runs in the background and at
@@ -35,7 +42,8 @@ import fcntl
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +85,108 @@ def snapshot_row(encoded_doc: bytes, encoded_key: bytes) -> bytes:
     """A document as a TinyDB row: its JSON with ``"_key"`` added as the last member."""
     tail = b'"_key":' + encoded_key + b"}"
     return b"{" + tail if encoded_doc == b"{}" else encoded_doc[:-1] + b"," + tail
+
+
+_CRC_SUFFIX = len(b',"crc":"00000000"}')
+
+
+def journal_line(seq: int, rows: bytes) -> bytes:
+    """One journal line: ``{"seq":N,"ops":[ROWS],"crc":"<hex>"}`` and a newline.
+
+    The CRC32 covers ``{"seq":N,"ops":[ROWS]}`` (the line without its checksum
+    member): a complete line whose bytes changed after the write, even where
+    they still parse, is found as damage instead of replayed.
+    """
+    body = b'{"seq":%d,"ops":[%s]}' % (seq, rows)
+    return body[:-1] + b',"crc":"%08x"}\n' % zlib.crc32(body)
+
+
+@dataclass(frozen=True)
+class JournalLine:
+    """A line of the journal as :func:`scan_journal` found it.
+
+    ``problem`` is None for a good line (then ``seq`` and ``ops`` hold what it
+    says); ``torn`` marks bytes after the last newline: a write that was never
+    acknowledged.
+    """
+
+    number: int  # 1-based
+    offset: int  # of its first byte in the journal
+    length: int  # bytes, with the newline
+    seq: int = 0
+    ops: tuple[tuple[str, str, Doc | None], ...] = ()
+    problem: str | None = None
+    torn: bool = False
+
+
+def parse_journal_line(line: bytes) -> tuple[int, tuple[tuple[str, str, Doc | None], ...]]:
+    """``(seq, ops)`` of one complete journal line; ValueError says what is wrong with it."""
+    try:
+        entry = json.loads(line)
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise ValueError(f"not JSON: {exc}") from exc
+    if not isinstance(entry, dict):
+        raise ValueError(f"a JSON {type(entry).__name__}, not an object")
+    if "crc" in entry:
+        crc = entry["crc"]
+        tail = b',"crc":"%s"}' % str(crc).encode()
+        if not (isinstance(crc, str) and len(tail) == _CRC_SUFFIX and line.endswith(tail)):
+            raise ValueError("the checksum member is malformed")
+        if f"{zlib.crc32(line[:-_CRC_SUFFIX] + b'}'):08x}" != crc:
+            raise ValueError("checksum mismatch: the line changed after it was written")
+    if set(entry) - {"crc"} != {"seq", "ops"}:
+        raise ValueError(f"members {sorted(entry)}, expected seq and ops")
+    seq, ops = entry["seq"], entry["ops"]
+    if type(seq) is not int or seq < 1:
+        raise ValueError(f"seq {seq!r} is not a whole number from 1 up")
+    if not isinstance(ops, list):
+        raise ValueError(f"ops is a JSON {type(ops).__name__}, not a list")
+    out: list[tuple[str, str, Doc | None]] = []
+    for n, op in enumerate(ops, 1):
+        if not (isinstance(op, list) and len(op) == 3):
+            raise ValueError(f"op {n} is not [table, key, document]")
+        table, key, doc = op
+        if table not in TABLES:
+            raise ValueError(f"op {n} names an unknown table {table!r}")
+        if not isinstance(key, str):
+            raise ValueError(f"op {n} has a key that is not a string")
+        if doc is not None and not isinstance(doc, dict):
+            raise ValueError(f"op {n} has a document that is not an object or null")
+        out.append((table, key, doc))
+    return seq, tuple(out)
+
+
+def scan_journal(raw: bytes) -> Iterator[JournalLine]:
+    """Every line of a journal's bytes, good or not, and a torn tail last if there is one.
+
+    Only the bytes after the last newline can be a torn write (the newline is
+    the last byte of every append). Every newline-terminated line was complete
+    once, so anything wrong with it is damage: not JSON, the wrong shape, a
+    checksum mismatch, or a ``seq`` not above the good line before it (seqs only
+    grow within a journal).
+    """
+    offset = 0
+    number = 0
+    previous = 0
+    size = len(raw)
+    while offset < size:
+        number += 1
+        end = raw.find(b"\n", offset)
+        if end < 0:
+            yield JournalLine(number, offset, size - offset, torn=True)
+            return
+        line = raw[offset:end]
+        length = end + 1 - offset
+        try:
+            seq, ops = parse_journal_line(line)
+            if seq <= previous:
+                raise ValueError(f"seq {seq} does not follow seq {previous} of an earlier line")
+        except ValueError as exc:
+            yield JournalLine(number, offset, length, problem=str(exc))
+        else:
+            previous = seq
+            yield JournalLine(number, offset, length, seq, ops)
+        offset = end + 1
 
 
 def fsync_dir(path: Path) -> None:
@@ -144,6 +254,58 @@ class StoreLocked(StorageError):
     """Another process owns this store."""
 
 
+class StoreUnavailable(StorageError):
+    """The operating system refused a file of the store at open (full disk, not a directory…).
+
+    The message names the store and the OS error, and reads on its own:
+    ``cannot open the store PATH: [Errno 28] No space left on device: 'FILE'``.
+    """
+
+
+def real_store_path(path: str | os.PathLike[str]) -> Path:
+    """The store's real path: symlinks resolved, so that one store has one lock."""
+    return Path(os.path.realpath(path))
+
+
+def store_files(path: Path) -> dict[str, Path]:
+    """The files of the store at ``path`` (already resolved), by role."""
+    stem = path.with_suffix("") if path.suffix == ".json" else path
+    return {
+        "snapshot": path,
+        "journal": stem.with_name(stem.name + ".journal"),
+        "archive": stem.with_name(stem.name + ".archive.jsonl"),
+        "index": stem.with_name(stem.name + ".archive.idx"),
+        "lock": stem.with_name(stem.name + ".lock"),
+    }
+
+
+def parse_snapshot(
+    data: dict[str, Any] | None,
+) -> tuple[int, int, dict[str, dict[str, Doc]]]:
+    """``(schema_version, seq, tables)`` of a snapshot as read (None: a new store).
+
+    Raises AttributeError, TypeError or ValueError when its shape is wrong.
+    """
+    fresh = data is None
+    data = data or {}
+    meta: dict[str, Any] = next(iter(data.get("meta", {}).values()), {})
+    version = int(meta.get("schema_version", SCHEMA_VERSION if fresh else 1))
+    seq = int(meta.get("seq", 0))
+    tables = {t: _keyed(data.get(t, {})) for t in TABLES if t != "meta"}
+    return version, seq, tables
+
+
+def _keyed(table: dict[str, Doc]) -> dict[str, Doc]:
+    out: dict[str, Doc] = {}
+    for doc in table.values():
+        if not isinstance(doc, dict):
+            raise TypeError(f"a document is a {type(doc).__name__}, not an object")
+        key = doc.pop("_key", None)
+        if key is not None:
+            out[str(key)] = doc
+    return out
+
+
 class TinyDBEngine(Engine):
     """Durable storage on TinyDB files; see the module docstring for the layout."""
 
@@ -155,12 +317,14 @@ class TinyDBEngine(Engine):
         compact_bytes: int = COMPACT_BYTES,
     ) -> None:
         super().__init__()
-        self.path = Path(path)
-        stem = self.path.with_suffix("") if self.path.suffix == ".json" else self.path
-        self.journal_path = stem.with_name(stem.name + ".journal")
-        self.archive_path = stem.with_name(stem.name + ".archive.jsonl")
-        self.index_path = stem.with_name(stem.name + ".archive.idx")
-        self.lock_path = stem.with_name(stem.name + ".lock")
+        # The real path: through a symlink (to the file or a directory) a second name
+        # would get its own lock, and a snapshot renamed onto the link would split the store.
+        self.path = real_store_path(path)
+        files = store_files(self.path)
+        self.journal_path = files["journal"]
+        self.archive_path = files["archive"]
+        self.index_path = files["index"]
+        self.lock_path = files["lock"]
         self.compact_every = compact_every
         self.compact_bytes = compact_bytes
         self._snapshot_size = 0
@@ -194,13 +358,17 @@ class TinyDBEngine(Engine):
         self._flusher = asyncio.create_task(self._flush_loop(), name="storage-flusher")
 
     def _open_sync(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._acquire_lock()
         try:
-            self._load()
-        except BaseException:
-            self._release_lock()
-            raise
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._acquire_lock()
+            try:
+                self._load()
+            except BaseException:
+                self._close_files()
+                raise
+        except OSError as exc:
+            # Said as a store problem: callers must not take it for, say, a bind failure.
+            raise StoreUnavailable(f"cannot open the store {self.path}: {exc}") from exc
 
     def _acquire_lock(self) -> None:
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -222,8 +390,14 @@ class TinyDBEngine(Engine):
         if self._lock_fd is None:
             return
         payload = json.dumps({"pid": os.getpid(), **info}).encode()
-        os.ftruncate(self._lock_fd, 0)
-        os.pwrite(self._lock_fd, payload, 0)
+        try:
+            # Write, then cut to length: never an empty lock file for a reader to find.
+            os.pwrite(self._lock_fd, payload, 0)
+            os.ftruncate(self._lock_fd, len(payload))
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"cannot open the store {self.path}: writing {self.lock_path}: {exc}"
+            ) from exc
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:
@@ -238,23 +412,16 @@ class TinyDBEngine(Engine):
             data = self._storage.read()
         except (ValueError, UnicodeDecodeError) as exc:
             raise self._damaged(exc) from exc
-        if data is None:
+        fresh = data is None
+        if fresh and (self._nonempty(self.journal_path) or self._nonempty(self.archive_path)):
             # No snapshot yet is a new store, unless data already sits beside it.
-            if self._nonempty(self.journal_path) or self._nonempty(self.archive_path):
-                raise StorageError(
-                    f"the store file {self.path} is missing or empty, but its journal or "
-                    "archive holds data; billing-bot will not start over on top of them: "
-                    "restore the file from a backup or move the store away"
-                )
-            data = {}
-            fresh = True
-        else:
-            fresh = False
+            raise StorageError(
+                f"the store file {self.path} is missing or empty, but its journal or "
+                "archive holds data; billing-bot will not start over on top of them: "
+                "restore the file from a backup or move the store away"
+            )
         try:
-            meta: dict[str, Any] = next(iter(data.get("meta", {}).values()), {})
-            version = int(meta.get("schema_version", SCHEMA_VERSION if fresh else 1))
-            seq = int(meta.get("seq", 0))
-            tables = {t: self._keyed(data.get(t, {})) for t in TABLES if t != "meta"}
+            version, seq, tables = parse_snapshot(data)
         except (AttributeError, TypeError, ValueError) as exc:
             raise self._damaged(exc) from exc
         if version > SCHEMA_VERSION:
@@ -295,56 +462,39 @@ class TinyDBEngine(Engine):
         except FileNotFoundError:
             return False
 
-    @staticmethod
-    def _keyed(table: dict[str, Doc]) -> dict[str, Doc]:
-        out: dict[str, Doc] = {}
-        for doc in table.values():
-            if not isinstance(doc, dict):
-                raise TypeError(f"a document is a {type(doc).__name__}, not an object")
-            key = doc.pop("_key", None)
-            if key is not None:
-                out[str(key)] = doc
-        return out
-
     def _replay_journal(self) -> None:
         try:
             raw = self.journal_path.read_bytes()
         except FileNotFoundError:
             return
-        good = 0
-        lines = raw.split(b"\n")
-        for i, line in enumerate(lines):
-            last = i == len(lines) - 1
-            if not line.strip():
-                good += len(line) + (0 if last else 1)
-                continue
-            try:
-                entry = json.loads(line)
-                seq = int(entry["seq"])
-                ops = entry["ops"]
-                if last:
-                    raise ValueError("no newline: torn write")
-            except (ValueError, KeyError, TypeError) as exc:
-                if last or all(not rest.strip() for rest in lines[i + 1 :]):
-                    log.warning("dropping a torn journal line at the end of %s", self.journal_path)
-                    with open(self.journal_path, "r+b") as fh:
-                        fh.truncate(good)
-                        os.fsync(fh.fileno())
-                    break
+        for line in scan_journal(raw):
+            if line.torn:
+                log.warning(
+                    "dropping a torn journal line (a write never acknowledged) at the end of %s",
+                    self.journal_path,
+                )
+                with open(self.journal_path, "r+b") as fh:
+                    fh.truncate(line.offset)
+                    os.fsync(fh.fileno())
+                break
+            if line.problem is not None:
+                # A complete line was an acknowledged write: dropping it would lose it.
                 raise StorageError(
-                    f"the journal {self.journal_path} is damaged at line {i + 1} ({exc}); "
-                    "billing-bot will not overwrite it: restore it from a backup or move it away"
-                ) from exc
-            good += len(line) + 1
+                    f"the journal {self.journal_path} is damaged at line {line.number} "
+                    f"({line.problem}); billing-bot will not drop or overwrite an acknowledged "
+                    "write: `billing-bot store check` lists every damaged line, `billing-bot "
+                    "store repair --to NEW.json` writes a copy with every good line (then point "
+                    "BOT_DB at it), or restore the store from a backup"
+                )
             self._journal_lines += 1
-            if seq <= self._snapshot_seq:
-                continue
-            for table, key, doc in ops:
+            if line.seq <= self._snapshot_seq:
+                continue  # already in the snapshot (a crash between its rename and the reset)
+            for table, key, doc in line.ops:
                 if doc is None:
                     self.hot[table].pop(key, None)
                 else:
                     self.hot[table][key] = doc
-            self.seq = max(self.seq, seq)
+            self.seq = max(self.seq, line.seq)
 
     def _load_archive(self) -> None:
         """Load the archive index; repair what a crash (or a full disk) can leave behind.
@@ -564,7 +714,7 @@ class TinyDBEngine(Engine):
             b'["' + op.table.encode() + b'",' + key + b"," + enc + b"]"
             for op, key, enc in zip(ops, keys, encoded, strict=True)
         )
-        batch.lines.append(b'{"seq":%d,"ops":[%s]}\n' % (self.seq, rows))
+        batch.lines.append(journal_line(self.seq, rows))
         for op, key, enc in zip(ops, keys, encoded, strict=True):
             # The stored copy is parsed from the journal's bytes: exactly what a replay sees
             # (unless handed over: the caller's plain-JSON document itself, see Op).
@@ -778,6 +928,188 @@ def read_lock_info(lock_path: Path) -> dict[str, Any]:
 
 
 def lock_path_for(path: str | os.PathLike[str]) -> Path:
-    p = Path(path)
-    stem = p.with_suffix("") if p.suffix == ".json" else p
-    return stem.with_name(stem.name + ".lock")
+    """The lock file of the store at ``path``, named after its real path like the engine's."""
+    return store_files(real_store_path(path))["lock"]
+
+
+# ---- store check / store repair ---------------------------------------------
+def _read_optional(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
+
+
+def _snapshot_report(path: Path) -> tuple[str | None, str]:
+    """``(problem or None, description)`` of the snapshot file at ``path``."""
+    try:
+        data = DurableJSONStorage(path).read()
+        version, seq, tables = parse_snapshot(data)
+    except OSError as exc:
+        return f"cannot be read: {exc}", ""
+    except (AttributeError, TypeError, ValueError) as exc:  # UnicodeDecodeError included
+        return f"damaged: {exc}", ""
+    if data is None:
+        return None, "missing or empty (a new store)"
+    if version > SCHEMA_VERSION:
+        return f"written by a newer billing-bot (schema {version})", ""
+    docs = sum(len(t) for t in tables.values())
+    return None, f"ok (seq {seq}, {docs} documents)"
+
+
+def _torn_text(line: JournalLine) -> str:
+    return (
+        f"journal line {line.number} (byte {line.offset}): torn tail of {line.length} bytes "
+        "without a newline — a write never acknowledged, dropped at the next start"
+    )
+
+
+def check_store(path: str | os.PathLike[str]) -> tuple[bool, list[str]]:
+    """Check a store's snapshot and every journal line, reading only (no lock needed).
+
+    Returns whether it is healthy and a report, one finding a line. Reading a
+    store a serve owns is safe: its files are replaced by rename or appended to,
+    and an append in flight shows as a torn tail, which is not damage.
+    """
+    files = store_files(real_store_path(path))
+    report = [f"store {files['snapshot']}"]
+    if not any(p.exists() for role, p in files.items() if role != "lock"):
+        return False, [*report, "no store there (no snapshot, journal or archive)"]
+    problem, text = _snapshot_report(files["snapshot"])
+    ok = problem is None
+    report.append(f"snapshot: {problem or text}")
+    try:
+        raw = _read_optional(files["journal"])
+    except OSError as exc:
+        report.append(f"journal {files['journal']}: cannot be read: {exc}")
+        return False, report
+    good = damaged = 0
+    for line in scan_journal(raw):
+        if line.torn:
+            report.append(_torn_text(line))
+        elif line.problem is not None:
+            damaged += 1
+            report.append(
+                f"journal line {line.number} (byte {line.offset}): damaged — {line.problem}"
+            )
+        else:
+            good += 1
+    report.append(f"journal: {good} good lines, {damaged} damaged")
+    if text.startswith("missing") and (raw.strip() or _nonempty(files["archive"])):
+        ok = False
+        report.append("the snapshot is missing but the journal or archive holds data")
+    ok = ok and damaged == 0
+    if ok:
+        report.append("healthy")
+    elif problem is None and damaged:
+        report.append(
+            "DAMAGED: `billing-bot store repair --to NEW.json` writes a copy with the "
+            "snapshot and every good journal line; or restore the store from a backup"
+        )
+    else:
+        report.append("DAMAGED: restore the store from a backup")
+    return ok, report
+
+
+def _nonempty(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
+def repair_store(path: str | os.PathLike[str], to: str | os.PathLike[str]) -> list[str]:
+    """Write a new store at ``to``: the snapshot, the archive and every good journal line.
+
+    The original is only read (under a shared lock, so no serve owns it
+    meanwhile); nothing at ``to`` is overwritten. Returns the report: each
+    journal line left out and why. Raises :class:`StorageError` when no repair
+    can be written (the store is in use, the snapshot itself is damaged, ``to``
+    exists). The copy is opened once with the engine before this returns, which
+    also rebuilds its archive index.
+    """
+    src = store_files(real_store_path(path))
+    dst = store_files(real_store_path(to))
+    if not any(p.exists() for role, p in src.items() if role != "lock"):
+        raise StorageError(f"there is no store at {src['snapshot']}")
+    if dst["snapshot"] == src["snapshot"]:
+        raise StorageError("store repair writes a new store: give --to another path")
+    taken = [p for role, p in dst.items() if role != "lock" and p.exists()]
+    if taken:
+        raise StorageError(
+            f"{taken[0]} exists; store repair never overwrites: give --to a new path"
+        )
+    try:
+        fd = os.open(src["lock"], os.O_RDONLY)
+    except FileNotFoundError:
+        fd = None
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError as exc:
+                pid = read_lock_info(src["lock"]).get("pid", "?")
+                raise StoreLocked(
+                    f"the store {src['snapshot']} is in use by another billing-bot (pid {pid}); "
+                    "stop it first"
+                ) from exc
+        return _write_repair(src, dst)
+    finally:
+        if fd is not None:
+            os.close(fd)  # also drops the shared lock
+
+
+def _write_repair(src: dict[str, Path], dst: dict[str, Path]) -> list[str]:
+    problem, _text = _snapshot_report(src["snapshot"])
+    if problem is not None:
+        raise StorageError(
+            f"the store file {src['snapshot']} {problem}; store repair keeps the snapshot "
+            "and mends the journal only: restore the store from a backup"
+        )
+    snapshot = _read_optional(src["snapshot"])
+    raw = _read_optional(src["journal"])
+    archive = _read_optional(src["archive"])
+    if not snapshot.strip() and (raw.strip() or archive):
+        raise StorageError(
+            f"the store file {src['snapshot']} is missing or empty, but its journal or "
+            "archive holds data: restore the store from a backup"
+        )
+    report: list[str] = []
+    kept: list[bytes] = []
+    total = 0
+    for line in scan_journal(raw):
+        if line.torn:
+            report.append("left out " + _torn_text(line))
+            continue
+        total += 1
+        if line.problem is not None:
+            report.append(
+                f"left out journal line {line.number} (byte {line.offset}): {line.problem}"
+            )
+        else:
+            kept.append(raw[line.offset : line.offset + line.length])
+    dst["snapshot"].parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # The derived index is not copied: opening the copy rebuilds it from the archive.
+    for role, payload in (("archive", archive), ("journal", b"".join(kept))):
+        fd = os.open(dst[role], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    if snapshot.strip():
+        DurableJSONStorage(dst["snapshot"]).write_bytes(snapshot)  # also syncs the directory
+    else:
+        fsync_dir(dst["snapshot"].parent)
+    engine = TinyDBEngine(dst["snapshot"])
+    try:
+        engine._open_sync()  # proves the copy loads, and indexes its archive
+    finally:
+        engine._close_files()
+    report.append(
+        f"wrote {dst['snapshot']}: the snapshot, {len(kept)} of {total} complete journal "
+        f"lines and the archive ({len(archive)} bytes); point BOT_DB at it to use it"
+    )
+    return report
