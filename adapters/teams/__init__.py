@@ -4,13 +4,15 @@
 reports whether the channel is on and why (shown at start and in
 ``/healthz``). The modules: ``translate`` (activity JSON → neutral message),
 ``render`` (neutral replies → activities with Adaptive Cards), ``channel``
-(the CloudAdapter, the durable inbox work, DMs and references) and
+(the CloudAdapter, the durable inbox work, DMs and references), ``auth``
+(token checks and token fetches off the event loop, timeouts) and
 ``package`` (``billing-bot teams-package``). See docs/teams.md.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -21,11 +23,27 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Where the channel's signing keys are listed, if not Microsoft's (tests, private clouds);
+# botbuilder's own name for the setting is BotOpenIdMetadata.
+OPENID_METADATA_ENV = "BOT_OPENID_METADATA"
 APP_TYPES = {
     "multitenant": "MultiTenant",
     "singletenant": "SingleTenant",
     "userassignedmsi": "UserAssignedMSI",
 }
+
+
+def openid_metadata_problem(url: str) -> str | None:
+    """Why ``url`` cannot list the signing keys (None when it can).
+
+    Whoever serves it signs the tokens the bot accepts: https, or plain http
+    only to this machine (a test's fake issuer).
+    """
+    from bot.locality import is_loopback_url
+
+    if url.startswith("https://") or (url.startswith("http://") and is_loopback_url(url)):
+        return None
+    return f"{OPENID_METADATA_ENV} must be an https URL (http only on loopback), not {url!r}"
 
 
 def status(settings: Settings) -> dict[str, Any]:
@@ -46,17 +64,26 @@ def status(settings: Settings) -> dict[str, Any]:
             }
         if app_type != "userassignedmsi" and not settings.teams_app_password:
             return {"on": False, "why": "MICROSOFT_APP_ID is set but MICROSOFT_APP_PASSWORD is not"}
+        keys = ""
+        metadata = os.environ.get(OPENID_METADATA_ENV, "").strip()
+        if metadata:
+            problem = openid_metadata_problem(metadata)
+            if problem:
+                return {"on": False, "why": problem}
+            keys = f" (signing keys listed at {metadata})"
         return {
             "on": True,
             "why": f"POST /api/messages; app {settings.teams_app_id} ({APP_TYPES[app_type]}), "
-            "every request's token is verified",
+            f"every request's token is verified{keys}",
             "mode": "authenticated",
         }
     if is_loopback(settings.host):
         return {
             "on": True,
             "why": "local (Emulator) mode: MICROSOFT_APP_ID is not set, requests are not "
-            "authenticated, so it answers only because the server is bound to loopback",
+            "authenticated, so it answers only local requests (loopback peer and Host, no "
+            "forwarding header) on a server bound to loopback, and sends answers only to a "
+            "loopback serviceUrl",
             "mode": "emulator",
         }
     return {

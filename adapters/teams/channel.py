@@ -5,13 +5,18 @@ wrong content type, 400 for bad JSON or an activity without ``type``; the SDK
 itself would answer 500), then lets the SDK authenticate it
 (``BotFrameworkAuthentication.authenticate_request``: with
 ``MICROSOFT_APP_ID`` set it verifies the request's JWT, none or a bad one →
-401), *records* what the activity asks for in the runtime's durable inbox
+401, signing keys that cannot be fetched now → 503; see ``auth``). Without
+an app id (local, Emulator mode) nothing is authenticated, so a request must
+be local (``bot.locality.is_local``, else 403) and name a loopback
+``serviceUrl`` (else 400), and no answer ever goes to any other service URL.
+The route *records* what the activity asks for in the runtime's durable inbox
 (deduplicated by activity id) and answers at once, well inside Teams' 15
 seconds. No turn runs in the request: ``CloudAdapter.process`` would build a
 connector client and a user-token client for a turn that only records, which
 cost far more than the rest of the request. The inbox worker then runs the
 desk and posts the answers with ``continue_conversation``, on outbound clients
-made once and reused (see :class:`_Authentication`).
+made once and reused (see :class:`_Authentication`), with connect and read
+timeouts and their token fetched off the event loop.
 
 Answers of one activity are kept in a small durable outbox until all were
 sent, so a retry after a failed send re-sends them and never runs the desk a
@@ -56,9 +61,20 @@ from botframework.connector.auth import (
 from msrest.exceptions import DeserializationError, HttpOperationError
 
 from adapters.teams import render, translate
+from adapters.teams.auth import (
+    KEYS_RETRY,
+    TIMEOUTS,
+    BotConfiguration,
+    KeysUnavailable,
+    OffLoopCredentialFactory,
+    OffLoopCredentials,
+    install_signing_keys,
+    openid_metadata_url,
+)
 from bot.config import Settings
 from bot.domain import Role, User, parse_case_id
 from bot.i18n import _
+from bot.locality import is_local, is_loopback_url
 from bot.runtime import Runtime, unique_id
 from bot.storage import Op, VersionConflict
 from conversations.desk import Desk
@@ -71,20 +87,19 @@ CLICK_WINDOW = timedelta(seconds=30)
 DEAD_STATUSES = (HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND)
 HANDLED_TYPES = ("message", "conversationUpdate", "installationUpdate")
 MAX_CLIENTS = 32  # outbound clients kept (one per app id, service URL and audience)
+LOCAL_ONLY = (
+    "local (Emulator) mode: MICROSOFT_APP_ID is not set, so requests are not authenticated "
+    "and /api/messages answers only local requests: from loopback, to a loopback Host, with "
+    "no proxy (forwarding) header"
+)
+LOOPBACK_SERVICE_URL = (
+    "local (Emulator) mode: MICROSOFT_APP_ID is not set, so answers go only to a serviceUrl "
+    "on this machine (loopback)"
+)
 
 
-class BotConfiguration:
-    """The configuration object ``ConfigurationBotFrameworkAuthentication`` reads, from Settings.
-
-    Only set attributes are defined: the SDK tests them with ``hasattr``.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self.APP_ID = settings.teams_app_id or ""
-        self.APP_PASSWORD = settings.teams_app_password or ""
-        self.APP_TYPE = settings.teams_app_type or "MultiTenant"
-        if settings.teams_app_tenant_id:
-            self.APP_TENANTID = settings.teams_app_tenant_id
+class ServiceUrlRefused(PermissionError):
+    """Local mode and a service URL not on loopback: nothing is sent (and never will be)."""
 
 
 class _Authentication(ConfigurationBotFrameworkAuthentication):
@@ -95,11 +110,15 @@ class _Authentication(ConfigurationBotFrameworkAuthentication):
     builds its retry settings from scratch each time): more than everything
     else the bot does for a message. Here one client per (app id, service URL,
     audience) serves every send; they are closed when the server stops. Tokens
-    are still fetched and refreshed by each client's credentials, as before.
+    are still fetched and refreshed by each client's credentials (MSAL), but in
+    a worker thread (``auth.OffLoopCredentials``), and each client has connect
+    and read timeouts. In local mode no client is made for a service URL off
+    loopback (:class:`ServiceUrlRefused`).
     """
 
-    def __init__(self, configuration: Any) -> None:
-        super().__init__(configuration)
+    def __init__(self, configuration: BotConfiguration, *, loopback_only: bool) -> None:
+        super().__init__(configuration, credentials_factory=OffLoopCredentialFactory(configuration))
+        self.loopback_only = loopback_only  # local mode: answers only to a loopback serviceUrl
         self.connectors: dict[tuple[str, str, str], ConnectorClient] = {}
         self._token_clients: dict[str, UserTokenClient] = {}
 
@@ -143,10 +162,19 @@ class _ReusedConnectors(ConnectorFactory):
         self._app_id = app_id
 
     async def create(self, service_url: str, audience: str | None = None) -> ConnectorClient:
+        # Every outbound call (answers, DMs, new chats, member look-ups) gets its client here.
+        if self._auth.loopback_only and not is_loopback_url(service_url):
+            raise ServiceUrlRefused(f"{LOOPBACK_SERVICE_URL}; refused {service_url}")
         key = (self._app_id, service_url, audience or "")
         client = self._auth.connectors.get(key)
         if client is None:
-            client = await self._auth.keep(key, await self._inner.create(service_url, audience))
+            made = await self._inner.create(service_url, audience)
+            # msrest's default is 100 s for connect and read alike; requests takes the pair.
+            made.config.connection.timeout = TIMEOUTS
+            client = await self._auth.keep(key, made)
+        credentials = client.config.credentials
+        if isinstance(credentials, OffLoopCredentials):
+            await credentials.prepare()
         return client
 
 
@@ -189,13 +217,23 @@ class TeamsChannel:
         self.settings = settings
         self.store = runtime.store
         self.app_id = settings.teams_app_id or None
-        self.auth = _Authentication(BotConfiguration(settings))
+        # No app id: the local (Emulator) mode, which status() allows only on loopback.
+        self.local_mode = not self.app_id
+        configuration = BotConfiguration(settings, openid_metadata_url())
+        install_signing_keys(
+            configuration.TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL,
+            configuration.TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL,
+        )
+        self.auth = _Authentication(configuration, loopback_only=self.local_mode)
         self.adapter = CloudAdapter(self.auth)
         runtime.closers.append(self.auth.close)
 
     # ------------------------------------------------------------ HTTP
     async def messages(self, request: web.Request) -> web.StreamResponse:
         """``POST /api/messages``: check the body, let the SDK authenticate, record, answer."""
+        if self.local_mode and not is_local(request):
+            # Unauthenticated: loopback alone is not enough (DNS rebinding, a local proxy).
+            return _json_error(403, LOCAL_ONLY)
         if request.content_type != "application/json":
             return _json_error(415, "send the activity as application/json")
         try:
@@ -205,8 +243,20 @@ class TeamsChannel:
         activity, problem = _parse_activity(body)
         if activity is None:
             return _json_error(400, problem or "not an activity")
+        if self.local_mode and not is_loopback_url(activity.service_url):
+            # Refused before it is queued: the answers would go to whatever URL a sender named.
+            return _json_error(400, LOOPBACK_SERVICE_URL)
         try:
-            await self.auth.authenticate_request(activity, request.headers.get("Authorization", ""))
+            # None when absent: the SDK's "no header" test is ``is None`` (local mode's path).
+            authorization = request.headers.get("Authorization") or None
+            await self.auth.authenticate_request(activity, authorization)
+        except KeysUnavailable as exc:
+            log.warning("Teams request not checked: %s", exc)
+            return web.json_response(
+                {"error": "the Bot Framework's signing keys cannot be fetched now; retry"},
+                status=503,
+                headers={"Retry-After": str(int(KEYS_RETRY))},  # a failed fetch waits as long
+            )
         except Exception as exc:  # noqa: BLE001 - PermissionError, or a malformed JWT's error
             log.warning("Teams request rejected: %s: %s", type(exc).__name__, exc)
             return _json_error(401, "the request's token could not be verified")
@@ -367,6 +417,10 @@ class TeamsChannel:
                     reply_to=reply_to,
                     update_id=card_id,
                 )
+            except ServiceUrlRefused as exc:
+                # Recorded before the edge refused such URLs: it would be refused every time.
+                log.warning("Teams answers in %s not sent: %s", reference.get("serviceUrl"), exc)
+                break
             except HttpOperationError as exc:
                 status = _status(exc)
                 if status is None or status == 429 or status >= 500:
@@ -449,6 +503,9 @@ class TeamsChannel:
                 if dm is None:
                     return False
             await self.send(dm, outgoing)
+        except ServiceUrlRefused as exc:
+            log.warning("Teams DM to %s not sent: %s", user.id, exc)
+            return False
         except HttpOperationError as exc:
             status = _status(exc)
             if status in DEAD_STATUSES:
@@ -687,9 +744,13 @@ class TeamsChannel:
             finally:
                 await _close_connector(context, self.adapter)
 
-        await self.adapter.continue_conversation(
-            ConversationReference().deserialize(reference), callback, self.app_id
-        )
+        try:
+            await self.adapter.continue_conversation(
+                ConversationReference().deserialize(reference), callback, self.app_id
+            )
+        except ServiceUrlRefused as exc:
+            log.warning("mentions not looked up: %s", exc)
+            return mentions
         for member in members.values():
             # Someone mentioned (an assignee) can get a DM even before they talk to the bot.
             await self._remember_member(body, member, personal=False)
@@ -750,4 +811,4 @@ def _parse_activity(body: Any) -> tuple[Activity | None, str | None]:
         return None, f"not a valid activity: {exc}"
 
 
-__all__ = ["BotConfiguration", "TeamsChannel"]
+__all__ = ["BotConfiguration", "ServiceUrlRefused", "TeamsChannel"]

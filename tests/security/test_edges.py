@@ -5,10 +5,15 @@
   refused as stale (401) by the running bot; the 5-minute window both ways;
   wrong, missing and malformed signatures; a replay inside the window is
   done once.
-* Teams: with an app id, tokens the Bot Framework did not issue are refused
-  (``alg: none``, an HS256 token keyed with the app password, an RS256 token
-  from a key of our own), and nothing is recorded; without an app id the
-  channel is on only when the server is bound to loopback.
+* Teams: with an app id, tokens are checked against a fake Bot Framework
+  issuer on 127.0.0.1 (OpenID configuration and JWKS, ``BOT_OPENID_METADATA``):
+  a good token passes; a wrong or missing audience, a wrong issuer, an expired
+  or not-yet-valid token, a wrong or missing ``serviceurl``, an unknown key
+  id, another key under a known id, ``alg: none``, HS256 keyed with the app
+  password or the public key, a key not endorsed for Teams, or no token at
+  all get 401 for that reason (the log says which), and nothing is recorded;
+  without an app id the channel is on only when the server is bound to
+  loopback.
 * Local endpoints and the web page: a server bound to this machine's own
   non-loopback address answers ``/local/*`` with 403 and sends the web page
   to the token login; the predicates themselves with a fake remote address.
@@ -16,13 +21,14 @@
 
 from __future__ import annotations
 
-import base64
 import json
+import logging
 import socket
 import subprocess
 import time
 import urllib.parse
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -30,6 +36,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer, make_mocked_request
+from cryptography.hazmat.primitives import serialization
 
 from bot.clock import FakeClock
 from bot.domain import State
@@ -38,6 +45,16 @@ from bot.storage import open_store
 from tests.security.drivers import SlackDriver, slack_driver
 from tests.security.matrix import SEEDER, seed_case
 from tests.slack.slackfake import SECRET, load, sign
+from tests.teams.botframework import (
+    APP_ID,
+    APP_PASSWORD,
+    FakeIssuer,
+    fake_issuer,
+    hs256,
+    new_key,
+    unsigned,
+)
+from tests.teams.conftest import ALICE, BotServer, FakeConnector, Teams, teams_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -195,65 +212,141 @@ async def test_a_replay_inside_the_window_is_done_once(slack: SlackDriver) -> No
 
 
 # ---------------------------------------------------------------------------- Teams
-APP_ID = "c9e8c047-2a74-40a2-b28a-b162d5f5327c"
-APP_PASSWORD = "teams-app-password-for-the-security-tests"
+# Tokens are checked against a fake issuer on 127.0.0.1 (tests/teams/botframework.py,
+# read through BOT_OPENID_METADATA): every forged token is refused for what was forged,
+# after the keys were really read, and the same request with a good token then passes.
+@dataclass
+class SecuredTeams:
+    server: BotServer
+    issuer: FakeIssuer
+    connector: FakeConnector
+    teams: Teams
+
+    def activity(self) -> dict[str, Any]:
+        """A member joined a personal chat: recorded and worked off with no outbound call."""
+        return self.teams.activity(ALICE, kind="conversationUpdate", membersAdded=[ALICE.account()])
+
+    def claims(self, activity: dict[str, Any], **changes: Any) -> dict[str, Any]:
+        return self.issuer.claims(activity["serviceUrl"], **changes)
+
+    async def post(self, activity: dict[str, Any], authorization: str | None) -> int:
+        headers = {"Authorization": authorization} if authorization is not None else {}
+        resp = await self.server.post_raw(json.dumps(activity), **headers)
+        await self.server.idle()
+        return resp.status
+
+    def recorded(self, activity: dict[str, Any]) -> bool:
+        """Whether the activity was queued (its dedupe id outlives the worked-off item)."""
+        events = self.server.store.engine.view("events")
+        return f"teams:{activity['conversation']['id']}:{activity['id']}" in events
 
 
-def _b64(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
-
-
-def forged_tokens() -> dict[str, str]:
-    import jwt
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    now = int(time.time())
-    claims = {
-        "iss": "https://api.botframework.com",
-        "aud": APP_ID,
-        "exp": now + 600,
-        "nbf": now - 10,
-        "serviceurl": "http://127.0.0.1:9/",
-    }
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return {
-        "alg none": f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}.",
-        "HS256 with the app password": jwt.encode(claims, APP_PASSWORD, algorithm="HS256"),
-        "RS256 from our own key": jwt.encode(claims, key, algorithm="RS256", headers={"kid": "x"}),
-        "expired": jwt.encode({**claims, "exp": now - 60}, key, algorithm="RS256"),
-    }
-
-
-async def test_teams_with_an_app_id_refuses_tokens_it_did_not_get_from_microsoft(
-    tmp_path: Any,
-) -> None:
-    from tests.teams.conftest import ALICE, BotServer, FakeConnector, Teams, teams_settings
-
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def secured_teams(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SecuredTeams]:
     connector = FakeConnector()
     fake = TestServer(connector.app(), host="127.0.0.1")
     await fake.start_server()
     connector.url = str(fake.make_url("/")).rstrip("/")
     settings = teams_settings(
-        ":memory:",
+        tmp_path_factory.mktemp("teams") / "billing.json",
         teams_app_id=APP_ID,
         teams_app_password=APP_PASSWORD,
         teams_app_type="MultiTenant",
     )
-    server = await BotServer(settings, connector).start()
-    try:
-        body = json.dumps(Teams(connector).say(ALICE, "customers"))
-        for why, token in forged_tokens().items():
-            resp = await server.post_raw(body, Authorization=f"Bearer {token}")
-            assert resp.status == 401, why
-        resp = await server.post_raw(body)
-        assert resp.status == 401
-        await server.idle()
-        assert server.store.engine.view("inbox") == {}
-        assert server.store.engine.view("events") == {}
-        assert connector.calls == []
-    finally:
-        await server.close()
-        await fake.close()
+    async with fake_issuer() as issuer:
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("BOT_OPENID_METADATA", issuer.metadata_url)  # read when the app is built
+            server = await BotServer(settings, connector).start()
+        try:
+            yield SecuredTeams(server, issuer, connector, Teams(connector))
+        finally:
+            await server.close()
+            await fake.close()
+
+
+async def test_teams_accepts_a_token_signed_with_the_channel_s_key(
+    secured_teams: SecuredTeams,
+) -> None:
+    t = secured_teams
+    _status, health = await t.server.get("/healthz")
+    assert t.issuer.metadata_url in health["channels"]["teams"]["why"]
+    activity = t.activity()
+    assert await t.post(activity, f"Bearer {t.issuer.token(t.claims(activity))}") == 201
+    assert t.recorded(activity)
+    assert t.issuer.metadata_hits >= 1 and t.issuer.jwks_hits >= 1  # the keys were read
+    # The SDK allows 5 minutes of clock skew: the "expired" token below is older than that.
+    late = t.activity()
+    old = t.claims(late, exp=int(time.time()) - 60)
+    assert await t.post(late, f"Bearer {t.issuer.token(old)}") == 201
+    assert t.connector.calls == []  # nothing in this conversation needs an answer
+
+
+def _forged(t: SecuredTeams, activity: dict[str, Any], case: str) -> str | None:
+    now = int(time.time())
+    claims = t.claims(activity)
+    issuer = t.issuer
+    public_pem = (
+        issuer.private["k1"]
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    tokens: dict[str, str | None] = {
+        "wrong audience": issuer.token({**claims, "aud": "5e7c0000-0000-4000-8000-00000000beef"}),
+        "no audience": issuer.token(t.claims(activity, aud=None)),
+        "wrong issuer": issuer.token({**claims, "iss": "https://api.botframework.com.example"}),
+        "expired past the leeway": issuer.token({**claims, "exp": now - 400}),
+        "nbf in the future": issuer.token({**claims, "nbf": now + 600}),
+        "serviceurl of another service": issuer.token(
+            {**claims, "serviceurl": "https://smba.trafficmanager.net/amer/"}
+        ),
+        "no serviceurl": issuer.token(t.claims(activity, serviceurl=None)),
+        "unknown kid": issuer.token(claims, kid="k-unknown", key=new_key()),
+        "another key with the same kid": issuer.token(claims, kid="k1", key=new_key()),
+        "alg none": unsigned(claims, "k1"),
+        "HS256 keyed with the app password": hs256(claims, APP_PASSWORD.encode(), "k1"),
+        "HS256 keyed with the public key": hs256(claims, public_pem, "k1"),
+        "a key not endorsed for msteams": issuer.token(claims, kid="k-webchat"),
+        "no Authorization header": None,
+    }
+    token = tokens[case]
+    return None if token is None else f"Bearer {token}"
+
+
+# What the SDK (or the key cache) says when it refuses each: the reason, not a network error.
+FORGED = {
+    "wrong audience": "Invalid AppId passed on token",
+    "no audience": "'aud' claim missing",
+    "wrong issuer": "Identity missing",  # an issuer not the channel's is not checked further
+    "expired past the leeway": "Signature has expired",
+    "nbf in the future": "The token is not yet valid (nbf)",
+    "serviceurl of another service": "Invalid 'serviceurl' claim",
+    "no serviceurl": "'serviceurl' claim missing",
+    "unknown kid": "has the key id 'k-unknown'",
+    "another key with the same kid": "Signature verification failed",
+    "alg none": "Token signing algorithm not in allowed list",
+    "HS256 keyed with the app password": "Token signing algorithm not in allowed list",
+    "HS256 keyed with the public key": "Token signing algorithm not in allowed list",
+    "a key not endorsed for msteams": "Could not validate endorsement key",
+    "no Authorization header": "Unauthorized Access. Request is not authorized",
+}
+
+
+@pytest.mark.parametrize("case", list(FORGED))
+async def test_teams_refuses_a_forged_token_for_what_was_forged(
+    secured_teams: SecuredTeams, caplog: pytest.LogCaptureFixture, case: str
+) -> None:
+    t = secured_teams
+    activity = t.activity()
+    caplog.set_level(logging.WARNING, logger="adapters.teams.channel")
+    assert await t.post(activity, _forged(t, activity, case)) == 401
+    rejected = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+    assert len(rejected) == 1 and FORGED[case] in rejected[0], rejected
+    assert not t.recorded(activity)
+    assert t.issuer.jwks_hits >= 1  # the keys were there to check against
+    # The same activity with a good token passes: the 401 was what the case changed.
+    assert await t.post(activity, f"Bearer {t.issuer.token(t.claims(activity))}") == 201
+    assert t.recorded(activity)
+    assert t.connector.calls == []
 
 
 # -------------------------------------------------------------- beyond loopback
