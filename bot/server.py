@@ -45,6 +45,14 @@ def json_error(status: int, message: str) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Status and storage health for anyone; the detail only for a local request or a lead.
+
+    The detail (store path, Slack API URL, case counts, each channel and why) tells
+    an outsider where things are and how busy the desk is: it is shown to local
+    requests (``bot.locality``) and to a lead logged in to the web page.
+    """
+    from adapters.web import lead_logged_in
+
     runtime = request.app[RUNTIME]
     storage = runtime.store.health()
     if not storage.get("ok", True):
@@ -54,15 +62,21 @@ async def healthz(request: web.Request) -> web.Response:
         with contextlib.suppress(StorageError):
             await runtime.store.commit([Op("events", "healthz:probe", probe)])
         storage = runtime.store.health()
+    ok = bool(storage.get("ok", True))
+    code = 200 if ok else 503
+    status = "ok" if ok else "unhealthy"
+    if not (is_local(request) or lead_logged_in(request)):
+        return web.json_response({"status": status, "storage": {"ok": ok}}, status=code)
     counts = runtime.store.case_counts()
     body = {
-        "status": "ok" if storage.get("ok", True) else "unhealthy",
+        "status": status,
         "version": __version__,
         "storage": storage,
         "cases": {"total": sum(counts.values()), "by_state": counts},
         "channels": request.app[CHANNELS],
+        "paused_destinations": runtime.paused_destinations(),
     }
-    return web.json_response(body, status=200 if body["status"] == "ok" else 503)
+    return web.json_response(body, status=code)
 
 
 async def local_messages(request: web.Request) -> web.Response:

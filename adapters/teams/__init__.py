@@ -107,6 +107,7 @@ def mount(app: web.Application, runtime: Runtime, settings: Settings) -> dict[st
 
         app.router.add_post("/api/messages", off)
         return state
+    from adapters.teams import translate
     from adapters.teams.channel import TeamsChannel
 
     try:
@@ -117,6 +118,7 @@ def mount(app: web.Application, runtime: Runtime, settings: Settings) -> dict[st
         return state
     app.router.add_post("/api/messages", channel.messages)
     runtime.inbox_handlers["teams"] = channel.work
+    runtime.inbox_routes["teams"] = translate.inbox_route
     runtime.deliverers["teams"] = channel.deliver
     log.info("Teams channel is on: %s", state["why"])
     return state

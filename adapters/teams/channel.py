@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 from botbuilder.core import TurnContext
@@ -790,6 +791,9 @@ async def _close_connector(context: TurnContext, adapter: CloudAdapter) -> None:
         await _close(client)
 
 
+MAX_URL_IDS = 2048  # URL-encoded characters of conversation id + activity id
+
+
 def _parse_activity(body: Any) -> tuple[Activity | None, str | None]:
     """The activity in a JSON body, or None and why the SDK could not take it."""
     if not isinstance(body, dict):
@@ -803,8 +807,17 @@ def _parse_activity(body: Any) -> tuple[Activity | None, str | None]:
     for key in ("conversation", "from", "recipient"):
         if key in body and not isinstance(body[key], dict):
             return None, f"the activity's {key} must be an object"
-    if not isinstance((body.get("conversation") or {}).get("id"), str):
+    conversation_id = (body.get("conversation") or {}).get("id")
+    if not isinstance(conversation_id, str):
         return None, "the activity has no conversation id"
+    activity_id = body.get("id")
+    ids = quote(conversation_id, safe="") + quote(
+        activity_id if isinstance(activity_id, str) else ""
+    )
+    if len(ids) > MAX_URL_IDS:
+        # Both go into the reply's URL; Teams' own are a few hundred characters at most. A
+        # longer pair could never be answered (servers refuse such request lines).
+        return None, "the activity's id or conversation id is too long"
     try:
         return Activity().deserialize(body), None
     except (DeserializationError, ValueError, TypeError, AttributeError) as exc:

@@ -293,3 +293,22 @@ __all__ = [
     "time_zone",
     "to_message",
 ]
+
+
+# ----------------------------------------------------------------------- the request queue
+def inbox_route(payload: dict[str, Any]) -> tuple[str, str]:
+    """(destination, lane) of a queued Teams activity: its ``serviceUrl``, its conversation.
+
+    A conversation's activities are worked off in order on its lane; a Bot
+    Connector that stops answering is paused on its own, without holding up
+    other conversations or channels (see ``Runtime.drain_inbox``).
+    """
+    body = payload.get("activity")
+    body = body if isinstance(body, dict) else {}
+    service_url = body.get("serviceUrl")
+    conversation = body.get("conversation")
+    conv_id = conversation.get("id") if isinstance(conversation, dict) else None
+    destination = service_url if isinstance(service_url, str) and service_url else "?"
+    if isinstance(conv_id, str) and conv_id:
+        return destination, f"conversation:{base_conversation(conv_id)}"
+    return destination, f"item:{payload.get('key')}"

@@ -16,10 +16,11 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from adapters.web.auth import Sessions, WebConfig, tokens_configured
+from adapters.web.auth import COOKIE, Sessions, WebConfig, tokens_configured
 from adapters.web.pages import WEB, WebState, add_routes
 from adapters.web.render import template_filters, template_globals
 from bot.config import Settings
+from bot.domain import Role
 from bot.locality import is_loopback
 from bot.runtime import Runtime
 
@@ -40,6 +41,22 @@ def mount(app: web.Application, runtime: Runtime, settings: Settings) -> dict[st
     app[WEB] = WebState(runtime, settings, config, Sessions())
     add_routes(app)
     return {"on": True, "why": _why(settings, config)}
+
+
+def lead_logged_in(request: web.Request) -> bool:
+    """Whether the request carries the session of a lead who logged in with a web token.
+
+    ``/healthz`` shows its detail (paths, URLs, case counts) to such a lead on any
+    bind; everyone else who is not local sees only status and storage health.
+    """
+    state = request.app.get(WEB)
+    if state is None:
+        return False
+    session = state.sessions.get(request.cookies.get(COOKIE))
+    if session is None or not session.authenticated or not session.user:
+        return False
+    cfg = state.settings.user_by_name(session.user)
+    return cfg is not None and cfg.role == Role.LEAD
 
 
 def _why(settings: Settings, config: WebConfig) -> str:

@@ -417,7 +417,8 @@ async def test_a_server_on_a_public_address_opens_nothing_without_a_login() -> N
                 assert resp.status == 503  # Teams Emulator mode is loopback only
             async with http.get(base + "/healthz") as resp:
                 health = await resp.json()
-            assert health["channels"]["teams"]["on"] is False
+            # Not local, not a lead: status and storage health only, no paths or counts.
+            assert health == {"status": "ok", "storage": {"ok": True}}
             async with http.post(
                 base + "/login",
                 data={"csrf": csrf, "name": "lena", "token": TOKENS["lena"], "next": "/"},
@@ -426,6 +427,9 @@ async def test_a_server_on_a_public_address_opens_nothing_without_a_login() -> N
                 assert resp.status == 303
             async with http.get(base + "/dashboard", allow_redirects=False) as resp:
                 assert resp.status == 200  # with the token, the lead's dashboard
+            async with http.get(base + "/healthz") as resp:
+                health = await resp.json()
+            assert health["channels"]["teams"]["on"] is False  # the detail, for the lead
     finally:
         await server.close()
 
