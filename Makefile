@@ -27,6 +27,7 @@ pytest: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check bot adapters conversations tests bench
 	$(BIN)/ruff format --check bot adapters conversations tests bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -24,12 +24,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bot.app.wiring import build_runtime  # noqa: E402
 from bot.clock import FakeClock  # noqa: E402
 from bot.config import CustomerConfig, ReminderPolicy, Settings, UserConfig  # noqa: E402
 from bot.domain import Role, User  # noqa: E402
-from bot.runtime import Runtime  # noqa: E402
+from bot.kernel.model import Channel, Message, Reply  # noqa: E402
 from bot.storage import Store, TinyDBEngine  # noqa: E402
-from conversations.model import Channel, Message, Reply  # noqa: E402
+from conversations.runtime import Runtime
 
 START = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)  # a Monday
 ZONES = ["Asia/Shanghai", "America/Los_Angeles", "Europe/Berlin", "UTC", "Australia/Sydney"]
@@ -100,7 +101,7 @@ async def run(days: int, cases: int, seed: int) -> dict[str, object]:
     store = Store(TinyDBEngine(Path(tmp.name) / "sim.json"))
     await store.open()
     clock = FakeClock(START)
-    runtime = Runtime(settings, store, clock)
+    runtime = build_runtime(settings, store, clock)
     runtime.inline_scheduling = False
     sim = Sim(runtime, clock, rng, policy)
     LAST.append(sim)

@@ -342,11 +342,11 @@ async def scheduler_sweep(store: Store, path: Path) -> dict[str, Any]:
     The store's clock stands still at ``NOW``: a Tuesday 09:00 UTC, inside every
     agent's working hours.
     """
+    from bot.app.wiring import build_runtime
     from bot.clock import FakeClock
     from bot.config import Settings
     from bot.domain import User as DeskUser
-    from bot.runtime import Runtime
-    from bot.scheduler import iso
+    from bot.kernel.scheduler import iso
 
     due_at = NOW - timedelta(minutes=1)
     ops = [
@@ -356,7 +356,7 @@ async def scheduler_sweep(store: Store, path: Path) -> dict[str, Any]:
     ]
     await store.commit(ops)
     due = len(await store.due_jobs(NOW))
-    runtime = Runtime(
+    runtime = build_runtime(
         Settings(db_path=str(path), slack_team_id=PARTNER_TEAM), store, FakeClock(NOW)
     )
     delivered: list[tuple[str, int]] = []

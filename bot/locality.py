@@ -19,6 +19,11 @@ from collections.abc import Mapping
 from typing import Protocol
 from urllib.parse import urlsplit
 
+LOCAL_ONLY = (
+    "the local endpoints answer only local requests: from loopback, to a loopback Host, "
+    "with no proxy (forwarding) header"
+)
+
 
 class RequestLike(Protocol):
     """The three things the rule reads (an ``aiohttp.web.Request`` has them)."""

@@ -3,7 +3,7 @@
 A destination that accepts a connection and never answers must cost a bounded
 while, never the SDKs' defaults (msrest waits ~100 s, the Slack SDK 30 s). The
 durable request queue retries a failed item later, without holding up anyone
-else's (see ``bot.runtime``), so short timeouts lose nothing.
+else's (see ``bot.kernel.runtime``), so short timeouts lose nothing.
 """
 
 from __future__ import annotations

@@ -6,10 +6,10 @@ from datetime import datetime
 
 from bot.domain import STATE_LABELS, Actor, Case, Customer, Kind, Role, State, User
 from bot.i18n import N_, _, format_amount, format_time, ngettext
+from bot.kernel.model import ActionRef, Button, ButtonStyle, CardFact, CaseCard
 from bot.money import Money
 from bot.policy import Action, allowed, can_see_internal
 from conversations.forms import CATEGORY_LABELS, OUTCOME_LABELS, VIA_LABELS
-from conversations.model import ActionRef, Button, ButtonStyle, CardFact, CaseCard
 from conversations.text import u
 
 AUDIT_LABELS = {

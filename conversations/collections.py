@@ -40,6 +40,8 @@ from zoneinfo import ZoneInfo
 from bot.config import CollectionsStage, Settings
 from bot.domain import Customer, DomainError, NotFound, Role, User, customer_key
 from bot.i18n import N_, _, format_date, ngettext, use_locale
+from bot.kernel.model import ActionRef, Button, ButtonStyle, Reply
+from bot.kernel.scheduler import iso
 from bot.money import MoneyError, parse_money
 from bot.partner_center import PartnerCenterClient, PartnerCenterError, SubscriptionStatus
 from bot.policy import Action, Forbidden, check
@@ -55,17 +57,15 @@ from bot.receivables import (
     stage_id,
     suspension_date,
 )
-from bot.scheduler import iso
 from bot.storage import Op, Store, VersionConflict
 from bot.workhours import zone_or_utc
 from conversations.cards import local_time
 from conversations.commands import Command
 from conversations.desk import Result, Turn
-from conversations.model import ActionRef, Button, ButtonStyle, Reply
 from conversations.text import u
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from conversations.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -39,9 +39,20 @@ from bot.domain import (
     transition_error,
 )
 from bot.i18n import _, use_locale
+from bot.kernel.model import (
+    ActionRef,
+    Button,
+    ButtonStyle,
+    FieldKind,
+    Form,
+    FormField,
+    Message,
+    Notification,
+    Reply,
+)
+from bot.kernel.scheduler import loop_key, loop_op, notify_op, snooze_op, stop_loop_op, watch_op
 from bot.money import Money, MoneyError, parse_money
 from bot.policy import Action, Forbidden, allowed, check
-from bot.scheduler import loop_key, loop_op, notify_op, snooze_op, stop_loop_op, watch_op
 from bot.storage import Op, StorageError, Store
 from bot.workhours import WorkingHours
 from conversations import help as help_texts
@@ -58,17 +69,6 @@ from conversations.forms import (
     choices,
     credited_field,
     validate,
-)
-from conversations.model import (
-    ActionRef,
-    Button,
-    ButtonStyle,
-    FieldKind,
-    Form,
-    FormField,
-    Message,
-    Notification,
-    Reply,
 )
 from conversations.text import clean_input, u
 

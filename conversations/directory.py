@@ -15,8 +15,8 @@ from dataclasses import replace
 from bot.config import Settings, UserConfig
 from bot.domain import Actor, Customer, Role, User, customer_key, utcnow
 from bot.i18n import normalize_locale
+from bot.kernel.model import Channel, Message
 from bot.storage import StorageError, Store
-from conversations.model import Channel, Message
 
 log = logging.getLogger(__name__)
 

@@ -47,6 +47,16 @@ from bot.domain import (
     transition_error,
 )
 from bot.i18n import _, use_locale
+from bot.kernel.model import (
+    ActionRef,
+    Button,
+    ButtonStyle,
+    Choice,
+    FieldKind,
+    FormField,
+    Reply,
+)
+from bot.kernel.scheduler import iso
 from bot.partner_center import (
     PartnerCenterAuthError,
     PartnerCenterClient,
@@ -60,25 +70,15 @@ from bot.partner_center import (
     new_request_id,
 )
 from bot.policy import Action, check
-from bot.scheduler import iso
 from bot.storage import Op, VersionConflict
 from conversations.cards import sr_status_label, state_label
 from conversations.commands import Command
 from conversations.desk import Desk, FormSpec, Result, Turn
 from conversations.forms import SEVERITY_LABELS, ValidationError, choices, validate
-from conversations.model import (
-    ActionRef,
-    Button,
-    ButtonStyle,
-    Choice,
-    FieldKind,
-    FormField,
-    Reply,
-)
 from conversations.text import u
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from conversations.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -889,7 +889,7 @@ def describe_poll(job: dict[str, Any], user: User, case: Case | None) -> str | N
 
 
 def register(runtime: Runtime) -> EscalationFlow:
-    """Add the escalation commands, form and job types to ``runtime`` (see bot/runtime.py)."""
+    """Add the escalation commands, form and job types to ``runtime``."""
     flow = EscalationFlow(runtime)
     desk = runtime.desk
     desk.add_command("escalate", flow.cmd_escalate)

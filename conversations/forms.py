@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from bot.domain import Category, InformedVia, Outcome, is_guid
 from bot.i18n import N_, _
+from bot.kernel.model import Choice, FieldKind, FormField
 from bot.money import MoneyError, parse_amount, parse_currency, parse_money
-from conversations.model import Choice, FieldKind, FormField
 
 _INVOICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{2,39}$")
 _REQUEST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{4,39}$")

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bot.app.wiring import build_runtime
 from bot.clock import FakeClock
 from bot.config import CustomerConfig, Settings, UserConfig
 from bot.domain import Role
-from bot.runtime import Runtime
+from bot.kernel.model import ActionRef, Button, Channel, Message, Reply
 from bot.storage import MemoryEngine, Store
-from conversations.model import ActionRef, Button, Channel, Message, Reply
+from conversations.runtime import Runtime
 from conversations.text import plain
 
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -260,7 +261,7 @@ class DeskEnv:
         self.settings = settings or make_settings()
         self.store = store or Store(MemoryEngine())
         self.clock = FakeClock(START)
-        self.runtime = Runtime(self.settings, self.store, self.clock)
+        self.runtime = build_runtime(self.settings, self.store, self.clock)
 
     def chat(self, user: str, channel: Channel = Channel.LOCAL, conversation: str = "") -> Chat:
         return Chat(self.runtime, user, channel, conversation)

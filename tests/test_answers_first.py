@@ -16,8 +16,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-import bot.runtime as runtime_module
-from bot.server import RUNTIME, build_app
+import bot.kernel.runtime as runtime_module
+from bot.app.server import RUNTIME, build_app
 from bot.storage import MemoryEngine, Store
 from tests.harness import DeskEnv, make_settings
 

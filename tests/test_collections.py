@@ -284,7 +284,7 @@ async def test_a_late_import_fires_only_the_latest_stage_and_dms_have_buttons(
     sent = next(
         i for i in items if [b["label"] for b in i["buttons"]] == ["I sent it", "Overdue list"]
     )
-    from conversations.model import ActionRef
+    from bot.kernel.model import ActionRef
 
     ref = sent["buttons"][0]["action"]
     action = ActionRef(ref["name"], ref.get("case_id"), ref.get("version"), ref.get("value"))
@@ -520,7 +520,7 @@ async def test_payment_then_reactivate(env: DeskEnv, fake: FakePartnerCenter) ->
     assert len(offers) == 1
     button = offers[0]["buttons"][0]
     assert plain(button["label"]) == "Reactivate Contoso…"
-    from conversations.model import ActionRef
+    from bot.kernel.model import ActionRef
 
     await lena.press(ActionRef(button["action"]["name"], value=button["action"]["value"]))
     lena.expect("Please confirm: reactivate Contoso's subscriptions.", "Overdue: nothing", S1, S2)
@@ -652,7 +652,7 @@ def test_cli_import_without_a_serve_opens_the_store(tmp_path: Path) -> None:
 def test_cli_import_of_a_missing_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bot.cli import main
+    from bot.app.cli import main
 
     monkeypatch.setenv("BOT_DB", str(tmp_path / "billing.json"))
     monkeypatch.delenv("BOT_CONFIG", raising=False)

@@ -6,8 +6,8 @@ import stat
 from dataclasses import replace
 from pathlib import Path
 
+from bot.app.doctor import check, report
 from bot.config import UserConfig
-from bot.doctor import check, report
 from bot.storage import open_store
 from tests.harness import make_settings
 

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 from bot.domain import State
+from bot.kernel.model import ActionRef, Form
 from bot.partner_center import PartnerCenterClient
 from bot.storage import Store
 from conversations.escalation import agent_locale, flow_of, parse_contact, pending_key, poll_key
-from conversations.model import ActionRef, Form
 from tests.fakes.partner_center import FakePartnerCenter, is_guid
 from tests.harness import START, TENANT_A, Chat, DeskEnv, make_settings
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.domain import State
-from conversations.model import ActionRef
+from bot.kernel.model import ActionRef
 from tests.harness import DeskEnv, strip_pseudo
 
 
@@ -591,7 +591,7 @@ async def test_storage_failure_is_a_friendly_message(env: DeskEnv) -> None:
 
 
 async def test_the_same_request_redone_after_a_crash_is_applied_once(env: DeskEnv) -> None:
-    from conversations.model import Channel, Message
+    from bot.kernel.model import Channel, Message
 
     case_id = await env.new_question()
     msg = Message(

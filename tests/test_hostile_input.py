@@ -8,10 +8,10 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.kernel.model import Channel, FieldKind, FormField
+from bot.kernel.serialize import message_from_dict
 from conversations.commands import parse
 from conversations.forms import ValidationError, validate
-from conversations.model import Channel, FieldKind, FormField
-from conversations.serialize import message_from_dict
 from tests.harness import DeskEnv
 
 WEIRD = st.one_of(

@@ -9,8 +9,8 @@ import pytest
 
 from bot.config import ReminderPolicy, UserConfig
 from bot.domain import Role, User
+from bot.kernel.model import Reply
 from bot.storage import MemoryEngine, Store
-from conversations.model import Reply
 from tests.harness import DeskEnv, make_settings, strip_pseudo
 
 # 2026-11-24 is a Tuesday; the harness clock starts at 09:00 UTC.
@@ -158,7 +158,7 @@ async def test_snooze_button_in_the_reminder_opens_the_choices() -> None:
     await env.store.open()
     await resolved_case(env)
     inbox = await env.runtime.take_inbox("alice")
-    from conversations.serialize import reply_from_dict
+    from bot.kernel.serialize import reply_from_dict
 
     reply = reply_from_dict([i for i in inbox if i.get("card")][-1])
     assert reply.card is not None

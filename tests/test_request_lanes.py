@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-import bot.runtime as runtime_module
-from bot.runtime import destination_failure
+import bot.kernel.runtime as runtime_module
+from bot.kernel.runtime import destination_failure
 from tests.harness import DeskEnv
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.server import build_app
+from bot.app.server import build_app
 from bot.storage import open_store
 from tests.harness import make_settings
 from tests.processes import ROOT, Serve, bot_env, chat, free_port
@@ -176,7 +176,7 @@ async def test_second_app_on_same_store_is_refused(tmp_path: Path) -> None:
 
 
 async def test_local_endpoint_refuses_non_loopback_peers() -> None:
-    from bot.server import is_loopback
+    from bot.app.server import is_loopback
 
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("127.8.9.1")
     assert not is_loopback("10.0.0.5") and not is_loopback("192.168.1.2") and not is_loopback(None)
@@ -187,7 +187,8 @@ def test_chat_module_importable_without_serve() -> None:
     probe = (
         "import sys, adapters.local.chat; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('slack_bolt', 'slack_sdk', 'botbuilder') or m in ('bot.server', 'bot.runtime')))"
+        "('slack_bolt', 'slack_sdk', 'botbuilder') or m in "
+        "('bot.app.server', 'bot.kernel.runtime', 'conversations.runtime')))"
     )
     proc = subprocess.run(
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60

@@ -17,8 +17,8 @@ import aiohttp
 
 from adapters.local.render import render_replies
 from bot.i18n import _, use_locale
-from conversations.model import ActionRef, Button, Channel, Message, Reply
-from conversations.serialize import reply_from_dict
+from bot.kernel.model import ActionRef, Button, Channel, Message, Reply
+from bot.kernel.serialize import reply_from_dict
 
 Send = Callable[[dict[str, Any]], Awaitable[list[Reply]]]
 
@@ -103,7 +103,7 @@ async def run_terminal(session: ChatSession, stdin: TextIO, stdout: TextIO, intr
 
 
 def message_for(payload: dict[str, Any]) -> Message:
-    from conversations.serialize import message_from_dict
+    from bot.kernel.serialize import message_from_dict
 
     return message_from_dict(payload, Channel.LOCAL)
 

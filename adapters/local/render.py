@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conversations.model import Button, Reply
+from bot.kernel.model import Button, Reply
 from conversations.text import plain
 
 

@@ -1,6 +1,6 @@
 """Slack: slash command, events and interactivity through slack-bolt (see docs/slack.md).
 
-``mount`` is called by ``bot.server.build_app``. The channel is on only when
+``mount`` is called by ``bot.app.server.build_app``. The channel is on only when
 ``SLACK_BOT_TOKEN`` and ``SLACK_SIGNING_SECRET`` are set; it then adds
 ``POST /slack/events``, the inbox handler and the DM deliverer, and closes
 its shared HTTP session when the server stops. Everything that imports
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from bot.config import Settings
-    from bot.runtime import Runtime
+    from conversations.runtime import Runtime
 
 ROUTE = "/slack/events"
 

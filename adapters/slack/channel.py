@@ -43,12 +43,13 @@ from adapters.slack import translate as t
 from bot.config import Settings
 from bot.domain import Role, User, parse_case_id
 from bot.i18n import _, normalize_locale, use_locale
+from bot.kernel.model import ActionRef, Channel, Form, Message, Reply
+from bot.kernel.runtime import unique_id
+from bot.kernel.serialize import reply_from_dict, reply_to_dict
 from bot.outbound import READ_SECONDS, client_timeout
-from bot.runtime import Runtime, unique_id
 from bot.storage import Op, StorageError
 from conversations.desk import Desk
-from conversations.model import ActionRef, Channel, Form, Message, Reply
-from conversations.serialize import reply_from_dict, reply_to_dict
+from conversations.runtime import Runtime
 from conversations.text import plain
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ No I/O and no Slack SDK here, so every rule can be tested from JSON fixtures:
 
 * inbound: a slash command, an Events API callback (DM or mention), a
   ``block_actions`` click and a ``view_submission`` each become one
-  :class:`~conversations.model.Message` plus an :class:`Origin` that says
+  :class:`~bot.kernel.model.Message` plus an :class:`Origin` that says
   where to answer (channel, ``trigger_id``, ``response_url``, the clicked
   message);
 * outbound: :func:`plan` turns the desk's replies into :class:`Step` s (open
@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ParamSpec, TypeVar
 
 from bot.i18n import _
-from conversations.model import (
+from bot.kernel.model import (
     ActionRef,
     Button,
     ButtonStyle,

@@ -19,31 +19,13 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from bot.config import Settings
-    from bot.runtime import Runtime
+    from conversations.runtime import Runtime
+
+from adapters.teams.settings import APP_TYPES, OPENID_METADATA_ENV, openid_metadata_problem
 
 log = logging.getLogger(__name__)
 
-# Where the channel's signing keys are listed, if not Microsoft's (tests, private clouds);
-# botbuilder's own name for the setting is BotOpenIdMetadata.
-OPENID_METADATA_ENV = "BOT_OPENID_METADATA"
-APP_TYPES = {
-    "multitenant": "MultiTenant",
-    "singletenant": "SingleTenant",
-    "userassignedmsi": "UserAssignedMSI",
-}
-
-
-def openid_metadata_problem(url: str) -> str | None:
-    """Why ``url`` cannot list the signing keys (None when it can).
-
-    Whoever serves it signs the tokens the bot accepts: https, or plain http
-    only to this machine (a test's fake issuer).
-    """
-    from bot.locality import is_loopback_url
-
-    if url.startswith("https://") or (url.startswith("http://") and is_loopback_url(url)):
-        return None
-    return f"{OPENID_METADATA_ENV} must be an https URL (http only on loopback), not {url!r}"
+__all__ = ["APP_TYPES", "OPENID_METADATA_ENV", "mount", "openid_metadata_problem", "status"]
 
 
 def status(settings: Settings) -> dict[str, Any]:

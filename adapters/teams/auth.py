@@ -50,7 +50,7 @@ from jwt.algorithms import RSAAlgorithm
 from msal import ConfidentialClientApplication
 from msrest.authentication import Authentication
 
-from adapters.teams import OPENID_METADATA_ENV
+from adapters.teams.settings import OPENID_METADATA_ENV
 from bot.config import Settings
 
 log = logging.getLogger(__name__)

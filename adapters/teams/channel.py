@@ -75,11 +75,12 @@ from adapters.teams.auth import (
 from bot.config import Settings
 from bot.domain import Role, User, parse_case_id
 from bot.i18n import _
+from bot.kernel.model import Channel, Message, Reply
+from bot.kernel.runtime import unique_id
 from bot.locality import is_local, is_loopback_url
-from bot.runtime import Runtime, unique_id
 from bot.storage import Op, VersionConflict
 from conversations.desk import Desk
-from conversations.model import Channel, Message, Reply
+from conversations.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

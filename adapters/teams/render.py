@@ -24,7 +24,7 @@ from typing import Any
 
 from adapters.teams.translate import CONTEXT_KEY, FORM_KEY, INPUT_PREFIX
 from bot.i18n import _
-from conversations.model import Button, ButtonStyle, CaseCard, FieldKind, Form, Reply
+from bot.kernel.model import Button, ButtonStyle, CaseCard, FieldKind, Form, Reply
 from conversations.text import render
 
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"

@@ -26,7 +26,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.domain import is_guid
-from conversations.model import ActionRef, Channel, Message
+from bot.kernel.model import ActionRef, Channel, Message
 
 FORM_KEY = "billing_form"
 CONTEXT_KEY = "billing_context"

@@ -1,6 +1,6 @@
 """The web page: the local chat in a browser and the billing lead's dashboard.
 
-``mount(app, runtime, settings)`` is called by :func:`bot.server.build_app`
+``mount(app, runtime, settings)`` is called by :func:`bot.app.server.build_app`
 like the other channel adapters: it adds the routes (``/`` the web chat,
 ``/dashboard``, ``/cases/BILL-n``, CSV exports, ``/login``) and returns
 whether the channel is on and why. Pages are rendered on the server with
@@ -22,7 +22,7 @@ from adapters.web.render import template_filters, template_globals
 from bot.config import Settings
 from bot.domain import Role
 from bot.locality import is_loopback
-from bot.runtime import Runtime
+from conversations.runtime import Runtime
 
 
 def mount(app: web.Application, runtime: Runtime, settings: Settings) -> dict[str, Any]:

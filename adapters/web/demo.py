@@ -39,8 +39,8 @@ from bot.domain import (
     User,
     customer_key,
 )
+from bot.kernel.scheduler import iso, loop_key, watch_key
 from bot.money import Money
-from bot.scheduler import iso, loop_key, watch_key
 from bot.storage import Op, Store
 
 CUSTOMERS = (

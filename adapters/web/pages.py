@@ -58,8 +58,9 @@ from adapters.web.views import (
 from bot.config import Settings
 from bot.domain import Actor, Case, Customer, Role, User, parse_case_id
 from bot.i18n import _, current_locale, negotiate, use_locale
-from bot.runtime import Runtime
-from bot.scheduler import loop_key
+from bot.kernel.model import ActionRef, Channel, Message, Reply
+from bot.kernel.scheduler import loop_key
+from bot.kernel.serialize import message_from_dict, reply_from_dict
 from conversations.cards import (
     case_card,
     local_time,
@@ -71,8 +72,7 @@ from conversations.cards import (
 )
 from conversations.desk import Desk
 from conversations.directory import tenant_key
-from conversations.model import ActionRef, Channel, Message, Reply
-from conversations.serialize import message_from_dict, reply_from_dict
+from conversations.runtime import Runtime
 from conversations.text import plain
 
 log = logging.getLogger(__name__)
@@ -692,18 +692,17 @@ def _reminders_of(ctx: Ctx, case: Case) -> int | None:
 async def demo_data_route(request: web.Request) -> web.Response:
     """``billing-bot demo-data`` when a serve owns the store (loopback, JSON only)."""
     from adapters.web.demo import DemoRefused, fill_demo
-    from bot.locality import is_local
-    from bot.server import LOCAL_ONLY, json_error
+    from bot.locality import LOCAL_ONLY, is_local
 
     if not is_local(request):
-        return json_error(403, LOCAL_ONLY)
+        return web.json_response({"error": LOCAL_ONLY}, status=403)
     if request.content_type != "application/json":
-        return json_error(415, "send application/json")
+        return web.json_response({"error": "send application/json"}, status=415)
     state = request.app[WEB]
     try:
         summary = await fill_demo(state.runtime.store, state.settings, state.runtime.clock.now())
     except DemoRefused as exc:
-        return json_error(409, str(exc))
+        return web.json_response({"error": str(exc)}, status=409)
     state.runtime.kick()
     return web.json_response({"summary": summary})
 

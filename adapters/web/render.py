@@ -15,7 +15,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from conversations.model import ActionRef, Button, FieldKind, Form, FormField, Reply
+from bot.kernel.model import ActionRef, Button, FieldKind, Form, FormField, Reply
 from conversations.text import END, START, plain
 
 _SEGMENT = re.compile(f"({START}.*?{END})", re.DOTALL)

@@ -1,6 +1,6 @@
 """The whole bot in the test process, every dependency a local fake, faults on demand.
 
-``running_bot`` serves ``bot.server.build_app`` over real HTTP on 127.0.0.1
+``running_bot`` serves ``bot.app.server.build_app`` over real HTTP on 127.0.0.1
 (aiohttp's ``TestClient``) on a durable TinyDB store, with the Slack channel
 on against ``FakeSlack``, Teams in local (Emulator) mode against the fake Bot
 Connector, and API-mode escalation against ``FakePartnerCenter`` (a fast
@@ -28,14 +28,14 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from bot.app.server import RUNTIME, build_app
 from bot.clock import FakeClock
 from bot.config import CustomerConfig, UserConfig
 from bot.domain import Role
 from bot.partner_center import PartnerCenterClient
-from bot.runtime import Runtime
-from bot.server import RUNTIME, build_app
 from bot.storage import Store, TinyDBEngine, tinydb_engine
 from conversations.escalation import flow_of
+from conversations.runtime import Runtime
 from tests.fakes.partner_center import FakePartnerCenter, running_fake_partner_center
 from tests.slack.slackfake import START, TENANT_A, FakeSlack, SlackEnv, make_settings
 from tests.teams.conftest import ALICE, BOB, LENA, PARTNER_TENANT, FakeConnector, Teams

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from adapters.slack import translate as slack
 from adapters.teams import translate as teams
 from bot.config import CollectionsPolicy
+from bot.kernel.model import Message
 from bot.receivables import Receivable, merge_row, overdue_by_customer, parse_csv
-from conversations.model import Message
 from tests.reliability.figures import count_example
 from tests.reliability.hostile import JSON, TEXT, mutated, receivables_csv
 from tests.slack.slackfake import load

@@ -37,9 +37,9 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 
 from bot.domain import Case, State
-from bot.runtime import Runtime
-from bot.scheduler import loop_key
+from bot.kernel.scheduler import loop_key
 from bot.storage import Store, TinyDBEngine
+from conversations.runtime import Runtime
 from tests.processes import ROOT, bot_env, free_port
 from tests.slack.slackfake import PARTNER, SECRET, TENANT_A, TOKEN, FakeSlack, SlackEnv
 from tests.teams.conftest import ALICE, BOB, LENA, PARTNER_TENANT, FakeConnector, Teams

@@ -29,12 +29,13 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from bot.app.server import RUNTIME, build_app
+from bot.app.wiring import build_runtime
 from bot.clock import FakeClock
 from bot.config import CustomerConfig
-from bot.runtime import Runtime
-from bot.server import RUNTIME, build_app
+from bot.kernel.model import ActionRef, Channel, Message, Reply
 from bot.storage import MemoryEngine, Store, open_store
-from conversations.model import ActionRef, Channel, Message, Reply
+from conversations.runtime import Runtime
 from conversations.text import plain
 from tests.security.matrix import Answer, Person, seed_world
 from tests.slack.slackfake import FakeSlack
@@ -529,7 +530,7 @@ async def local_driver() -> AsyncIterator[LocalDriver]:
 
     store = Store(MemoryEngine())
     await store.open()
-    runtime = Runtime(make_settings(), store, FakeClock(START))
+    runtime = build_runtime(make_settings(), store, FakeClock(START))
     try:
         await seed_world(runtime)
         yield LocalDriver(runtime)

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bot.domain import Actor, Case, Category, Kind, Role, State
+from bot.kernel.model import ActionRef, Channel, Message
 from bot.policy import MATRIX, Action, Forbidden, check
-from bot.runtime import Runtime
 from bot.storage import Store
-from conversations.model import ActionRef, Channel, Message
+from conversations.runtime import Runtime
 from tests.harness import TENANT_A, TENANT_B
 
 NOTE_SECRET = "INTERNAL-NOTE-7f3a"  # in every seeded case's internal note

@@ -13,10 +13,10 @@ import stat
 from dataclasses import replace
 from pathlib import Path
 
+from bot.app.doctor import check, report
+from bot.app.wiring import build_runtime
 from bot.config import UserConfig
-from bot.doctor import check, report
 from bot.domain import State
-from bot.runtime import Runtime
 from bot.storage import open_store
 from tests.harness import make_settings
 from tests.security.matrix import seed_case, seed_world
@@ -77,7 +77,7 @@ async def test_a_stores_files_are_owner_only_after_real_writes(tmp_path: Path) -
     db = tmp_path / "data" / "billing-bot.json"
     store = open_store(db)
     await store.open()
-    runtime = Runtime(make_settings(db_path=str(db)), store)
+    runtime = build_runtime(make_settings(db_path=str(db)), store)
     await seed_world(runtime)
     for state in (State.RESOLVED, State.ESCALATED, State.CUSTOMER_INFORMED):
         await seed_case(runtime, state)

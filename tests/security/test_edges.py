@@ -38,9 +38,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer, make_mocked_request
 from cryptography.hazmat.primitives import serialization
 
+from bot.app.server import build_app, is_loopback, local_messages
 from bot.clock import FakeClock
 from bot.domain import State
-from bot.server import build_app, is_loopback, local_messages
 from bot.storage import open_store
 from tests.security.drivers import SlackDriver, slack_driver
 from tests.security.matrix import SEEDER, seed_case

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from bot.domain import Role
+from bot.kernel.model import ActionRef
 from bot.policy import MATRIX
 from conversations.desk import FORM_ACTIONS
-from conversations.model import ActionRef
 from conversations.text import plain
 from tests.harness import DeskEnv
 
@@ -86,7 +86,7 @@ async def test_no_role_cannot_open_a_form_by_a_forged_click(env: DeskEnv, form_i
 
 async def test_a_replayed_request_id_shows_no_foreign_case(env: DeskEnv) -> None:
     """The "already done" answer to a redelivered request checks who asks."""
-    from conversations.model import Channel, Message
+    from bot.kernel.model import Channel, Message
 
     alice = Message(Channel.LOCAL, "alice", "dm:alice", text="take BILL-1", id="req-1")
     await env.runtime.handle(alice)

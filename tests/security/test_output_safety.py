@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from bot.domain import State
-from conversations.model import Channel, Message
+from bot.kernel.model import Channel, Message
 from tests.security.drivers import local_driver, slack_driver, teams_driver, web_driver
 from tests.security.matrix import PEOPLE, seed_case
 

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from bot.domain import State
-from conversations.model import ActionRef
+from bot.kernel.model import ActionRef
 from tests.security.drivers import slack_driver, teams_driver
 from tests.security.matrix import (
     DESC_B,

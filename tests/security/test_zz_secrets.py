@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from bot.domain import State
-from conversations.model import ActionRef
+from bot.kernel.model import ActionRef
 from tests.fakes.partner_center import CLIENT_SECRET, REFRESH_TOKEN
 from tests.processes import ROOT, bot_env, free_port
 from tests.security.drivers import slack_driver

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from bot.app.server import RUNTIME, build_app
 from bot.clock import FakeClock
-from bot.server import RUNTIME, build_app
 from bot.storage import open_store
 from tests.slack.slackfake import START, FakeSlack, SlackEnv, make_settings
 

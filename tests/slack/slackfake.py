@@ -29,7 +29,7 @@ from aiohttp.test_utils import TestClient
 
 from bot.config import CustomerConfig, Settings, UserConfig
 from bot.domain import Role
-from bot.runtime import Runtime
+from conversations.runtime import Runtime
 
 FIXTURES = Path(__file__).parent / "fixtures"
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # a Tuesday morning

@@ -8,7 +8,7 @@ import urllib.parse
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.server import CHANNELS, RUNTIME, build_app
+from bot.app.server import CHANNELS, RUNTIME, build_app
 from bot.storage import open_store
 from tests.slack.slackfake import SECRET, FakeSlack, SlackEnv, load, make_settings, sign
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.app.wiring import build_runtime
 from bot.clock import FakeClock
 from bot.domain import State
-from bot.runtime import Runtime
+from bot.kernel.model import Channel, Message
 from bot.storage import MemoryEngine, Store
-from conversations.model import Channel, Message
 from conversations.text import plain
 from tests.harness import PARITY_INFORMED, PARITY_SCRIPT, assert_same_case
 from tests.slack.slackfake import START, SlackEnv, make_settings, new_case
@@ -21,7 +21,7 @@ from tests.slack.slackfake import START, SlackEnv, make_settings, new_case
 async def run_local(api_url: str) -> dict[str, Any]:
     store = Store(MemoryEngine())
     await store.open()
-    runtime = Runtime(make_settings(api_url), store, FakeClock(START, speed=1.0))
+    runtime = build_runtime(make_settings(api_url), store, FakeClock(START, speed=1.0))
     lines = [*PARITY_SCRIPT, PARITY_INFORMED]
     transcript = []
     for line in lines:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.slack import translate as t
-from conversations.model import (
+from bot.kernel.model import (
     ActionRef,
     Button,
     ButtonStyle,

@@ -29,10 +29,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from bot.app.server import RUNTIME, build_app
 from bot.clock import FakeClock
 from bot.config import CustomerConfig, Settings, UserConfig
 from bot.domain import Role
-from bot.server import RUNTIME, build_app
 from bot.storage import open_store
 
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)

@@ -30,7 +30,7 @@ import jwt
 import pytest
 
 from bot.domain import Role, User
-from conversations.model import Reply
+from bot.kernel.model import Reply
 from tests.processes import Serve
 from tests.slack.slackfake import SECRET, sign
 

@@ -25,7 +25,7 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from bot.domain import Role, User
-from conversations.model import Reply
+from bot.kernel.model import Reply
 
 from .conftest import ALICE, LENA, BotServer, FakeConnector, Teams
 

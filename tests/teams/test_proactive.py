@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from conversations.model import Reply
+from bot.kernel.model import Reply
 from conversations.text import plain
 
 from .conftest import (

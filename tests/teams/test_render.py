@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from adapters.teams import render
-from conversations.model import (
+from bot.kernel.model import (
     ActionRef,
     Button,
     ButtonStyle,

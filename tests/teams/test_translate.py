@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from adapters.teams import translate
-from conversations.model import Channel
+from bot.kernel.model import Channel
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CASES = sorted(FIXTURES.glob("*.json"))

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from bot.app.server import RUNTIME, build_app
 from bot.clock import FakeClock
-from bot.runtime import Runtime
-from bot.server import RUNTIME, build_app
 from bot.storage import open_store
+from conversations.runtime import Runtime
 from tests.harness import START
 from tests.web.helpers import Browser, web_settings
 

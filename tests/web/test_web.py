@@ -6,8 +6,8 @@ import re
 from decimal import Decimal
 
 from bot.domain import Role, State
-from bot.runtime import Runtime
-from bot.scheduler import loop_key
+from bot.kernel.scheduler import loop_key
+from conversations.runtime import Runtime
 from tests.web.conftest import AppFactory
 from tests.web.helpers import TOKENS, Browser, button, form_context
 

@@ -19,25 +19,20 @@ from typing import Any
 from aiohttp import web
 
 from bot import __version__
+from bot.app.wiring import build_runtime
 from bot.clock import Clock, clock_from_env
 from bot.config import Settings
-from bot.locality import is_local, is_loopback
-from bot.runtime import Runtime
+from bot.kernel.model import Channel
+from bot.kernel.serialize import message_from_dict, reply_to_dict
+from bot.locality import LOCAL_ONLY, is_local, is_loopback
 from bot.storage import Op, StorageError, Store, TinyDBEngine
-from conversations.model import Channel
-from conversations.serialize import message_from_dict, reply_to_dict
+from conversations.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 256 * 1024
 RUNTIME = web.AppKey("runtime", Runtime)
 CHANNELS = web.AppKey("channels", dict[str, dict[str, Any]])
-
-
-LOCAL_ONLY = (
-    "the local endpoints answer only local requests: from loopback, to a loopback Host, "
-    "with no proxy (forwarding) header"
-)
 
 
 def json_error(status: int, message: str) -> web.Response:
@@ -111,8 +106,6 @@ async def local_inbox(request: web.Request) -> web.Response:
 async def local_reminders(request: web.Request) -> web.Response:
     from datetime import datetime
 
-    from bot.cli import reminder_lines
-
     if not is_local(request):
         return json_error(403, LOCAL_ONLY)
     runtime = request.app[RUNTIME]
@@ -123,7 +116,7 @@ async def local_reminders(request: web.Request) -> web.Response:
     if at.tzinfo is None:
         return json_error(400, "at must be an ISO time with an offset")
     return web.json_response(
-        {"lines": await reminder_lines(runtime, request.query.get("user", ""), at)}
+        {"lines": await runtime.reminder_lines(request.query.get("user", ""), at)}
     )
 
 
@@ -189,7 +182,7 @@ async def answers_first(
 def build_app(settings: Settings, store: Store, clock: Clock | None = None) -> web.Application:
     """The application with every route; the store is opened on startup and closed on cleanup."""
     app = web.Application(client_max_size=MAX_BODY, middlewares=[body_limit, answers_first])
-    runtime = Runtime(settings, store, clock or clock_from_env())
+    runtime = build_runtime(settings, store, clock or clock_from_env())
     app[RUNTIME] = runtime
     app[CHANNELS] = {
         "local": {"on": True, "why": "loopback only: POST /local/messages, billing-bot chat"},

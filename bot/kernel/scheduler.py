@@ -34,7 +34,7 @@ from bot.storage import Op, Store, VersionConflict
 from bot.workhours import WorkingHours
 
 if TYPE_CHECKING:
-    from conversations.model import Reply
+    from bot.kernel.model import Reply
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from conversations.model import (
+from bot.kernel.model import (
     ActionRef,
     Button,
     ButtonStyle,

@@ -19,9 +19,9 @@ from aiohttp import web
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.i18n import _, use_locale
+from bot.kernel.model import Reply
 from bot.storage import StorageError, StoreLocked, open_store, open_store_or_serve
 from bot.storage.tinydb_engine import StoreUnavailable
-from conversations.model import Reply
 
 log = logging.getLogger("billing-bot")
 
@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "chat":
         return asyncio.run(chat(settings, args.user, args.locale))
     if args.command == "doctor":
-        from bot.doctor import check, report
+        from bot.app.doctor import check, report
 
         text, code = report(check(settings))
         print(text)
@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def serve(settings: Settings, host: str | None, port: int | None) -> int:
     from dataclasses import replace
 
-    from bot.server import build_app, describe_channels
+    from bot.app.server import build_app, describe_channels
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -185,8 +185,8 @@ async def chat(settings: Settings, user: str | None, locale: str | None) -> int:
     import getpass
 
     from adapters.local.chat import ChatSession, http_sender, message_for, run_terminal
-    from bot.runtime import Runtime
-    from conversations.serialize import reply_from_dict
+    from bot.app.wiring import build_runtime
+    from bot.kernel.serialize import reply_from_dict
 
     name = user or getpass.getuser() or "me"
     try:
@@ -211,7 +211,7 @@ async def chat(settings: Settings, user: str | None, locale: str | None) -> int:
             await run_terminal(session, sys.stdin, sys.stdout, intro)
         return 0
     assert store is not None
-    runtime = Runtime(settings, store)
+    runtime = build_runtime(settings, store)
     try:
 
         async def send(payload: dict[str, Any]) -> list[Reply]:
@@ -250,8 +250,8 @@ async def reminders(settings: Settings, user: str | None, at: str | None) -> int
     import getpass
     from datetime import datetime
 
+    from bot.app.wiring import build_runtime
     from bot.clock import clock_from_env
-    from bot.runtime import Runtime
 
     name = user or getpass.getuser()
     clock = clock_from_env()
@@ -287,7 +287,7 @@ async def reminders(settings: Settings, user: str | None, at: str | None) -> int
     else:
         assert store is not None
         try:
-            lines = await reminder_lines(Runtime(settings, store, clock), name, when)
+            lines = await build_runtime(settings, store, clock).reminder_lines(name, when)
         finally:
             await store.close()
     if not lines:
@@ -358,14 +358,3 @@ async def receivables_import(settings: Settings, path: str, user: str | None) ->
             await store.close()
     print(report.text())
     return 1 if report.errors else 0
-
-
-async def reminder_lines(runtime: Any, name: str, when: Any) -> list[str]:
-    """Lines ``when · case · why`` in the person's own time zone."""
-    from conversations.cards import local_time
-
-    found = await runtime.store.find_user(name)
-    if found is None:
-        return []
-    items = await runtime.scheduler.due_for(found, when)
-    return [f"{local_time(t, found.time_zone)} · {case} · {why}" for t, case, why in items]

@@ -1,4 +1,9 @@
-"""The running desk: store + flows + delivery of notifications, shared by ``serve`` and ``chat``.
+"""The kernel's runtime: the durable request queue, delivery and the job loop, for every channel.
+
+It knows no flow: the desk (``conversations.runtime.Runtime``) extends it with
+the conversation pipeline and the case cards of scheduled messages, channel
+adapters plug in their inbox handlers, routes and deliverers, and the
+composition root (``bot.app``) wires them together.
 
 Notifications (an assignment, later reminders) are written as durable jobs
 in the same commit as the change they report; :meth:`Runtime.deliver_due`
@@ -10,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import itertools
 import logging
 import time
@@ -21,15 +25,11 @@ from typing import Any
 
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
-from bot.domain import Actor, User
-from bot.i18n import _, use_locale
-from bot.scheduler import Scheduler
+from bot.domain import User
+from bot.kernel.model import Reply
+from bot.kernel.scheduler import Scheduler
+from bot.kernel.serialize import reply_to_dict
 from bot.storage import Op, Store, VersionConflict
-from conversations.cards import case_card
-from conversations.desk import Desk, Result
-from conversations.directory import tenant_key
-from conversations.model import ActionRef, Button, Message, Reply
-from conversations.serialize import reply_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,6 @@ InboxHandler = Callable[[dict[str, Any]], Awaitable[None]]
 InboxRoute = Callable[[dict[str, Any]], tuple[str, str]]
 
 EVENT_TTL = timedelta(days=2)
-# Flow modules that add commands, forms and job types: each has ``register(runtime)``.
-FLOW_MODULES = ("conversations.escalation", "conversations.collections")
 MAX_INBOX_ATTEMPTS = 5
 INBOX_RETRY_SECONDS = 1.0  # after the inbox itself could not be written
 MAX_INBOX_CONCURRENCY = 32  # lanes worked on at once (each a person or conversation)
@@ -88,17 +86,15 @@ def unique_id() -> str:
     return f"{_PROCESS_ID}{next(_SEQUENCE):x}"
 
 
-class Runtime:
-    """Everything a running bot needs, independent of HTTP."""
+class Kernel:
+    """The request queue, delivery and jobs of a running bot, independent of HTTP and of flows."""
 
     def __init__(self, settings: Settings, store: Store, clock: Clock | None = None) -> None:
         self.settings = settings
         self.store = store
         self.clock = clock or SystemClock()
-        self.desk = Desk(store, settings, self.clock)
         self.deliverers: dict[str, Deliverer] = {}
         self.scheduler = Scheduler(store, settings, self.clock, self.deliver, self.render_job)
-        self.desk.scheduler_view = self.scheduler.due_for
         self.inline_scheduling = True  # ``serve`` turns this off and runs scheduler_loop
         self._scheduler_wake = asyncio.Event()
         self.inbox_handlers: dict[str, InboxHandler] = {}
@@ -120,14 +116,6 @@ class Runtime:
         self._queued_at: dict[str, float] = {}  # inbox item -> time.monotonic() of its ack
         # Called on shutdown (flow modules' HTTP sessions, channel clients).
         self.closers: list[Callable[[], Awaitable[None]]] = []
-        for name in FLOW_MODULES:
-            try:
-                module = importlib.import_module(name)
-            except ModuleNotFoundError as exc:
-                if exc.name != name:
-                    raise
-                continue
-            module.register(self)
 
     async def close(self) -> None:
         """Release what flow modules and channels opened (HTTP sessions)."""
@@ -390,13 +378,12 @@ class Runtime:
         """Wait until the inbox is empty (tests)."""
         await self._inbox_idle.wait()
 
-    async def handle(self, msg: Message) -> Result:
-        result = await self.desk.handle(msg)
+    async def changed(self) -> None:
+        """A request was handled: jobs it made due run now (inline) or the loop is woken."""
         if self.inline_scheduling:
             await self.scheduler.tick()
         else:
             self.kick()
-        return result
 
     def kick(self) -> None:
         """Wake the background scheduler now (a change may have made a job due)."""
@@ -426,33 +413,8 @@ class Runtime:
     async def render_job(
         self, user: User, text: str, case_number: int | None, kind: str
     ) -> list[Reply]:
-        """A scheduled message for its recipient: the text, and the case card with its buttons."""
-        with use_locale(user.locale):
-            reply = Reply(text=text)
-            case = await self.store.get_case(case_number) if case_number else None
-            if case is not None:
-                customer = await self.store.get_customer(case.customer_id)
-                names = self.store.user_names()
-                viewer = Actor(user.id, user.role, "reminder", user.tenant_id, user.display_name)
-                card = case_card(
-                    case,
-                    customer,
-                    viewer,
-                    user.time_zone,
-                    names,
-                    self.clock.now(),
-                    tenant_key(customer) if customer else None,
-                )
-                if kind == "loop":
-                    # The close-the-loop DM: exactly Customer informed, Snooze, Reassign.
-                    wanted = {"informed", "assign"}
-                    card.buttons = [b for b in card.buttons if b.action.name in wanted]
-                    card.buttons.insert(
-                        1,
-                        Button(_("Snooze"), ActionRef("snooze", case.id, case.stage)),
-                    )
-                reply.card = card
-            return [reply]
+        """A scheduled message for its recipient (the desk adds the case card)."""
+        return [Reply(text=text)]
 
     async def deliver(self, user: User, replies: list[Reply]) -> bool:
         """Send to ``user`` on a channel where they are reachable; the local inbox otherwise."""
