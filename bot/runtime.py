@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
+from types import ModuleType
 from typing import Any
 
 from bot.clock import Clock, SystemClock
@@ -24,7 +25,7 @@ from bot.config import Settings
 from bot.domain import Actor, User
 from bot.i18n import _, use_locale
 from bot.scheduler import Scheduler
-from bot.storage import Op, Store, VersionConflict
+from bot.storage import Store, VersionConflict
 from conversations.cards import case_card
 from conversations.desk import Desk, Result
 from conversations.directory import tenant_key
@@ -83,6 +84,27 @@ def destination_failure(exc: BaseException) -> bool:
     return False
 
 
+def load_flows() -> list[ModuleType]:
+    """The flow modules of ``FLOW_MODULES`` that are installed, imported.
+
+    Importing a flow module declares its storage tables, so a process calls
+    this before it opens a store (the CLI does, and :class:`Runtime` does).
+    """
+    modules = []
+    for name in FLOW_MODULES:
+        try:
+            modules.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+    return modules
+
+
+def local_inbox_key(user_id: str) -> str:
+    """The conversation key of a user's local inbox (what ``billing-bot chat`` shows)."""
+    return f"inbox|{user_id}"
+
+
 def unique_id() -> str:
     """An id no other call, process or restart makes (128 random bits per process + a counter)."""
     return f"{_PROCESS_ID}{next(_SEQUENCE):x}"
@@ -120,13 +142,7 @@ class Runtime:
         self._queued_at: dict[str, float] = {}  # inbox item -> time.monotonic() of its ack
         # Called on shutdown (flow modules' HTTP sessions, channel clients).
         self.closers: list[Callable[[], Awaitable[None]]] = []
-        for name in FLOW_MODULES:
-            try:
-                module = importlib.import_module(name)
-            except ModuleNotFoundError as exc:
-                if exc.name != name:
-                    raise
-                continue
+        for module in load_flows():
             module.register(self)
 
     async def close(self) -> None:
@@ -159,7 +175,7 @@ class Runtime:
         # Sorted by arrival (the inbox is worked off in key order), unique across restarts.
         item_id = f"{now.strftime('%Y%m%d%H%M%S%f')}-{_PROCESS_ID[:8]}{next(_SEQUENCE):08x}"
         item = {"channel": channel, "payload": payload, "received": now.isoformat(), "attempts": 0}
-        ops = [Op("inbox", item_id, item, handed_over=handed_over)]
+        ops = [self.store.queued_request_op(item_id, item, handed_over=handed_over)]
         if dedupe is not None:
             seen = self.store.event_op(dedupe, now, EVENT_TTL)
             if seen is None:
@@ -192,7 +208,7 @@ class Runtime:
         seen_lanes: set[str] = set()
         busy_destinations = {self._destination_of.get(key) for key in running}
         start: list[tuple[str, dict[str, Any]]] = []
-        for key, item in sorted(self.store.engine.view("inbox").items()):
+        for key, item in sorted(self.store.queued_requests().items()):
             if item.get("dead") or key in running:
                 seen_lanes.add(self._lane_of.get(key, ""))
                 continue
@@ -249,7 +265,7 @@ class Runtime:
                     running[key] = asyncio.create_task(
                         self._work_item(key, item), name=f"inbox:{key}"
                     )
-                live = any(not v.get("dead") for v in self.store.engine.view("inbox").values())
+                live = any(not v.get("dead") for v in self.store.queued_requests().values())
                 if not running and not live:
                     self._inbox_idle.set()
                     return done
@@ -270,7 +286,7 @@ class Runtime:
                             done += 1
                 now = time.monotonic()
                 for key, at in list(self._retry_at.items()):
-                    if at <= now or key not in self.store.engine.view("inbox"):
+                    if at <= now or not self.store.is_queued(key):
                         self._retry_at.pop(key, None)
         finally:
             if wake is not None:
@@ -287,7 +303,7 @@ class Runtime:
         handler = self.inbox_handlers.get(item["channel"])
         if handler is None:
             log.error("no handler for inbox item of channel %s; keeping it", item["channel"])
-            await self.store.commit([Op("inbox", key, {**item, "dead": True})])
+            await self.store.commit([self.store.queued_request_op(key, {**item, "dead": True})])
             return False
         try:
             await handler(item["payload"])
@@ -298,14 +314,14 @@ class Runtime:
             if destination_failure(exc):
                 self._destination_failed(destination)
             await self.store.commit(
-                [Op("inbox", key, {**item, "attempts": attempts, "dead": dead})]
+                [self.store.queued_request_op(key, {**item, "attempts": attempts, "dead": dead})]
             )
             if not dead:
                 self._retry_at[key] = time.monotonic() + min(2**attempts * 0.1, 5)
             return False
         self._destination_failures.pop(destination, None)
         self._paused_until.pop(destination, None)
-        await self.store.commit([Op("inbox", key, None)])
+        await self.store.commit([self.store.queued_request_op(key, None)])
         return True
 
     def _destination_failed(self, destination: str) -> None:
@@ -356,7 +372,7 @@ class Runtime:
         are queued: a burst of a few seconds is acked first and worked off
         right after, sustained overload is shared, not deferred.
         """
-        if len(self.store.engine.view("inbox")) > ANSWERS_FIRST_MAX_BACKLOG:
+        if self.store.queued_request_count() > ANSWERS_FIRST_MAX_BACKLOG:
             return
         if queued_at is not None and time.monotonic() - queued_at >= ANSWERS_FIRST_MAX_DELAY:
             return
@@ -470,14 +486,14 @@ class Runtime:
 
     async def add_to_inbox(self, user_id: str, replies: list[Reply]) -> None:
         """The local channel's inbox: shown when ``billing-bot chat`` starts."""
-        key = f"inbox|{user_id}"
+        key = local_inbox_key(user_id)
         current = await self.store.get_conversation(key) or {"items": []}
         current["items"].extend(reply_to_dict(r) for r in replies)
         current["items"] = current["items"][-50:]
         await self.store.save_conversation(key, current)
 
     async def take_inbox(self, user_id: str) -> list[dict[str, Any]]:
-        key = f"inbox|{user_id}"
+        key = local_inbox_key(user_id)
         current = await self.store.get_conversation(key)
         if not current:
             return []

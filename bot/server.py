@@ -23,13 +23,14 @@ from bot.clock import Clock, clock_from_env
 from bot.config import Settings
 from bot.locality import is_local, is_loopback
 from bot.runtime import Runtime
-from bot.storage import Op, StorageError, Store, TinyDBEngine
+from bot.storage import StorageError, Store
 from conversations.model import Channel
 from conversations.serialize import message_from_dict, reply_to_dict
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 256 * 1024
+HEALTH_PROBE = "healthz:probe"  # the event record /healthz writes to test a failing store
 RUNTIME = web.AppKey("runtime", Runtime)
 CHANNELS = web.AppKey("channels", dict[str, dict[str, Any]])
 
@@ -60,7 +61,7 @@ async def healthz(request: web.Request) -> web.Response:
         # healthy at once instead of only after the next request that writes.
         probe = {"expires": runtime.clock.now().isoformat()}  # purged with old event ids
         with contextlib.suppress(StorageError):
-            await runtime.store.commit([Op("events", "healthz:probe", probe)])
+            await runtime.store.commit([runtime.store.event_record_op(HEALTH_PROBE, probe)])
         storage = runtime.store.health()
     ok = bool(storage.get("ok", True))
     code = 200 if ok else 503
@@ -226,12 +227,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     gc.collect()
     gc.freeze()
     settings = runtime.settings
-    engine = runtime.store.engine
-    if isinstance(engine, TinyDBEngine):
-        host = "127.0.0.1" if not is_loopback(settings.host) else settings.host
-        if ":" in host:
-            host = f"[{host}]"
-        engine.set_lock_info({"url": f"http://{host}:{settings.port}"})
+    host = "127.0.0.1" if not is_loopback(settings.host) else settings.host
+    if ":" in host:
+        host = f"[{host}]"
+    runtime.store.set_owner_info({"url": f"http://{host}:{settings.port}"})
     runtime.inline_scheduling = False
     tasks = [
         asyncio.create_task(runtime.scheduler_loop(), name="scheduler"),

@@ -45,7 +45,7 @@ from bot.domain import Role, User, parse_case_id
 from bot.i18n import _, normalize_locale, use_locale
 from bot.outbound import READ_SECONDS, client_timeout
 from bot.runtime import Runtime, unique_id
-from bot.storage import Op, StorageError
+from bot.storage import StorageError
 from conversations.desk import Desk
 from conversations.model import ActionRef, Channel, Form, Message, Reply
 from conversations.serialize import reply_from_dict, reply_to_dict
@@ -394,8 +394,8 @@ class SlackChannel:
         if kind == "deliver":
             await self._deliver(item)
             return
-        marker = f"slack:handled:{item.get('id')}"
-        if self.runtime.store.engine.peek("events", marker) is not None:
+        marker = t.handled_key(item.get("id"))
+        if self.runtime.store.was_seen(marker):
             return  # the desk already handled it; its answer is queued
         body = item.get("body") or {}
         if kind == "command":
@@ -427,7 +427,9 @@ class SlackChannel:
             _stage, version_after = await self._case_marks(action)
             if item.get("dedupe") and not item.get("duplicate") and version_after == version_before:
                 # The click changed nothing (it opened a form, or was refused): it may come again.
-                await self.runtime.store.commit([Op("events", item["dedupe"], None)])
+                await self.runtime.store.commit(
+                    [self.runtime.store.forget_event_op(item["dedupe"])]
+                )
         if kind == "event" and origin.is_direct:
             await self._remember_dm(origin)
         await self._queue_delivery(origin, replies, marker, keep_text_form=keep_text_form)

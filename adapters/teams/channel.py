@@ -77,7 +77,7 @@ from bot.domain import Role, User, parse_case_id
 from bot.i18n import _
 from bot.locality import is_local, is_loopback_url
 from bot.runtime import Runtime, unique_id
-from bot.storage import Op, VersionConflict
+from bot.storage import VersionConflict
 from conversations.desk import Desk
 from conversations.model import Channel, Message, Reply
 
@@ -283,7 +283,7 @@ class TeamsChannel:
             return  # a channel message not addressed to the bot
         conv = translate.base_conversation(str((body.get("conversation") or {}).get("id", "")))
         activity_id = body.get("id")
-        dedupe = f"teams:{conv}:{activity_id}" if activity_id else None
+        dedupe = translate.activity_dedupe_key(conv, activity_id) if activity_id else None
         payload = {"kind": kind, "activity": body, "key": dedupe or unique_id()}
         fresh = await self.runtime.enqueue(CHANNEL, payload, dedupe)
         if not fresh:
@@ -373,7 +373,7 @@ class TeamsChannel:
         if click is None:
             return True
         now = self.runtime.clock.now()
-        current = self.store.engine.peek("events", click)
+        current = self.store.event(click)
         live = current is not None and current.get("expires", "") > now.isoformat()
         if live and current is not None and current.get("by") != key:
             return await self._card_moved_on(msg, click)
@@ -384,7 +384,7 @@ class TeamsChannel:
             "version": (version or 0) + 1,
         }
         try:
-            await self.store.commit([Op("events", click, doc, expect=version)])
+            await self.store.commit([self.store.event_record_op(click, doc, expect=version)])
         except VersionConflict:
             return False
         return True
@@ -528,7 +528,7 @@ class TeamsChannel:
             return user.id, doc
         external = user.identities.get(CHANNEL)
         if external:
-            other = f"teams:{external}"
+            other = translate.user_id_of(external)
             doc = (await self.store.references(other)).get(CHANNEL)
             if doc is not None:
                 return other, doc
@@ -595,7 +595,7 @@ class TeamsChannel:
         for cfg in self.settings.users:
             if cfg.teams == aad:
                 return cfg.name
-        return f"teams:{aad}"
+        return translate.user_id_of(aad)
 
     async def _remember_member(
         self,
@@ -775,7 +775,7 @@ class TeamsChannel:
         foreign = bool(partner and tenant and tenant != partner)
         await self.store.save_user(
             User(
-                id=f"teams:{aad}",
+                id=translate.user_id_of(aad),
                 display_name=str(member.get("name") or aad),
                 role=Role.NONE if foreign else self.settings.default_role,
                 time_zone=self.settings.time_zone,
