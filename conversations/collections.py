@@ -57,7 +57,7 @@ from bot.receivables import (
     stage_id,
     suspension_date,
 )
-from bot.storage import Op, Store, VersionConflict
+from bot.storage import COLLECTIONS_TABLES, Op, Store, VersionConflict, declare_tables
 from bot.workhours import zone_or_utc
 from conversations.cards import local_time
 from conversations.commands import Command
@@ -82,6 +82,10 @@ PORTAL_URL = "https://partner.microsoft.com/dashboard"
 
 _AUDIT_SEQ = itertools.count()
 _FLOWS: weakref.WeakKeyDictionary[Runtime, Collections] = weakref.WeakKeyDictionary()
+
+
+# The flow's tables: declared when this module is imported (before a store opens).
+declare_tables(*COLLECTIONS_TABLES)
 
 
 def register(runtime: Runtime) -> None:
@@ -114,25 +118,21 @@ def audit_op(
         "subject": subject,
         "details": details,
     }
-    return Op("audit", key, doc, expect=None)
+    return Store.audit_entry_op(key, doc)
 
 
 def audit_log(store: Store, subject: str | None = None) -> list[dict[str, Any]]:
     """The audit entries, oldest first (optionally of one subject: a customer id, a file)."""
-    items = sorted(store.engine.view("audit").items())
-    return [dict(d) for _k, d in items if subject is None or d.get("subject") == subject]
+    entries = store.audit_entries()
+    return [dict(d) for d in entries if subject is None or d.get("subject") == subject]
 
 
 def load_receivables(store: Store) -> list[Receivable]:
-    return [Receivable.from_doc(d) for d in store.engine.view("receivables").values()]
-
-
-def _state_key(customer_id: str) -> str:
-    return f"customer:{customer_id}"
+    return [Receivable.from_doc(d) for d in store.receivable_docs().values()]
 
 
 def _state(store: Store, customer_id: str) -> dict[str, Any]:
-    doc = store.engine.peek("collections", _state_key(customer_id))
+    doc = store.collections_state(customer_id)
     return _copy(doc) if doc else {"customer": customer_id, "episode": 1, "stages": {}}
 
 
@@ -140,7 +140,7 @@ def _state_op(old: dict[str, Any], new: dict[str, Any]) -> Op:
     """Write a customer's collections state if nobody changed it since ``old`` was read."""
     version = old.get("version")
     doc = {**new, "version": int(version or 0) + 1}
-    return Op("collections", _state_key(new["customer"]), doc, expect=version)
+    return Store.collections_state_op(new["customer"], doc, expect=version)
 
 
 def _copy(doc: dict[str, Any]) -> dict[str, Any]:
@@ -165,7 +165,7 @@ def _dm_op(
         "episode": episode,
         "due": iso(due),
     }
-    return key, Op("jobs", key, doc)
+    return key, Store.job_op(key, doc)
 
 
 def _offer_recipients(store: Store, settings: Settings, customer: Customer) -> list[str]:
@@ -173,9 +173,8 @@ def _offer_recipients(store: Store, settings: Settings, customer: Customer) -> l
     owner = customer.owner or _default_owner(settings)
     if owner is None:
         return []
-    doc = store.engine.peek("users", owner)
     cfg = settings.user_by_name(owner)
-    role = doc.get("role") if doc else (cfg.role.value if cfg else None)
+    role = store.user_role(owner) or (cfg.role.value if cfg else None)
     lead = _default_owner(settings)
     if role != Role.LEAD.value and lead is not None and lead != owner:
         return [owner, lead]
@@ -303,20 +302,14 @@ async def import_receivables(
     parsed = parse_csv(text)
     for _attempt in range(5):
         report = ImportReport(file=file, errors=list(parsed.errors))
-        engine = store.engine
-        tenant_owner = {
-            doc["tenant_id"]: key
-            for key, doc in engine.view("customers").items()
-            if doc.get("tenant_id")
-        }
+        tenant_owner = store.tenant_holders()
         customers: dict[str, Customer] = {}
         changed_customers: set[str] = set()
         changed: dict[str, Receivable] = {}
         ops: list[Op] = []
         for row in parsed.rows:
             cid = row.customer_id
-            stored = engine.peek("customers", cid)
-            customer = customers.get(cid) or (Customer.from_doc(stored) if stored else None)
+            customer = customers.get(cid) or store.customer_now(cid)
             if customer and customer.tenant_id and row.tenant_id not in (None, customer.tenant_id):
                 report.errors.append(
                     RowError(
@@ -352,7 +345,7 @@ async def import_receivables(
                     )
                 )
                 continue
-            doc = engine.peek("receivables", invoice_key(row.invoice))
+            doc = store.receivable_doc(invoice_key(row.invoice))
             existing = Receivable.from_doc(doc) if doc else None
             try:
                 status, receivable, warnings = merge_row(existing, row)
@@ -391,18 +384,15 @@ async def import_receivables(
             doc_out = receivable.to_doc()
             doc_out["version"] = receivable.version + 1
             ops.append(
-                Op(
-                    "receivables",
-                    receivable.key,
-                    doc_out,
-                    expect=existing.version if existing else None,
+                store.receivable_op(
+                    receivable.key, doc_out, expect=existing.version if existing else None
                 )
             )
             changed[receivable.key] = receivable
         report.errors.sort(key=lambda e: e.line)
-        ops += [Op("customers", cid, customers[cid].to_doc()) for cid in sorted(changed_customers)]
-        if (changed or engine.view("receivables")) and engine.peek("jobs", RUN_KEY) is None:
-            ops.append(Op("jobs", RUN_KEY, {"type": RUN_TYPE, "due": iso(now)}, expect=None))
+        ops += [store.customer_op(customers[cid]) for cid in sorted(changed_customers)]
+        if (changed or store.receivable_docs()) and store.job(RUN_KEY) is None:
+            ops.append(store.job_op(RUN_KEY, {"type": RUN_TYPE, "due": iso(now)}, expect=None))
         if changed:
             everything = {r.key: r for r in load_receivables(store)} | changed
             for cid in sorted({r.customer_id for r in changed.values()}):
@@ -700,7 +690,7 @@ class Collections:
             raise DomainError(_("Which invoice? `paid INV-1001` or `paid INV-1001 250.00`"))
         invoice, amount_text = words[0], " ".join(words[1:])
         for _attempt in range(3):
-            doc = self.store.engine.peek("receivables", invoice_key(invoice))
+            doc = self.store.receivable_doc(invoice_key(invoice))
             if doc is None:
                 raise NotFound(
                     _("I don't know invoice {invoice}. Import receivables first.").format(
@@ -727,7 +717,7 @@ class Collections:
             doc_out = receivable.to_doc()
             doc_out["version"] = receivable.version + 1
             ops = [
-                Op("receivables", receivable.key, doc_out, expect=receivable.version),
+                self.store.receivable_op(receivable.key, doc_out, expect=receivable.version),
                 audit_op(
                     turn.now,
                     turn.actor.user_id,
@@ -915,7 +905,7 @@ class Collections:
         }
         await self.store.commit(
             [
-                Op("collections", f"op:{op_id}", op, expect=None),
+                self.store.collections_operation_op(op_id, op, expect=None),
                 audit_op(
                     turn.now,
                     turn.actor.user_id,
@@ -998,7 +988,7 @@ class Collections:
         )
 
     def _op(self, op_id: str) -> dict[str, Any] | None:
-        doc = self.store.engine.peek("collections", f"op:{op_id}")
+        doc = self.store.collections_operation(op_id)
         return _copy(doc) if doc else None
 
     async def _cas_op(
@@ -1008,7 +998,7 @@ class Collections:
         doc = {**new, "version": int(old["version"]) + 1}
         try:
             await self.store.commit(
-                [Op("collections", f"op:{op_id}", doc, expect=old["version"]), *extra]
+                [self.store.collections_operation_op(op_id, doc, expect=old["version"]), *extra]
             )
         except VersionConflict:
             return False
@@ -1562,8 +1552,8 @@ class Collections:
                 break
         overdue_ids = {co.customer_id for co in overdue}
         receivables = load_receivables(self.store)
-        for key, doc in list(self.store.engine.view("collections").items()):
-            if not key.startswith("customer:") or doc["customer"] in overdue_ids:
+        for doc in self.store.collections_states().values():
+            if doc["customer"] in overdue_ids:
                 continue
             customer = await self.store.get_customer(doc["customer"])
             if customer is None:

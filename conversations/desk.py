@@ -50,7 +50,15 @@ from bot.kernel.model import (
     Notification,
     Reply,
 )
-from bot.kernel.scheduler import loop_key, loop_op, notify_op, snooze_op, stop_loop_op, watch_op
+from bot.kernel.scheduler import (
+    loop_key,
+    loop_op,
+    notify_key,
+    notify_op,
+    snooze_op,
+    stop_loop_op,
+    watch_op,
+)
 from bot.money import Money, MoneyError, parse_money
 from bot.policy import Action, Forbidden, allowed, check
 from bot.storage import Op, StorageError, Store
@@ -216,7 +224,7 @@ class Desk:
             return _reply(text, kind="error")
         with use_locale(user.locale or msg.locale):
             turn = Turn(msg, user, actor, self.clock.now(), msg.action)
-            done = self.store.engine.peek("events", applied_key(msg.id)) if msg.id else None
+            done = self.store.event(applied_key(msg.id)) if msg.id else None
             if done is not None:
                 return await self._already_applied(turn, done)
             try:
@@ -272,7 +280,7 @@ class Desk:
         if not turn.msg.id:
             return []
         doc = {"case": case_number, "expires": (turn.now + timedelta(days=2)).isoformat()}
-        return [Op("events", applied_key(turn.msg.id), doc, expect=None)]
+        return [self.store.event_record_op(applied_key(turn.msg.id), doc, expect=None)]
 
     async def _dispatch(self, turn: Turn) -> Result:
         msg = turn.msg
@@ -399,7 +407,7 @@ class Desk:
 
     def _notify_op(self, user_id: str, case: Case, kind: str, text: str, turn: Turn) -> Op:
         """A durable notification job, written in the same commit as the change it reports."""
-        key = f"notify:{case.id}:{case.stage}:{kind}:{user_id}"
+        key = notify_key(case.id, case.stage, kind, user_id)
         return notify_op(key, user_id, text, case.number, turn.now)
 
     # ---------------------------------------------------------------- commands

@@ -56,7 +56,7 @@ from bot.kernel.model import (
     FormField,
     Reply,
 )
-from bot.kernel.scheduler import iso
+from bot.kernel.scheduler import iso, notify_key
 from bot.partner_center import (
     PartnerCenterAuthError,
     PartnerCenterClient,
@@ -70,7 +70,7 @@ from bot.partner_center import (
     new_request_id,
 )
 from bot.policy import Action, check
-from bot.storage import Op, VersionConflict
+from bot.storage import Op, Store, VersionConflict
 from conversations.cards import sr_status_label, state_label
 from conversations.commands import Command
 from conversations.desk import Desk, FormSpec, Result, Turn
@@ -153,9 +153,7 @@ def parse_contact(text: str) -> dict[str, str] | None:
 
 def case_op(case: Case) -> Op:
     """The guarded write of ``case`` (as ``Store.save_case`` does), for a combined commit."""
-    doc = case.to_doc()
-    doc["version"] = case.version + 1
-    return Op("cases", str(case.number), doc, expect=case.version)
+    return Store.case_op(case)
 
 
 def flow_of(runtime: Runtime) -> EscalationFlow:
@@ -200,7 +198,7 @@ class EscalationFlow:
         """Start tracking ``case``'s service request (same commit as the escalation)."""
         every = self.poll_every if mode == "api" else self.manual_every
         doc = {"type": POLL_JOB, "case": case.number, "mode": mode, "due": iso(now + every)}
-        return Op("jobs", poll_key(case.number), doc)
+        return self.store.job_op(poll_key(case.number), doc)
 
     # ---- escalate -----------------------------------------------------------------
     async def cmd_escalate(self, turn: Turn, cmd: Command) -> Result:
@@ -431,7 +429,7 @@ class EscalationFlow:
         try:
             # The request id is stored before the call: any repeat of this filing reuses it.
             await self.store.commit(
-                [*first_ops, Op("jobs", key, doc, expect=version if pending else None)]
+                [*first_ops, self.store.job_op(key, doc, expect=version if pending else None)]
             )
             first_ops.clear()
         except VersionConflict:
@@ -472,7 +470,7 @@ class EscalationFlow:
             if case is None:
                 raise NotFound(_("That case no longer exists."))
             if case.service_request is not None and case.service_request.id == info.id:
-                await self.store.commit([Op("jobs", pending_key(number), None)])
+                await self.store.commit([self.store.job_op(pending_key(number), None)])
                 break
             if case.state not in ESCALATABLE:
                 # It moved on while Microsoft was filing: keep the number where people look.
@@ -483,7 +481,7 @@ class EscalationFlow:
                     turn.actor,
                     turn.now,
                 )
-                await self.store.save_case(case, [Op("jobs", pending_key(number), None)])
+                await self.store.save_case(case, [self.store.job_op(pending_key(number), None)])
                 raise DomainError(
                     _(
                         "Partner Center filed service request {sr}, but {case} is {state} now, so "
@@ -499,7 +497,10 @@ class EscalationFlow:
             case.audit[-1].details.update(
                 severity=body["severity"], support_topic=body["topic"], ms_request_id=rid
             )
-            ops = [Op("jobs", pending_key(number), None), self.poll_op(case, "api", turn.now)]
+            ops = [
+                self.store.job_op(pending_key(number), None),
+                self.poll_op(case, "api", turn.now),
+            ]
             try:
                 await self.store.save_case(case, ops)
                 break
@@ -545,7 +546,7 @@ class EscalationFlow:
             "version": version + 1,
             "claimed_until": None,
         }
-        await self.store.commit([Op("jobs", pending_key(case.number), doc)])
+        await self.store.commit([self.store.job_op(pending_key(case.number), doc)])
         retry = Button(
             _("Try again"), ActionRef("escalate", case.id, case.stage, "retry"), ButtonStyle.PRIMARY
         )
@@ -717,7 +718,7 @@ class EscalationFlow:
         job = await self.store.get_job(poll_key(case.number))
         if case.state == State.ESCALATED:
             if status == "closed":
-                ops.append(Op("jobs", poll_key(case.number), None))
+                ops.append(self.store.job_op(poll_key(case.number), None))
             else:
                 mode = (job or {}).get("mode", "api" if self.api_mode else "manual")
                 ops.append(self.poll_op(case, mode, turn.now))
@@ -811,7 +812,8 @@ class EscalationFlow:
     def _notify(self, tag: str, user: User, text: str, case: Case, now: datetime) -> Op:
         """A durable DM with the case card, sent in the recipient's working hours."""
         due = self.scheduler.hours_of(user).next_working(now)
-        return self.scheduler.notify_op(f"notify:{tag}:{user.id}", user.id, text, case.number, due)
+        key = notify_key(tag, user.id)
+        return self.scheduler.notify_op(key, user.id, text, case.number, due)
 
     async def _remind_manual(self, key: str, job: dict[str, Any], case: Case, now: datetime) -> int:
         sr = case.service_request

@@ -35,6 +35,7 @@ from bot.domain import (
 )
 from bot.money import Money
 from bot.storage import (
+    COLLECTIONS_TABLES,
     MemoryEngine,
     Op,
     StorageError,
@@ -42,8 +43,13 @@ from bot.storage import (
     StoreLocked,
     TinyDBEngine,
     VersionConflict,
+    declare_tables,
+    known_tables,
 )
 from bot.storage.tinydb_engine import open_tinydb
+
+# What the collections flow declares when its module is imported (its Store methods need it).
+declare_tables(*COLLECTIONS_TABLES)
 
 AGENT = Actor(user_id="u-ana", role=Role.AGENT, channel="local", display_name="Ana")
 TTL = timedelta(hours=1)
@@ -509,6 +515,135 @@ async def test_health_reports_ok(store: Store) -> None:
     health = store.health()
     assert health["ok"] is True
     assert health["backend"] in ("memory", "tinydb")
+
+
+# ---- the typed reads and ops flows use (no table names outside bot/storage) ----
+
+
+async def test_jobs_read_and_written_through_typed_methods(store: Store, now: datetime) -> None:
+    assert store.job("loop:1") is None
+    await store.commit([store.job_op("loop:1", {"type": "loop", "due": now.isoformat()})])
+    job = store.job("loop:1")
+    assert job is not None and job["type"] == "loop"
+    with pytest.raises(VersionConflict):
+        await store.commit([Store.job_op("loop:1", {"type": "x", "version": 1}, expect=None)])
+    await store.commit([Store.job_op("loop:1", {"type": "loop", "version": 1})])
+    await store.commit([Store.job_op("loop:1", {"type": "loop", "version": 2}, expect=1)])
+    assert await store.get_job("loop:1") == {"type": "loop", "version": 2}
+    await store.commit([Store.job_op("loop:1", None)])
+    assert store.job("loop:1") is None
+
+
+async def test_event_records(store: Store, now: datetime) -> None:
+    assert store.event("applied:m1") is None and not store.was_seen("applied:m1")
+    doc = {"case": 7, "expires": (now + TTL).isoformat()}
+    await store.commit([store.event_record_op("applied:m1", doc, expect=None)])
+    assert store.event("applied:m1") == doc and store.was_seen("applied:m1")
+    with pytest.raises(VersionConflict):
+        await store.commit([store.event_record_op("applied:m1", doc, expect=None)])
+    # A record written as remember_event writes it counts as seen too.
+    assert await store.remember_event("slack:event:E1", now, TTL) is True
+    assert store.was_seen("slack:event:E1")
+    await store.commit([store.forget_event_op("slack:event:E1")])
+    assert not store.was_seen("slack:event:E1")
+    assert await store.remember_event("slack:event:E1", now, TTL) is True
+
+
+async def test_the_request_queue(store: Store) -> None:
+    assert dict(store.queued_requests()) == {} and store.queued_request_count() == 0
+    item = {"channel": "slack", "payload": {"n": 1}, "attempts": 0}
+    await store.commit(
+        [
+            store.queued_request_op("0002-b", {**item, "payload": {"n": 2}}),
+            store.queued_request_op("0001-a", item, handed_over=True),
+        ]
+    )
+    assert sorted(store.queued_requests()) == ["0001-a", "0002-b"]
+    assert store.queued_request_count() == 2
+    assert store.is_queued("0001-a") and not store.is_queued("0003-c")
+    await store.commit([store.queued_request_op("0001-a", {**item, "dead": True})])
+    assert store.queued_requests()["0001-a"]["dead"] is True
+    await store.commit([store.queued_request_op("0001-a", None)])
+    assert list(store.queued_requests()) == ["0002-b"]
+
+
+async def test_customers_users_and_counts_without_waiting(store: Store, now: datetime) -> None:
+    assert store.customer_now("contoso") is None and store.customer_count() == 0
+    assert store.cases_held() == 0 and store.case_numbers_given() is None
+    contoso = Customer("contoso", "Contoso", "tenant-c", "u-ana", now)
+    await store.commit([store.customer_op(contoso)])
+    await store.save_customer(Customer("fabrikam", "Fabrikam", None, None, now))
+    found = store.customer_now("contoso")
+    assert found is not None and found.name == "Contoso" and found.tenant_id == "tenant-c"
+    assert store.customer_count() == 2
+    assert store.tenant_holders() == {"tenant-c": "contoso"}
+    assert store.user_role("u-ana") is None
+    await store.save_user(User("u-ana", "Ana", role=Role.LEAD))
+    assert store.user_role("u-ana") == "lead"
+    case = await store.create_case(builder(now))
+    await cancel_case(store, await store.create_case(builder(now)), now)
+    assert store.cases_held() >= 2 and store.case_numbers_given() == 2
+    assert store.counter_value("case") == 2 and store.counter_value("nothing") is None
+    case.add_note("from a combined commit", AGENT, now)
+    await store.commit([Store.case_op(case)])
+    stored = await store.get_case(case.number)
+    assert stored is not None and stored.version == 2
+    with pytest.raises(VersionConflict):
+        await store.commit([Store.case_op(case)])  # still version 1 in hand: stale
+
+
+async def test_the_collections_flows_tables(store: Store, now: datetime) -> None:
+    assert store.audit_entries() == [] and dict(store.receivable_docs()) == {}
+    await store.commit(
+        [
+            Store.audit_entry_op("2026-01-02|b", {"subject": "b"}),
+            Store.audit_entry_op("2026-01-01|a", {"subject": "a"}),
+        ]
+    )
+    assert [e["subject"] for e in store.audit_entries()] == ["a", "b"]
+    with pytest.raises(VersionConflict):  # an entry is never overwritten
+        await store.commit([Store.audit_entry_op("2026-01-01|a", {"subject": "x"})])
+    invoice = {"invoice": "INV-1", "version": 1}
+    await store.commit([store.receivable_op("inv-1", invoice, expect=None)])
+    assert store.receivable_doc("inv-1") == invoice and store.receivable_doc("inv-2") is None
+    assert dict(store.receivable_docs()) == {"inv-1": invoice}
+    with pytest.raises(VersionConflict):
+        await store.commit([store.receivable_op("inv-1", {**invoice, "version": 2}, expect=7)])
+    state = {"customer": "contoso", "stages": {}, "version": 1}
+    operation = {"customer": "contoso", "state": "proposed", "version": 1}
+    await store.commit(
+        [
+            store.collections_state_op("contoso", state, expect=None),
+            store.collections_operation_op("op1", operation, expect=None),
+        ]
+    )
+    assert store.collections_state("contoso") == state
+    assert store.collections_state("fabrikam") is None
+    assert store.collections_operation("op1") == operation
+    assert store.collections_operation("contoso") is None  # a state is not an operation
+    assert store.collections_states() == {"contoso": state}  # operations left out
+    with pytest.raises(VersionConflict):
+        await store.commit([store.collections_operation_op("op1", operation, expect=5)])
+
+
+# ---- declared tables -----------------------------------------------------------
+
+
+async def test_a_table_declared_after_the_engine_was_made_is_usable(store: Store) -> None:
+    name = declare_tables("contract_late_table")[0]
+    await store.commit([Op(name, "k", {"a": 1})])
+    assert store.engine.peek(name, "k") == {"a": 1}
+    assert store.engine.view(name) == {"k": {"a": 1}}
+    assert name in known_tables()
+
+
+async def test_an_undeclared_table_is_refused(store: Store) -> None:
+    with pytest.raises(StorageError):
+        await store.commit([Op("never_declared_table", "k", {"a": 1})])
+    with pytest.raises(StorageError):
+        store.engine.view("never_declared_table")
+    with pytest.raises(ValueError):
+        declare_tables("not a name")
 
 
 # ---- the durable engine only ------------------------------------------------
@@ -1088,3 +1223,40 @@ async def test_a_failed_fsync_does_not_resurrect_after_a_crash(
         assert await recovered.get_customer("failed") is None  # the caller was told it failed
     finally:
         await recovered.close()
+
+
+async def test_a_process_that_did_not_declare_a_flows_tables_keeps_them(
+    db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store written with the collections tables opens, replays, compacts and checks
+    in a process that never declared them (e.g. one that did not load the flow)."""
+    from bot.storage import engine as engine_module
+    from bot.storage.tinydb_engine import check_store
+
+    store = await open_db(db_path)
+    await store.commit([Store.receivable_op("inv-1", {"n": 1})])
+    await store.close()  # compacted: in the snapshot
+    store = await open_db(db_path)
+    await store.commit([Store.receivable_op("inv-2", {"n": 2})])  # in the journal only
+    image = durable_copy(db_path, tmp_path / "image")
+    await store.close()
+
+    monkeypatch.setattr(engine_module, "_DECLARED", dict.fromkeys(engine_module.CORE_TABLES))
+    assert "receivables" not in known_tables()
+    healthy, report = check_store(image)
+    assert healthy, report
+    again = Store(TinyDBEngine(image, tables=()))
+    await again.open()
+    try:
+        assert dict(again.receivable_docs()) == {"inv-1": {"n": 1}, "inv-2": {"n": 2}}
+        await again.commit([Store.receivable_op("inv-3", {"n": 3})])
+    finally:
+        await again.close()  # compaction writes the undeclared table back
+    third = await open_db(image)
+    try:
+        assert sorted(third.receivable_docs()) == ["inv-1", "inv-2", "inv-3"]
+        assert third.audit_entries() == []  # kept though empty: every table is in a snapshot
+        with pytest.raises(StorageError):  # a table neither declared nor stored: refused
+            await third.commit([Op("never_declared_table", "k", {"a": 1})])
+    finally:
+        await third.close()

@@ -47,7 +47,7 @@ from bot.kernel.model import ActionRef, Channel, Form, Message, Reply
 from bot.kernel.runtime import unique_id
 from bot.kernel.serialize import reply_from_dict, reply_to_dict
 from bot.outbound import READ_SECONDS, client_timeout
-from bot.storage import Op, StorageError
+from bot.storage import StorageError
 from conversations.desk import Desk
 from conversations.runtime import Runtime
 from conversations.text import plain
@@ -395,8 +395,8 @@ class SlackChannel:
         if kind == "deliver":
             await self._deliver(item)
             return
-        marker = f"slack:handled:{item.get('id')}"
-        if self.runtime.store.engine.peek("events", marker) is not None:
+        marker = t.handled_key(item.get("id"))
+        if self.runtime.store.was_seen(marker):
             return  # the desk already handled it; its answer is queued
         body = item.get("body") or {}
         if kind == "command":
@@ -428,7 +428,9 @@ class SlackChannel:
             _stage, version_after = await self._case_marks(action)
             if item.get("dedupe") and not item.get("duplicate") and version_after == version_before:
                 # The click changed nothing (it opened a form, or was refused): it may come again.
-                await self.runtime.store.commit([Op("events", item["dedupe"], None)])
+                await self.runtime.store.commit(
+                    [self.runtime.store.forget_event_op(item["dedupe"])]
+                )
         if kind == "event" and origin.is_direct:
             await self._remember_dm(origin)
         await self._queue_delivery(origin, replies, marker, keep_text_form=keep_text_form)

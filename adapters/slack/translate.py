@@ -360,6 +360,11 @@ def _bot_of(body: dict[str, Any]) -> str | None:
     return None
 
 
+def handled_key(item_id: object) -> str:
+    """The marker of a request the desk handled (its answer queued): not worked again."""
+    return f"slack:handled:{item_id}"
+
+
 @_tolerant
 def event_dedupe_key(body: dict[str, Any]) -> str | None:
     """The Events API ``event_id``: a retry (``X-Slack-Retry-Num``) carries the same one."""

@@ -78,7 +78,7 @@ from bot.i18n import _
 from bot.kernel.model import Channel, Message, Reply
 from bot.kernel.runtime import unique_id
 from bot.locality import is_local, is_loopback_url
-from bot.storage import Op, VersionConflict
+from bot.storage import VersionConflict
 from conversations.desk import Desk
 from conversations.runtime import Runtime
 
@@ -284,7 +284,7 @@ class TeamsChannel:
             return  # a channel message not addressed to the bot
         conv = translate.base_conversation(str((body.get("conversation") or {}).get("id", "")))
         activity_id = body.get("id")
-        dedupe = f"teams:{conv}:{activity_id}" if activity_id else None
+        dedupe = translate.activity_dedupe_key(conv, activity_id) if activity_id else None
         payload = {"kind": kind, "activity": body, "key": dedupe or unique_id()}
         fresh = await self.runtime.enqueue(CHANNEL, payload, dedupe)
         if not fresh:
@@ -374,7 +374,7 @@ class TeamsChannel:
         if click is None:
             return True
         now = self.runtime.clock.now()
-        current = self.store.engine.peek("events", click)
+        current = self.store.event(click)
         live = current is not None and current.get("expires", "") > now.isoformat()
         if live and current is not None and current.get("by") != key:
             return await self._card_moved_on(msg, click)
@@ -385,7 +385,7 @@ class TeamsChannel:
             "version": (version or 0) + 1,
         }
         try:
-            await self.store.commit([Op("events", click, doc, expect=version)])
+            await self.store.commit([self.store.event_record_op(click, doc, expect=version)])
         except VersionConflict:
             return False
         return True
@@ -529,7 +529,7 @@ class TeamsChannel:
             return user.id, doc
         external = user.identities.get(CHANNEL)
         if external:
-            other = f"teams:{external}"
+            other = translate.user_id_of(external)
             doc = (await self.store.references(other)).get(CHANNEL)
             if doc is not None:
                 return other, doc
@@ -596,7 +596,7 @@ class TeamsChannel:
         for cfg in self.settings.users:
             if cfg.teams == aad:
                 return cfg.name
-        return f"teams:{aad}"
+        return translate.user_id_of(aad)
 
     async def _remember_member(
         self,
@@ -776,7 +776,7 @@ class TeamsChannel:
         foreign = bool(partner and tenant and tenant != partner)
         await self.store.save_user(
             User(
-                id=f"teams:{aad}",
+                id=translate.user_id_of(aad),
                 display_name=str(member.get("name") or aad),
                 role=Role.NONE if foreign else self.settings.default_role,
                 time_zone=self.settings.time_zone,

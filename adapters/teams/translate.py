@@ -58,6 +58,16 @@ def base_conversation(conversation_id: str) -> str:
     return conversation_id.split(";messageid=", 1)[0]
 
 
+def activity_dedupe_key(conversation: str, activity_id: str) -> str:
+    """The dedupe key of an activity: its id within its (base) conversation."""
+    return f"teams:{conversation}:{activity_id}"
+
+
+def user_id_of(aad: str) -> str:
+    """The desk's id of a Teams user nobody configured or linked: ``teams:<AAD id>``."""
+    return f"teams:{aad}"
+
+
 def tenant_of(activity: Activity) -> str | None:
     tenant = _str(_dict(_dict(activity.get("channelData")).get("tenant")).get("id"))
     return tenant or _str(_dict(activity.get("conversation")).get("tenantId")) or None

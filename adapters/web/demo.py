@@ -68,14 +68,10 @@ class DemoRefused(Exception):
 
 def holdings(store: Store) -> dict[str, int]:
     """What business data a store holds (users and conversations do not count)."""
-    engine = store.engine
-    archived = sum(engine.archived_counts().values())
-    out = {
-        "cases": len(engine.view("cases")) + archived,
-        "customers": len(engine.view("customers")),
-    }
-    if not out["cases"] and engine.peek("counters", "case") is not None:
-        out["case numbers"] = int(engine.peek("counters", "case")["value"])  # type: ignore[index]
+    out = {"cases": store.cases_held(), "customers": store.customer_count()}
+    numbers = store.case_numbers_given()
+    if not out["cases"] and numbers is not None:
+        out["case numbers"] = numbers
     docs = recv.table(store)
     if docs:
         out["receivables"] = len(docs)
@@ -343,8 +339,7 @@ def _jobs(case: Case, plan: _Plan, now: datetime) -> list[Op]:
     """The reminder jobs a real desk would have for this case right now."""
     if case.state.value == "resolved":
         return [
-            Op(
-                "jobs",
+            Store.job_op(
                 loop_key(case.number),
                 {
                     "type": "loop",
@@ -358,8 +353,8 @@ def _jobs(case: Case, plan: _Plan, now: datetime) -> list[Op]:
         ]
     if case.state.value in ("open", "in_progress", "escalated", "reopened"):
         due = now + timedelta(hours=1 if case.owner is None else 24)
-        return [Op("jobs", watch_key(case.number), {"type": "watch", "case": case.number,
-                                                    "due": iso(due)})]  # fmt: skip
+        return [Store.job_op(watch_key(case.number), {"type": "watch", "case": case.number,
+                                                      "due": iso(due)})]  # fmt: skip
     return []
 
 

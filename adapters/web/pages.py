@@ -59,6 +59,7 @@ from bot.config import Settings
 from bot.domain import Actor, Case, Customer, Role, User, parse_case_id
 from bot.i18n import _, current_locale, negotiate, use_locale
 from bot.kernel.model import ActionRef, Channel, Message, Reply
+from bot.kernel.runtime import local_inbox_key
 from bot.kernel.scheduler import loop_key
 from bot.kernel.serialize import message_from_dict, reply_from_dict
 from conversations.cards import (
@@ -332,7 +333,7 @@ def quick_commands(actor: Actor | None) -> list[tuple[str, str]]:
 
 async def _inbox(ctx: Ctx) -> list[Reply]:
     assert ctx.user is not None
-    stored = await ctx.state.runtime.store.get_conversation(f"inbox|{ctx.user.id}")
+    stored = await ctx.state.runtime.store.get_conversation(local_inbox_key(ctx.user.id))
     items = (stored or {}).get("items", [])
     out = []
     for item in reversed(items):  # newest first
@@ -445,7 +446,7 @@ class DeskView:
 
     def reminders(self, runtime: Runtime) -> Callable[[int], int]:
         def count(number: int) -> int:
-            job = runtime.store.engine.peek("jobs", loop_key(number))
+            job = runtime.store.job(loop_key(number))
             try:
                 return int(job.get("count", 0)) if job else 0
             except (TypeError, ValueError):
@@ -684,7 +685,7 @@ async def case_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 
 
 def _reminders_of(ctx: Ctx, case: Case) -> int | None:
-    job = ctx.state.runtime.store.engine.peek("jobs", loop_key(case.number))
+    job = ctx.state.runtime.store.job(loop_key(case.number))
     return int(job.get("count", 0)) if job else None
 
 

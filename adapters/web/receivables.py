@@ -1,11 +1,12 @@
-"""Overdue accounts for the dashboard, read defensively from the ``receivables`` table.
+"""Overdue accounts for the dashboard, read defensively from the stored receivables.
 
 The receivables model and collections policy live in ``bot/receivables.py``
 and ``conversations/collections.py`` (built separately). The dashboard shows
-this section only when that module imports and the store has the table; a
-document it cannot read is skipped (and logged), never the page failed. The
-stage of each account is the policy's (``[collections] stages``), and a
-suspended subscription comes from the ``collections`` table.
+this section only when that module imports and the store has the receivables
+(the collections flow declared its tables); a document it cannot read is
+skipped (and logged), never the page failed. The stage of each account is the
+policy's (``[collections] stages``), and a suspended subscription comes from
+the customer's collections state.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from bot.money import Money
 
 log = logging.getLogger(__name__)
 
-TABLE = "receivables"
-STATE_TABLE = "collections"
 NO_STAGE = "none"
 _STAGE_NAMES = {"remind": "Friendly reminder", "warn": "Warning", "suspend": "Suspension"}
 
@@ -39,12 +38,22 @@ def _model() -> Any | None:
     return model if all(hasattr(model, n) for n in needed) else None
 
 
-def table(store: Any, name: str = TABLE) -> dict[str, dict[str, Any]] | None:
+def table(store: Any) -> Mapping[str, dict[str, Any]] | None:
+    """The stored receivables by key; None when the store has none to give."""
     try:
-        docs = store.engine.view(name)
-    except Exception:  # noqa: BLE001 - an engine without the table: the section stays hidden
+        docs = store.receivable_docs()
+    except Exception:  # noqa: BLE001 - no receivables table declared: the section stays hidden
         return None
-    return docs if isinstance(docs, dict) else None
+    return docs if isinstance(docs, Mapping) else None
+
+
+def _states(store: Any) -> Mapping[str, dict[str, Any]]:
+    """Every customer's collections state by customer id ({} when there are none)."""
+    try:
+        states = store.collections_states()
+    except Exception:  # noqa: BLE001 - no collections table declared: no suspensions shown
+        return {}
+    return states if isinstance(states, Mapping) else {}
 
 
 def available(store: Any) -> bool:
@@ -104,12 +113,12 @@ def overdue_accounts(
             log.warning("receivable %s could not be read; left out of the dashboard", key)
     collections = getattr(settings, "collections", None)
     stages = tuple(getattr(collections, "stages", ()) or ())
-    states = table(store, STATE_TABLE) or {}
+    states = _states(store)
     rows = []
     for item in model.overdue_by_customer(receivables, today, stages):
         stage = item.stage
         customer = customers.get(item.customer_id)
-        state = states.get(f"customer:{item.customer_id}") or {}
+        state = states.get(item.customer_id) or {}
         suspend_on = None
         if hasattr(model, "suspension_date"):
             suspend_on = model.suspension_date(item.oldest_due, stages)

@@ -25,6 +25,9 @@ from bot.storage.tinydb_engine import StoreUnavailable
 
 log = logging.getLogger("billing-bot")
 
+# Commands that open (or check) a store: the flow modules are loaded first.
+STORE_COMMANDS = frozenset({"serve", "chat", "reminders", "demo-data", "receivables", "store"})
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -78,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"billing-bot: config error: {exc}", file=sys.stderr)
         return 2
+    if args.command in STORE_COMMANDS:
+        from bot.app.wiring import FLOWS
+
+        assert FLOWS  # importing the flow modules declares their tables before a store opens
     if args.command == "serve":
         return serve(settings, args.host, args.port)
     if args.command == "chat":

@@ -25,12 +25,13 @@ from bot.config import Settings
 from bot.kernel.model import Channel
 from bot.kernel.serialize import message_from_dict, reply_to_dict
 from bot.locality import LOCAL_ONLY, is_local, is_loopback
-from bot.storage import Op, StorageError, Store, TinyDBEngine
+from bot.storage import StorageError, Store
 from conversations.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 256 * 1024
+HEALTH_PROBE = "healthz:probe"  # the event record /healthz writes to test a failing store
 RUNTIME = web.AppKey("runtime", Runtime)
 CHANNELS = web.AppKey("channels", dict[str, dict[str, Any]])
 
@@ -55,7 +56,7 @@ async def healthz(request: web.Request) -> web.Response:
         # healthy at once instead of only after the next request that writes.
         probe = {"expires": runtime.clock.now().isoformat()}  # purged with old event ids
         with contextlib.suppress(StorageError):
-            await runtime.store.commit([Op("events", "healthz:probe", probe)])
+            await runtime.store.commit([runtime.store.event_record_op(HEALTH_PROBE, probe)])
         storage = runtime.store.health()
     ok = bool(storage.get("ok", True))
     code = 200 if ok else 503
@@ -219,12 +220,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     gc.collect()
     gc.freeze()
     settings = runtime.settings
-    engine = runtime.store.engine
-    if isinstance(engine, TinyDBEngine):
-        host = "127.0.0.1" if not is_loopback(settings.host) else settings.host
-        if ":" in host:
-            host = f"[{host}]"
-        engine.set_lock_info({"url": f"http://{host}:{settings.port}"})
+    host = "127.0.0.1" if not is_loopback(settings.host) else settings.host
+    if ":" in host:
+        host = f"[{host}]"
+    runtime.store.set_owner_info({"url": f"http://{host}:{settings.port}"})
     runtime.inline_scheduling = False
     tasks = [
         asyncio.create_task(runtime.scheduler_loop(), name="scheduler"),

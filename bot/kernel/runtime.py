@@ -29,7 +29,7 @@ from bot.domain import User
 from bot.kernel.model import Reply
 from bot.kernel.scheduler import Scheduler
 from bot.kernel.serialize import reply_to_dict
-from bot.storage import Op, Store, VersionConflict
+from bot.storage import Store, VersionConflict
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,11 @@ def destination_failure(exc: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+def local_inbox_key(user_id: str) -> str:
+    """The conversation key of a user's local inbox (what ``billing-bot chat`` shows)."""
+    return f"inbox|{user_id}"
 
 
 def unique_id() -> str:
@@ -147,7 +152,7 @@ class Kernel:
         # Sorted by arrival (the inbox is worked off in key order), unique across restarts.
         item_id = f"{now.strftime('%Y%m%d%H%M%S%f')}-{_PROCESS_ID[:8]}{next(_SEQUENCE):08x}"
         item = {"channel": channel, "payload": payload, "received": now.isoformat(), "attempts": 0}
-        ops = [Op("inbox", item_id, item, handed_over=handed_over)]
+        ops = [self.store.queued_request_op(item_id, item, handed_over=handed_over)]
         if dedupe is not None:
             seen = self.store.event_op(dedupe, now, EVENT_TTL)
             if seen is None:
@@ -180,7 +185,7 @@ class Kernel:
         seen_lanes: set[str] = set()
         busy_destinations = {self._destination_of.get(key) for key in running}
         start: list[tuple[str, dict[str, Any]]] = []
-        for key, item in sorted(self.store.engine.view("inbox").items()):
+        for key, item in sorted(self.store.queued_requests().items()):
             if item.get("dead") or key in running:
                 seen_lanes.add(self._lane_of.get(key, ""))
                 continue
@@ -237,7 +242,7 @@ class Kernel:
                     running[key] = asyncio.create_task(
                         self._work_item(key, item), name=f"inbox:{key}"
                     )
-                live = any(not v.get("dead") for v in self.store.engine.view("inbox").values())
+                live = any(not v.get("dead") for v in self.store.queued_requests().values())
                 if not running and not live:
                     self._inbox_idle.set()
                     return done
@@ -258,7 +263,7 @@ class Kernel:
                             done += 1
                 now = time.monotonic()
                 for key, at in list(self._retry_at.items()):
-                    if at <= now or key not in self.store.engine.view("inbox"):
+                    if at <= now or not self.store.is_queued(key):
                         self._retry_at.pop(key, None)
         finally:
             if wake is not None:
@@ -275,7 +280,7 @@ class Kernel:
         handler = self.inbox_handlers.get(item["channel"])
         if handler is None:
             log.error("no handler for inbox item of channel %s; keeping it", item["channel"])
-            await self.store.commit([Op("inbox", key, {**item, "dead": True})])
+            await self.store.commit([self.store.queued_request_op(key, {**item, "dead": True})])
             return False
         try:
             await handler(item["payload"])
@@ -286,14 +291,14 @@ class Kernel:
             if destination_failure(exc):
                 self._destination_failed(destination)
             await self.store.commit(
-                [Op("inbox", key, {**item, "attempts": attempts, "dead": dead})]
+                [self.store.queued_request_op(key, {**item, "attempts": attempts, "dead": dead})]
             )
             if not dead:
                 self._retry_at[key] = time.monotonic() + min(2**attempts * 0.1, 5)
             return False
         self._destination_failures.pop(destination, None)
         self._paused_until.pop(destination, None)
-        await self.store.commit([Op("inbox", key, None)])
+        await self.store.commit([self.store.queued_request_op(key, None)])
         return True
 
     def _destination_failed(self, destination: str) -> None:
@@ -344,7 +349,7 @@ class Kernel:
         are queued: a burst of a few seconds is acked first and worked off
         right after, sustained overload is shared, not deferred.
         """
-        if len(self.store.engine.view("inbox")) > ANSWERS_FIRST_MAX_BACKLOG:
+        if self.store.queued_request_count() > ANSWERS_FIRST_MAX_BACKLOG:
             return
         if queued_at is not None and time.monotonic() - queued_at >= ANSWERS_FIRST_MAX_DELAY:
             return
@@ -432,14 +437,14 @@ class Kernel:
 
     async def add_to_inbox(self, user_id: str, replies: list[Reply]) -> None:
         """The local channel's inbox: shown when ``billing-bot chat`` starts."""
-        key = f"inbox|{user_id}"
+        key = local_inbox_key(user_id)
         current = await self.store.get_conversation(key) or {"items": []}
         current["items"].extend(reply_to_dict(r) for r in replies)
         current["items"] = current["items"][-50:]
         await self.store.save_conversation(key, current)
 
     async def take_inbox(self, user_id: str) -> list[dict[str, Any]]:
-        key = f"inbox|{user_id}"
+        key = local_inbox_key(user_id)
         current = await self.store.get_conversation(key)
         if not current:
             return []

@@ -53,6 +53,11 @@ Describe = Callable[[dict[str, Any], User, "Case | None"], "str | None"]
 Render = Callable[[User, str, "int | None", str], Awaitable["list[Reply]"]]
 
 
+def notify_key(*parts: object) -> str:
+    """The key of a one-off notification job: ``notify:`` and ``parts`` joined by ``:``."""
+    return ":".join(["notify", *(f"{part}" for part in parts)])
+
+
 def loop_key(number: int) -> str:
     return f"loop:{number}"
 
@@ -69,8 +74,7 @@ def iso(when: datetime) -> str:
 # ---- jobs written by flows, in the same commit as the change they follow ------------
 def loop_op(case: Case, now: datetime) -> Op:
     """Start the close-the-loop reminders: the first DM goes out at once (in working hours)."""
-    return Op(
-        "jobs",
+    return Store.job_op(
         loop_key(case.number),
         {"type": "loop", "case": case.number, "due": iso(now), "count": 0, "escalated": False},
     )
@@ -82,24 +86,22 @@ def watch_op(case: Case, now: datetime, settings: Settings) -> Op:
     due = WorkingHours.parse(
         settings.time_zone, policy.working_hours, frozenset(policy.working_days)
     ).add_working(now, timedelta(hours=policy.first_response_hours))
-    return Op(
-        "jobs", watch_key(case.number), {"type": "watch", "case": case.number, "due": iso(due)}
+    return Store.job_op(
+        watch_key(case.number), {"type": "watch", "case": case.number, "due": iso(due)}
     )
 
 
 def stop_loop_op(case: Case) -> Op:
-    return Op("jobs", loop_key(case.number), None)
+    return Store.job_op(loop_key(case.number), None)
 
 
 def snooze_op(job: dict[str, Any], number: int, until: datetime) -> Op:
-    return Op("jobs", loop_key(number), {**job, "due": iso(until), "claimed_until": None})
+    return Store.job_op(loop_key(number), {**job, "due": iso(until), "claimed_until": None})
 
 
 def notify_op(key: str, user_id: str, text: str, case: int | None, due: datetime) -> Op:
-    return Op(
-        "jobs",
-        key,
-        {"type": "notify", "user_id": user_id, "case": case, "text": text, "due": iso(due)},
+    return Store.job_op(
+        key, {"type": "notify", "user_id": user_id, "case": case, "text": text, "due": iso(due)}
     )
 
 
@@ -211,7 +213,7 @@ class Scheduler:
             "version": version + 1,
         }
         try:
-            await self.store.commit([Op("jobs", key, claim, expect=version)])
+            await self.store.commit([self.store.job_op(key, claim, expect=version)])
         except VersionConflict:
             return 0
         try:
@@ -223,7 +225,7 @@ class Scheduler:
     async def _commit_job(
         self, key: str, job: dict[str, Any] | None, extra: list[Op] | None = None
     ) -> None:
-        ops = [Op("jobs", key, None if job is None else {**job, "claimed_until": None})]
+        ops = [self.store.job_op(key, None if job is None else {**job, "claimed_until": None})]
         await self.store.commit(ops + (extra or []))
 
     def add_job_type(
@@ -294,7 +296,9 @@ class Scheduler:
                         name=user.display_name, case=f"BILL-{case}" if case else key
                     )
                 extra.append(
-                    self.notify_op(f"notify:unreachable:{key}:{lead.id}", lead.id, note, case, now)
+                    self.notify_op(
+                        notify_key("unreachable", key, lead.id), lead.id, note, case, now
+                    )
                 )
             job = {
                 **job,
@@ -365,7 +369,11 @@ class Scheduler:
                 due = self.hours_of(lead).next_working(now)
                 extra.append(
                     self.notify_op(
-                        f"notify:escalated:{case.number}:{lead.id}", lead.id, note, case.number, due
+                        notify_key("escalated", case.number, lead.id),
+                        lead.id,
+                        note,
+                        case.number,
+                        due,
                     )
                 )
         # Keep to the schedule (a tick a little late must not push every later reminder),

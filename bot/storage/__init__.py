@@ -1,10 +1,17 @@
 """The typed store every flow and adapter uses, on top of a storage :class:`Engine`.
 
 One small async interface for cases, customers, users, conversation state,
-conversation references, scheduled jobs, processed-event ids and counters.
-Two engines implement it: :class:`MemoryEngine` (tests) and
-:class:`TinyDBEngine` (durable, the default); the contract tests in
+conversation references, scheduled jobs, processed-event ids, the request
+queue and counters, and for the tables of the collections flow (receivables,
+collections state, audit). Two engines implement it: :class:`MemoryEngine`
+(tests) and :class:`TinyDBEngine` (durable, the default); the contract tests in
 ``tests/test_storage_contract.py`` run unchanged against both.
+
+Flows and adapters go through the typed, named methods of :class:`Store` only:
+no table name and no ``store.engine`` outside this package (``tests/test_layers.py``).
+A flow that needs tables of its own declares them with :func:`declare_tables`
+when its module is imported (the collections flow declares
+:data:`COLLECTIONS_TABLES`); the store's own tables are ``CORE_TABLES``.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import asyncio
 import bisect
 import heapq
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +29,7 @@ from bot.domain import ARCHIVED_STATES, Case, Conflict, Customer, State, User, c
 from bot.i18n import _
 from bot.storage.engine import (
     ANY,
+    CORE_TABLES,
     CaseSummary,
     Doc,
     Engine,
@@ -29,11 +37,15 @@ from bot.storage.engine import (
     Op,
     StorageError,
     VersionConflict,
+    declare_tables,
+    known_tables,
 )
 from bot.storage.tinydb_engine import StoreLocked, TinyDBEngine
 
 __all__ = [
     "ANY",
+    "COLLECTIONS_TABLES",
+    "CORE_TABLES",
     "CaseSummary",
     "Doc",
     "Engine",
@@ -44,8 +56,30 @@ __all__ = [
     "StoreLocked",
     "TinyDBEngine",
     "VersionConflict",
+    "declare_tables",
+    "known_tables",
     "open_store",
 ]
+
+_CASE_COUNTER = "case"  # the counter that numbers cases
+
+# The collections flow's tables (declared by ``conversations.collections`` at import):
+_AUDIT = "audit"  # append-only entries, keyed so that they sort by time
+_RECEIVABLES = "receivables"  # one document per invoice, keyed by ``invoice_key``
+_COLLECTIONS = "collections"  # ``customer:<id>`` states, ``op:<id>`` suspend/reactivate ops
+COLLECTIONS_TABLES = (_AUDIT, _RECEIVABLES, _COLLECTIONS)
+"""What the collections flow declares (with :func:`declare_tables`) to use its methods."""
+
+
+def _collections_state_key(customer_id: str) -> str:
+    return f"customer:{customer_id}"
+
+
+_STATE_PREFIX = _collections_state_key("")
+
+
+def _collections_operation_key(op_id: str) -> str:
+    return f"op:{op_id}"
 
 
 _LIVE = frozenset(s.value for s in State) - frozenset(s.value for s in ARCHIVED_STATES)
@@ -135,6 +169,11 @@ class Store:
     def health(self) -> dict[str, Any]:
         return self.engine.health()
 
+    def set_owner_info(self, info: dict[str, Any]) -> None:
+        """Tell other processes who owns a durable store (``serve`` adds its URL); else nothing."""
+        if isinstance(self.engine, TinyDBEngine):
+            self.engine.set_lock_info(info)
+
     async def commit(self, ops: Sequence[Op]) -> None:
         """Write raw ops atomically (for callers that combine several records)."""
         await self.engine.commit(ops)
@@ -146,6 +185,11 @@ class Store:
         version = current.get("version", 0) if current else None
         doc = {"value": value, "version": (version or 0) + 1}
         return value, Op("counters", name, doc, expect=version)
+
+    def counter_value(self, name: str) -> int | None:
+        """The last number counter ``name`` gave out; None if it never gave one."""
+        doc = self.engine.peek("counters", name)
+        return None if doc is None else int(doc["value"])
 
     async def next_number(self, name: str) -> int:
         """A durable counter: never returns the same number twice, even after a crash."""
@@ -169,7 +213,7 @@ class Store:
         user always belongs to a stored case, and a crash never reuses one.
         """
         async with self._create_lock:
-            number, counter_op = self._counter_op("case")
+            number, counter_op = self._counter_op(_CASE_COUNTER)
             case = build(number)
             case.version = 1
             extra = extra_ops(case) if callable(extra_ops) else extra_ops
@@ -188,12 +232,8 @@ class Store:
         Raises :class:`Conflict` (a readable domain error) when it changed.
         """
         expected = case.version
-        doc = case.to_doc()
-        doc["version"] = expected + 1
         try:
-            await self.engine.commit(
-                [Op("cases", str(case.number), doc, expect=expected), *extra_ops]
-            )
+            await self.engine.commit([Store.case_op(case), *extra_ops])
         except VersionConflict as exc:
             raise Conflict(
                 _("{case} changed while you were working on it; here is its current state.").format(
@@ -202,6 +242,21 @@ class Store:
             ) from exc
         case.version = expected + 1
         return case
+
+    @staticmethod
+    def case_op(case: Case) -> Op:
+        """The guarded write of ``case`` (as :meth:`save_case` does it), for a combined commit."""
+        doc = case.to_doc()
+        doc["version"] = case.version + 1
+        return Op("cases", str(case.number), doc, expect=case.version)
+
+    def case_numbers_given(self) -> int | None:
+        """The last case number given out (even if its case is gone); None before the first."""
+        return self.counter_value(_CASE_COUNTER)
+
+    def cases_held(self) -> int:
+        """How many cases the store holds: those in memory plus the archived ones."""
+        return len(self.engine.view("cases")) + sum(self.engine.archived_counts().values())
 
     async def live_cases(self) -> list[Case]:
         return [Case.from_doc(d) for d in self._live_docs()]
@@ -296,7 +351,28 @@ class Store:
         return None
 
     async def save_customer(self, customer: Customer) -> None:
-        await self.engine.commit([Op("customers", customer.id, customer.to_doc())])
+        await self.engine.commit([Store.customer_op(customer)])
+
+    @staticmethod
+    def customer_op(customer: Customer) -> Op:
+        """The write of ``customer``, for a combined commit."""
+        return Op("customers", customer.id, customer.to_doc())
+
+    def customer_now(self, customer_id: str) -> Customer | None:
+        """A customer as stored right now, without waiting for a write in flight."""
+        doc = self.engine.peek("customers", customer_id)
+        return Customer.from_doc(doc) if doc else None
+
+    def customer_count(self) -> int:
+        return len(self.engine.view("customers"))
+
+    def tenant_holders(self) -> dict[str, str]:
+        """Customer id by tenant id, of every customer with a tenant id."""
+        return {
+            doc["tenant_id"]: key
+            for key, doc in self.engine.view("customers").items()
+            if doc.get("tenant_id")
+        }
 
     async def customers(self) -> list[Customer]:
         # from_doc copies every field, so the stored documents need no defensive copy first
@@ -330,6 +406,11 @@ class Store:
             ops.append(Op("identities", f"{channel}:{external}", {"user_id": user.id}))
         await self.engine.commit(ops)
 
+    def user_role(self, user_id: str) -> str | None:
+        """The stored role (its value) of a user; None for a user not stored."""
+        doc = self.engine.peek("users", user_id)
+        return doc.get("role") if doc else None
+
     async def users(self) -> list[User]:
         return [User.from_doc(d) for d in self.engine.view("users").values()]  # from_doc copies
 
@@ -361,8 +442,14 @@ class Store:
         return out
 
     # ---- scheduled jobs -------------------------------------------------
-    def job_op(self, job_id: str, job: Doc | None) -> Op:
-        return Op("jobs", job_id, job)
+    @staticmethod
+    def job_op(job_id: str, job: Doc | None, expect: Any = ANY) -> Op:
+        """Write (None: delete) a job, guarded by ``expect`` as :class:`Op` says."""
+        return Op("jobs", job_id, job, expect=expect)
+
+    def job(self, job_id: str) -> Doc | None:
+        """The stored job itself, without waiting (read-only: never change it)."""
+        return self.engine.peek("jobs", job_id)
 
     async def save_job(self, job_id: str, job: Doc | None) -> None:
         await self.engine.commit([self.job_op(job_id, job)])
@@ -394,6 +481,24 @@ class Store:
         doc = {"expires": (now + ttl).isoformat(), "version": (version or 0) + 1}
         return Op("events", key, doc, expect=version)
 
+    def event(self, key: str) -> Doc | None:
+        """The stored record of event ``key`` (read-only), expired or not; None if never seen."""
+        return self.engine.peek("events", key)
+
+    def was_seen(self, key: str) -> bool:
+        """Whether a record of event ``key`` is stored (expired or not)."""
+        return self.engine.peek("events", key) is not None
+
+    @staticmethod
+    def event_record_op(key: str, doc: Doc, expect: Any = ANY) -> Op:
+        """Record event ``key`` with ``doc`` (which carries its own ``expires``)."""
+        return Op("events", key, doc, expect=expect)
+
+    @staticmethod
+    def forget_event_op(key: str) -> Op:
+        """Drop the record of event ``key``: the same event is new again."""
+        return Op("events", key, None)
+
     async def remember_event(self, key: str, now: datetime, ttl: timedelta) -> bool:
         """True the first time ``key`` is seen within ``ttl``; False for a repeat."""
         op = self.event_op(key, now, ttl)
@@ -412,6 +517,71 @@ class Store:
         if stale:
             await self.engine.commit([Op("events", k, None) for k in stale])
         return len(stale)
+
+    # ---- the request queue (a channel request between its ack and its work) ----
+    def queued_requests(self) -> Mapping[str, Doc]:
+        """Every queued request by id (ids sort by arrival), live and dead; read-only."""
+        return self.engine.view("inbox")
+
+    def queued_request_count(self) -> int:
+        return len(self.engine.view("inbox"))
+
+    def is_queued(self, item_id: str) -> bool:
+        return item_id in self.engine.view("inbox")
+
+    @staticmethod
+    def queued_request_op(item_id: str, item: Doc | None, *, handed_over: bool = False) -> Op:
+        """Queue or update (None: drop) request ``item_id``; ``handed_over`` as :class:`Op`."""
+        return Op("inbox", item_id, item, handed_over=handed_over)
+
+    # ---- the collections flow's tables (COLLECTIONS_TABLES) ---------------------
+    # Each raises StorageError while nobody declared the tables (the flow is not loaded).
+    def audit_entries(self) -> list[Doc]:
+        """Every audit entry (read-only), oldest first."""
+        return [doc for _key, doc in sorted(self.engine.view(_AUDIT).items())]
+
+    @staticmethod
+    def audit_entry_op(key: str, doc: Doc) -> Op:
+        """Add an audit entry (``expect=None``: an entry is never overwritten)."""
+        return Op(_AUDIT, key, doc, expect=None)
+
+    def receivable_docs(self) -> Mapping[str, Doc]:
+        """Every stored receivable by its key (read-only)."""
+        return self.engine.view(_RECEIVABLES)
+
+    def receivable_doc(self, key: str) -> Doc | None:
+        """The stored receivable ``key`` (``invoice_key(invoice)``; read-only), or None."""
+        return self.engine.peek(_RECEIVABLES, key)
+
+    @staticmethod
+    def receivable_op(key: str, doc: Doc, expect: Any = ANY) -> Op:
+        """Write a receivable, guarded by ``expect`` (None: new; its version otherwise)."""
+        return Op(_RECEIVABLES, key, doc, expect=expect)
+
+    def collections_state(self, customer_id: str) -> Doc | None:
+        """A customer's collections state (stages fired, status; read-only), or None."""
+        return self.engine.peek(_COLLECTIONS, _collections_state_key(customer_id))
+
+    def collections_states(self) -> dict[str, Doc]:
+        """Every customer's collections state (read-only) by customer id."""
+        cut = len(_STATE_PREFIX)
+        return {
+            key[cut:]: doc
+            for key, doc in self.engine.view(_COLLECTIONS).items()
+            if key.startswith(_STATE_PREFIX)
+        }
+
+    @staticmethod
+    def collections_state_op(customer_id: str, doc: Doc, expect: Any = ANY) -> Op:
+        return Op(_COLLECTIONS, _collections_state_key(customer_id), doc, expect=expect)
+
+    def collections_operation(self, op_id: str) -> Doc | None:
+        """A suspend / reactivate operation's record (read-only), or None."""
+        return self.engine.peek(_COLLECTIONS, _collections_operation_key(op_id))
+
+    @staticmethod
+    def collections_operation_op(op_id: str, doc: Doc, expect: Any = ANY) -> Op:
+        return Op(_COLLECTIONS, _collections_operation_key(op_id), doc, expect=expect)
 
 
 def open_store(path: str | Path | None) -> Store:

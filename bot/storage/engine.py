@@ -20,7 +20,7 @@ Doc = dict[str, Any]
 Listener = Callable[[str, str, "Doc | None", "Doc | None"], None]
 """``fn(table, key, old, new)``: a document of an engine's in-memory view changed."""
 
-TABLES = (
+CORE_TABLES = (
     "meta",
     "counters",
     "cases",
@@ -32,10 +32,35 @@ TABLES = (
     "jobs",
     "events",
     "inbox",
-    "audit",
-    "receivables",
-    "collections",
 )
+"""The tables of the store itself; a flow adds its own with :func:`declare_tables`."""
+
+_DECLARED: dict[str, None] = dict.fromkeys(CORE_TABLES)  # an ordered set
+
+
+def declare_tables(*names: str) -> tuple[str, ...]:
+    """Let every engine keep the tables ``names`` (a flow module calls this at import).
+
+    Declaring is idempotent and process-wide. An engine made before a flow
+    declared its tables takes them on first use; the durable engine also keeps
+    any table it finds in its snapshot, declared or not (see :func:`known_tables`).
+    Returns ``names``.
+    """
+    for name in names:
+        if not (isinstance(name, str) and name.isidentifier()):
+            raise ValueError(f"a table name must be an identifier, not {name!r}")
+        _DECLARED.setdefault(name, None)
+    return names
+
+
+def known_tables() -> tuple[str, ...]:
+    """The store's own tables, then every table a flow declared, in declaration order."""
+    return tuple(_DECLARED)
+
+
+def is_declared(name: str) -> bool:
+    """Whether ``name`` is one of the store's tables or declared by a flow."""
+    return name in _DECLARED
 
 
 ARCHIVED = frozenset({"closed", "cancelled"})
@@ -202,9 +227,19 @@ class Engine(abc.ABC):
 class MemoryEngine(Engine):
     """Dictionaries in memory: fast tests, nothing survives the process."""
 
-    def __init__(self) -> None:
+    def __init__(self, tables: Iterable[str] | None = None) -> None:
         super().__init__()
-        self.tables: dict[str, dict[str, Doc]] = {t: {} for t in TABLES}
+        names = known_tables() if tables is None else (*CORE_TABLES, *tables)
+        self.tables: dict[str, dict[str, Doc]] = {t: {} for t in names}
+
+    def _table(self, name: str) -> dict[str, Doc]:
+        """A table by name; one declared after this engine was made is added now."""
+        try:
+            return self.tables[name]
+        except KeyError:
+            if not is_declared(name):
+                raise StorageError(f"unknown table {name}") from None
+            return self.tables.setdefault(name, {})
 
     async def open(self) -> None:
         return None
@@ -213,22 +248,25 @@ class MemoryEngine(Engine):
         return None
 
     async def get(self, table: str, key: str) -> Doc | None:
-        doc = self.tables[table].get(key)
+        doc = self._table(table).get(key)
         return copy.deepcopy(doc) if doc is not None else None
 
     async def scan(self, table: str) -> list[Doc]:
-        docs = self.tables[table].values()
+        docs = self._table(table).values()
         if table == "cases":
             return [copy.deepcopy(d) for d in docs if d["state"] not in ARCHIVED]
         return [copy.deepcopy(d) for d in docs]
 
     def peek(self, table: str, key: str) -> Doc | None:
-        return self.tables[table].get(key)
+        try:
+            return self.tables[table].get(key)
+        except KeyError:
+            return self._table(table).get(key)
 
     async def commit(self, ops: Sequence[Op]) -> None:
         for op in ops:
             if op.table not in self.tables:
-                raise StorageError(f"unknown table {op.table}")
+                self._table(op.table)  # StorageError for a table nobody declared
         check_expectations(ops, self.peek)
         # Stored as the durable engine stores them: JSON (a Decimal fails here too).
         docs = [None if op.doc is None else json.loads(json.dumps(op.doc)) for op in ops]
@@ -253,4 +291,7 @@ class MemoryEngine(Engine):
         return {"backend": "memory", "ok": True}
 
     def view(self, table: str) -> dict[str, Doc]:
-        return self.tables[table]
+        try:
+            return self.tables[table]
+        except KeyError:
+            return self._table(table)

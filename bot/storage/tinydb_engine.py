@@ -43,7 +43,7 @@ import json
 import logging
 import os
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,13 +53,15 @@ from tinydb.storages import Storage
 
 from bot.storage.engine import (
     ARCHIVED,
-    TABLES,
+    CORE_TABLES,
     CaseSummary,
     Doc,
     Engine,
     Op,
     StorageError,
     check_expectations,
+    is_declared,
+    known_tables,
     summarize,
 )
 
@@ -119,8 +121,15 @@ class JournalLine:
     torn: bool = False
 
 
-def parse_journal_line(line: bytes) -> tuple[int, tuple[tuple[str, str, Doc | None], ...]]:
-    """``(seq, ops)`` of one complete journal line; ValueError says what is wrong with it."""
+def parse_journal_line(
+    line: bytes, tables: Container[str] | None = None
+) -> tuple[int, tuple[tuple[str, str, Doc | None], ...]]:
+    """``(seq, ops)`` of one complete journal line; ValueError says what is wrong with it.
+
+    ``tables``: the table names an op may name (default: :func:`known_tables`).
+    """
+    if tables is None:
+        tables = known_tables()
     try:
         entry = json.loads(line)
     except ValueError as exc:  # UnicodeDecodeError included
@@ -146,7 +155,7 @@ def parse_journal_line(line: bytes) -> tuple[int, tuple[tuple[str, str, Doc | No
         if not (isinstance(op, list) and len(op) == 3):
             raise ValueError(f"op {n} is not [table, key, document]")
         table, key, doc = op
-        if table not in TABLES:
+        if table not in tables:
             raise ValueError(f"op {n} names an unknown table {table!r}")
         if not isinstance(key, str):
             raise ValueError(f"op {n} has a key that is not a string")
@@ -156,7 +165,7 @@ def parse_journal_line(line: bytes) -> tuple[int, tuple[tuple[str, str, Doc | No
     return seq, tuple(out)
 
 
-def scan_journal(raw: bytes) -> Iterator[JournalLine]:
+def scan_journal(raw: bytes, tables: Container[str] | None = None) -> Iterator[JournalLine]:
     """Every line of a journal's bytes, good or not, and a torn tail last if there is one.
 
     Only the bytes after the last newline can be a torn write (the newline is
@@ -178,7 +187,7 @@ def scan_journal(raw: bytes) -> Iterator[JournalLine]:
         line = raw[offset:end]
         length = end + 1 - offset
         try:
-            seq, ops = parse_journal_line(line)
+            seq, ops = parse_journal_line(line, tables)
             if seq <= previous:
                 raise ValueError(f"seq {seq} does not follow seq {previous} of an earlier line")
         except ValueError as exc:
@@ -281,18 +290,23 @@ def store_files(path: Path) -> dict[str, Path]:
 
 def parse_snapshot(
     data: dict[str, Any] | None,
+    tables: Iterable[str] | None = None,
 ) -> tuple[int, int, dict[str, dict[str, Doc]]]:
     """``(schema_version, seq, tables)`` of a snapshot as read (None: a new store).
 
-    Raises AttributeError, TypeError or ValueError when its shape is wrong.
+    ``tables`` (default :func:`known_tables`) are always in the result, empty if
+    the snapshot lacks them; every other table the snapshot holds is kept too:
+    a table a flow declares is never dropped by a process that did not load the
+    flow. Raises AttributeError, TypeError or ValueError when its shape is wrong.
     """
     fresh = data is None
     data = data or {}
     meta: dict[str, Any] = next(iter(data.get("meta", {}).values()), {})
     version = int(meta.get("schema_version", SCHEMA_VERSION if fresh else 1))
     seq = int(meta.get("seq", 0))
-    tables = {t: _keyed(data.get(t, {})) for t in TABLES if t != "meta"}
-    return version, seq, tables
+    names = dict.fromkeys(known_tables() if tables is None else tables) | dict.fromkeys(data)
+    out = {t: _keyed(data.get(t, {})) for t in names if t != "meta"}
+    return version, seq, out
 
 
 def _keyed(table: dict[str, Doc]) -> dict[str, Doc]:
@@ -315,7 +329,10 @@ class TinyDBEngine(Engine):
         *,
         compact_every: int = 100_000,
         compact_bytes: int = COMPACT_BYTES,
+        tables: Iterable[str] | None = None,
     ) -> None:
+        """``tables``: the flow tables to keep besides the store's own (default: every
+        declared one, see :func:`bot.storage.engine.declare_tables`)."""
         super().__init__()
         # The real path: through a symlink (to the file or a directory) a second name
         # would get its own lock, and a snapshot renamed onto the link would split the store.
@@ -328,10 +345,11 @@ class TinyDBEngine(Engine):
         self.compact_every = compact_every
         self.compact_bytes = compact_bytes
         self._snapshot_size = 0
-        self.hot: dict[str, dict[str, Doc]] = {t: {} for t in TABLES}
+        self._tables = known_tables() if tables is None else (*CORE_TABLES, *tables)
+        self.hot: dict[str, dict[str, Doc]] = {t: {} for t in self._tables}
         # Each document's snapshot row as last written (valid while the doc is the same
         # object): a snapshot joins these instead of encoding the live data again.
-        self._rows: dict[str, dict[str, tuple[Doc, bytes]]] = {t: {} for t in TABLES}
+        self._rows: dict[str, dict[str, tuple[Doc, bytes]]] = {t: {} for t in self._tables}
         self.index: dict[int, tuple[int, int, CaseSummary]] = {}
         self._index_states: dict[str, int] = {}  # archived cases in the index, per state
         self.seq = 0
@@ -421,7 +439,7 @@ class TinyDBEngine(Engine):
                 "restore the file from a backup or move the store away"
             )
         try:
-            version, seq, tables = parse_snapshot(data)
+            version, seq, tables = parse_snapshot(data, self._tables)
         except (AttributeError, TypeError, ValueError) as exc:
             raise self._damaged(exc) from exc
         if version > SCHEMA_VERSION:
@@ -434,6 +452,7 @@ class TinyDBEngine(Engine):
             version += 1
         for name, docs in tables.items():
             self.hot[name] = docs
+            self._rows.setdefault(name, {})
         self._snapshot_seq = self.seq = seq
         self._replay_journal()
         self._load_archive()
@@ -467,7 +486,7 @@ class TinyDBEngine(Engine):
             raw = self.journal_path.read_bytes()
         except FileNotFoundError:
             return
-        for line in scan_journal(raw):
+        for line in scan_journal(raw, self._journal_tables()):
             if line.torn:
                 log.warning(
                     "dropping a torn journal line (a write never acknowledged) at the end of %s",
@@ -491,10 +510,24 @@ class TinyDBEngine(Engine):
                 continue  # already in the snapshot (a crash between its rename and the reset)
             for table, key, doc in line.ops:
                 if doc is None:
-                    self.hot[table].pop(key, None)
+                    self._table(table).pop(key, None)
                 else:
-                    self.hot[table][key] = doc
+                    self._table(table)[key] = doc
             self.seq = max(self.seq, line.seq)
+
+    def _journal_tables(self) -> set[str]:
+        """The tables a journal line may name: this engine's (its snapshot's too), declared ones."""
+        return set(self.hot) | set(known_tables())
+
+    def _table(self, name: str) -> dict[str, Doc]:
+        """A table by name; one declared after this engine was made is added now."""
+        try:
+            return self.hot[name]
+        except KeyError:
+            if not is_declared(name):
+                raise StorageError(f"unknown table {name}") from None
+            self._rows.setdefault(name, {})
+            return self.hot.setdefault(name, {})
 
     def _load_archive(self) -> None:
         """Load the archive index; repair what a crash (or a full disk) can leave behind.
@@ -628,7 +661,7 @@ class TinyDBEngine(Engine):
             # Never answer from a write that is not durable yet.
             with contextlib.suppress(Exception):
                 await asyncio.shield(dirty)
-        doc = self.hot[table].get(key)
+        doc = self._table(table).get(key)
         if doc is not None:
             return json.loads(json.dumps(doc))
         if table == "cases":
@@ -636,7 +669,10 @@ class TinyDBEngine(Engine):
         return None
 
     def peek(self, table: str, key: str) -> Doc | None:
-        doc = self.hot[table].get(key)
+        try:
+            doc = self.hot[table].get(key)
+        except KeyError:
+            doc = self._table(table).get(key)
         if doc is None and table == "cases":
             return self._read_archived(key)
         return doc
@@ -654,7 +690,7 @@ class TinyDBEngine(Engine):
         return doc
 
     async def scan(self, table: str) -> list[Doc]:
-        docs = self.hot[table].values()
+        docs = self._table(table).values()
         if table == "cases":
             return [json.loads(json.dumps(d)) for d in docs if d["state"] not in ARCHIVED]
         return [json.loads(json.dumps(d)) for d in docs]
@@ -680,7 +716,10 @@ class TinyDBEngine(Engine):
         return {state: n for state, n in counts.items() if n}
 
     def view(self, table: str) -> dict[str, Doc]:
-        return self.hot[table]
+        try:
+            return self.hot[table]
+        except KeyError:
+            return self._table(table)
 
     def health(self) -> dict[str, Any]:
         return {
@@ -702,7 +741,7 @@ class TinyDBEngine(Engine):
             return
         for op in ops:
             if op.table not in self.hot:
-                raise StorageError(f"unknown table {op.table}")
+                self._table(op.table)  # StorageError for a table nobody declared
         check_expectations(ops, self.peek)
         encoded = [b"null" if op.doc is None else encode(op.doc) for op in ops]  # may raise
         batch = self._pending
@@ -878,7 +917,7 @@ class TinyDBEngine(Engine):
         """The TinyDB file: ``{"meta": {...}, "<table>": {"1": {..., "_key": key}, ...}}``."""
         meta = encode({"1": {"schema_version": SCHEMA_VERSION, "seq": seq}})
         parts = [b'{"meta":', meta]
-        for table in TABLES:
+        for table in list(self.hot):
             if table == "meta":
                 continue
             parts.append(b',"' + table.encode() + b'":{')
@@ -940,11 +979,17 @@ def _read_optional(path: Path) -> bytes:
         return b""
 
 
-def _snapshot_report(path: Path) -> tuple[str | None, str]:
-    """``(problem or None, description)`` of the snapshot file at ``path``."""
+def _snapshot_report(path: Path, names: set[str] | None = None) -> tuple[str | None, str]:
+    """``(problem or None, description)`` of the snapshot file at ``path``.
+
+    ``names`` gets the names of the snapshot's tables (what its journal may name).
+    """
+    if names is None:
+        names = set()
     try:
         data = DurableJSONStorage(path).read()
         version, seq, tables = parse_snapshot(data)
+        names.update(tables)
     except OSError as exc:
         return f"cannot be read: {exc}", ""
     except (AttributeError, TypeError, ValueError) as exc:  # UnicodeDecodeError included
@@ -975,7 +1020,8 @@ def check_store(path: str | os.PathLike[str]) -> tuple[bool, list[str]]:
     report = [f"store {files['snapshot']}"]
     if not any(p.exists() for role, p in files.items() if role != "lock"):
         return False, [*report, "no store there (no snapshot, journal or archive)"]
-    problem, text = _snapshot_report(files["snapshot"])
+    tables = set(known_tables())
+    problem, text = _snapshot_report(files["snapshot"], tables)
     ok = problem is None
     report.append(f"snapshot: {problem or text}")
     try:
@@ -984,7 +1030,7 @@ def check_store(path: str | os.PathLike[str]) -> tuple[bool, list[str]]:
         report.append(f"journal {files['journal']}: cannot be read: {exc}")
         return False, report
     good = damaged = 0
-    for line in scan_journal(raw):
+    for line in scan_journal(raw, tables):
         if line.torn:
             report.append(_torn_text(line))
         elif line.problem is not None:
@@ -1060,7 +1106,8 @@ def repair_store(path: str | os.PathLike[str], to: str | os.PathLike[str]) -> li
 
 
 def _write_repair(src: dict[str, Path], dst: dict[str, Path]) -> list[str]:
-    problem, _text = _snapshot_report(src["snapshot"])
+    tables = set(known_tables())
+    problem, _text = _snapshot_report(src["snapshot"], tables)
     if problem is not None:
         raise StorageError(
             f"the store file {src['snapshot']} {problem}; store repair keeps the snapshot "
@@ -1077,7 +1124,7 @@ def _write_repair(src: dict[str, Path], dst: dict[str, Path]) -> list[str]:
     report: list[str] = []
     kept: list[bytes] = []
     total = 0
-    for line in scan_journal(raw):
+    for line in scan_journal(raw, tables):
         if line.torn:
             report.append("left out " + _torn_text(line))
             continue
