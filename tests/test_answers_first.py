@@ -36,7 +36,7 @@ async def worked(env: DeskEnv, queued: int) -> list[str]:
     async def handler(payload: dict[str, Any]) -> None:
         done.append(payload["n"])
 
-    env.runtime.inbox_handlers["test"] = handler
+    env.runtime.request_handlers["test"] = handler
     for n in range(queued):
         assert await env.runtime.enqueue("test", {"n": str(n)})
     return done
@@ -45,7 +45,7 @@ async def worked(env: DeskEnv, queued: int) -> list[str]:
 async def test_work_waits_while_a_request_waits_for_its_answer(env: DeskEnv) -> None:
     done = await worked(env, 2)
     with env.runtime.answering():  # a request between arrival and its HTTP answer
-        drain = asyncio.create_task(env.runtime.drain_inbox())
+        drain = asyncio.create_task(env.runtime.drain_requests())
         await asyncio.sleep(0.3)
         assert done == []  # the ack goes first
     assert await asyncio.wait_for(drain, 10) == 2
@@ -57,7 +57,7 @@ async def test_an_item_acked_long_ago_is_worked_on_at_once(env: DeskEnv) -> None
     key = next(iter(env.store.engine.view("inbox")))
     env.runtime._queued_at[key] = time.monotonic() - 21.0  # acked more than MAX_DELAY ago
     with env.runtime.answering():
-        assert await asyncio.wait_for(env.runtime.drain_inbox(), 10) == 1
+        assert await asyncio.wait_for(env.runtime.drain_requests(), 10) == 1
     assert done == ["0"]
 
 
@@ -67,7 +67,7 @@ async def test_a_long_backlog_is_worked_on_at_once(
     monkeypatch.setattr(runtime_module, "ANSWERS_FIRST_MAX_BACKLOG", 3)
     done = await worked(env, 5)
     with env.runtime.answering():
-        drain = asyncio.create_task(env.runtime.drain_inbox())
+        drain = asyncio.create_task(env.runtime.drain_requests())
         await asyncio.sleep(0.3)
         # Past the backlog bound it works without waiting, down to the bound.
         assert done == ["0", "1"]
@@ -82,7 +82,7 @@ async def test_items_from_before_a_restart_wait_at_most_max_wait(
     env.runtime._queued_at.clear()  # queued by an earlier process: no ack time known
     began = time.monotonic()
     with env.runtime.answering():
-        assert await asyncio.wait_for(env.runtime.drain_inbox(), 10) == 1
+        assert await asyncio.wait_for(env.runtime.drain_requests(), 10) == 1
     assert done == ["0"]
     assert time.monotonic() - began < 2  # MAX_WAIT (0.2 s), not MAX_DELAY (20 s)
 

@@ -251,7 +251,7 @@ async def test_each_policy_stage_fires_once_on_the_fake_clock(env: DeskEnv) -> N
         (date(2026, 12, 8), "warn@15", "lena"),
         (date(2026, 12, 23), "suspend@30", "lena"),
     ]
-    inbox = [plain(i["text"]) for i in await env.runtime.take_inbox("lena")]
+    inbox = [plain(i["text"]) for i in await env.runtime.take_mailbox("lena")]
     warning = next(t for t in inbox if "will be impacted on" in t)
     assert "impacted on 2026-12-23" in warning and S1 in warning  # the suspension date
     assert any("Friendly reminder: invoice INV-1 is overdue" in t for t in inbox)
@@ -275,7 +275,7 @@ async def test_a_late_import_fires_only_the_latest_stage_and_dms_have_buttons(
         ("contoso", "suspend@30"),
         ("fabrikam", "remind@1"),
     ]
-    items = await env.runtime.take_inbox("lena")
+    items = await env.runtime.take_mailbox("lena")
     labels = [[b["label"] for b in i.get("buttons", [])] for i in items]
     assert ["Suspend \ue000Contoso\ue001…", "I sent the notice", "Overdue list"] in labels
     assert ["I sent it", "Overdue list"] in labels
@@ -509,14 +509,14 @@ async def test_payment_then_reactivate(env: DeskEnv, fake: FakePartnerCenter) ->
     await import_csv(env)
     lena = await propose_suspend(env)
     await lena.press(lena.buttons[0].action)
-    await env.runtime.take_inbox("lena")
+    await env.runtime.take_mailbox("lena")
     alice = env.chat("alice")
     await alice.send("paid INV-1 200")
-    assert await env.runtime.take_inbox("lena") == []  # still overdue: no offer yet
+    assert await env.runtime.take_mailbox("lena") == []  # still overdue: no offer yet
     await alice.send("paid INV-1")
     alice.expect("Contoso has nothing overdue any more", "Lena Lead is offered Reactivate")
     assert alice.button_labels == []  # an agent gets no Reactivate button
-    offers = [i for i in await env.runtime.take_inbox("lena") if "paid everything" in i["text"]]
+    offers = [i for i in await env.runtime.take_mailbox("lena") if "paid everything" in i["text"]]
     assert len(offers) == 1
     button = offers[0]["buttons"][0]
     assert plain(button["label"]) == "Reactivate Contoso…"
@@ -533,7 +533,7 @@ async def test_payment_then_reactivate(env: DeskEnv, fake: FakePartnerCenter) ->
     # The next daily run offers nothing again.
     env.advance(days=1)
     await env.runtime.scheduler.tick()
-    assert not [i for i in await env.runtime.take_inbox("lena") if "paid everything" in i["text"]]
+    assert not [i for i in await env.runtime.take_mailbox("lena") if "paid everything" in i["text"]]
     assert "reactivate_done" in actions(env, "contoso")
 
 
@@ -549,7 +549,7 @@ async def test_an_agent_owner_is_offered_reactivate_and_so_is_a_lead(
     await lena.press(lena.buttons[0].action)
     await env.chat("alice").send("paid INV-1")
     for user in ("alice", "lena"):
-        items = await env.runtime.take_inbox(user)
+        items = await env.runtime.take_mailbox(user)
         assert [i for i in items if "paid everything" in i["text"]], user
 
 

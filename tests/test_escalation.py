@@ -90,7 +90,7 @@ async def escalate_by_modal(env: DeskEnv, case_id: str, **changes: str) -> Chat:
 
 
 async def inbox_texts(env: DeskEnv, user: str) -> list[dict[str, Any]]:
-    return await env.runtime.take_inbox(user)
+    return await env.runtime.take_mailbox(user)
 
 
 # -- API mode: filing -----------------------------------------------------------------

@@ -247,7 +247,7 @@ async def test_assign_notifies_the_assignee_and_agents_cannot_reassign_others(en
     lena = env.chat("lena")
     await lena.send(f"assign {case_id} bob")
     lena.expect(f"{case_id} now belongs to Bob Agent.")
-    items = await env.runtime.take_inbox("bob")
+    items = await env.runtime.take_mailbox("bob")
     assert any("Lena Lead assigned BILL-1 to you." in i["text"] for i in items)
     alice = env.chat("alice")
     await alice.send(f"assign {case_id} alice")

@@ -159,7 +159,7 @@ async def test_a_reminder_to_a_zh_cn_owner_in_shanghai_arrives_in_chinese_in_wor
         assert local.weekday() < 5 and 9 <= local.hour < 17, local
     assert sent[0]["at"].astimezone(SHANGHAI).hour == 9  # type: ignore[attr-defined]
 
-    inbox = await env.runtime.take_inbox("wei")
+    inbox = await env.runtime.take_mailbox("wei")
     texts = [str(i["text"]) for i in inbox]
     first = zh(
         "{case} is resolved. Please tell the customer the result, then press Customer informed.",
@@ -270,7 +270,7 @@ async def test_a_zh_cn_lead_gets_the_collections_step_and_the_customer_notice_in
     for _step in range(24 * 4):  # 17:00 in Shanghai now: the DM waits for the morning
         await env.runtime.scheduler.tick()
         env.advance(minutes=15)
-    items = await env.runtime.take_inbox("lena")
+    items = await env.runtime.take_mailbox("lena")
     texts = [plain(str(i["text"])) for i in items]
     notice = next((t for t in texts if "主题：" in t), None)
     assert notice is not None, texts

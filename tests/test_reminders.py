@@ -59,7 +59,7 @@ async def test_resolve_sends_the_owner_a_dm_with_the_three_buttons() -> None:
     case_id = await resolved_case(env)
     loops = sends(env, "loop", "alice")
     assert len(loops) == 1
-    inbox = await env.runtime.take_inbox("alice")
+    inbox = await env.runtime.take_mailbox("alice")
     dm = [i for i in inbox if case_id in i["text"] and "Please tell the customer" in i["text"]]
     assert dm, inbox
     labels = [strip_pseudo(b["label"]) for b in dm[-1]["card"]["buttons"]]
@@ -75,7 +75,7 @@ async def test_reminders_repeat_every_n_working_hours_then_escalate_to_lead() ->
     assert [t.hour for t in times] == [9, 11, 13, 15]  # type: ignore[attr-defined]
     lead = sends(env, "notify", "lena")
     assert len(lead) == 1 and lead[0]["at"] == times[3]
-    items = await env.runtime.take_inbox("lena")
+    items = await env.runtime.take_mailbox("lena")
     assert any("after 2 reminders Alice Agent has not confirmed" in i["text"] for i in items)
     await run_for(env, 4)
     assert len(sends(env, "notify", "lena")) == 1  # the lead is pinged once, not every time
@@ -157,7 +157,7 @@ async def test_snooze_button_in_the_reminder_opens_the_choices() -> None:
     env = env_with()
     await env.store.open()
     await resolved_case(env)
-    inbox = await env.runtime.take_inbox("alice")
+    inbox = await env.runtime.take_mailbox("alice")
     from bot.kernel.serialize import reply_from_dict
 
     reply = reply_from_dict([i for i in inbox if i.get("card")][-1])
@@ -195,7 +195,7 @@ async def test_first_response_pings_the_lead_and_idle_pings_the_owner() -> None:
     await run_for(env, 1)
     first = sends(env, "watch", "lena")
     assert len(first) == 1
-    items = await env.runtime.take_inbox("lena")
+    items = await env.runtime.take_mailbox("lena")
     assert any("has waited for a first response" in i["text"] for i in items)
     await env.chat("bob").send(f"take {case_id}")
     await run_for(env, 7)  # same working day: not idle yet
@@ -203,7 +203,7 @@ async def test_first_response_pings_the_lead_and_idle_pings_the_owner() -> None:
     await run_for(env, 24)
     idle = sends(env, "watch", "bob")
     assert len(idle) == 1
-    items = await env.runtime.take_inbox("bob")
+    items = await env.runtime.take_mailbox("bob")
     assert any("has had no activity" in i["text"] for i in items)
 
 
@@ -262,7 +262,7 @@ async def test_failed_delivery_backs_off_then_tells_the_lead() -> None:
     await run_for(env, 1, step_minutes=1)
     assert attempts.count("alice") == 3
     assert sends(env, "loop") == []
-    items = await env.runtime.take_inbox("lena")
+    items = await env.runtime.take_mailbox("lena")
     assert any("Alice Agent could not be reached about BILL-1" in i["text"] for i in items)
 
 

@@ -20,7 +20,7 @@ from tests.harness import DeskEnv
 def env(monkeypatch: pytest.MonkeyPatch) -> DeskEnv:
     monkeypatch.setattr(runtime_module, "ANSWERS_FIRST_MAX_WAIT", 0.0)
     env = DeskEnv()
-    env.runtime.inbox_routes["test"] = lambda p: (p["dest"], p["lane"])
+    env.runtime.request_routes["test"] = lambda p: (p["dest"], p["lane"])
     return env
 
 
@@ -33,12 +33,12 @@ async def test_a_hung_item_holds_only_its_own_lane(env: DeskEnv) -> None:
             await release.wait()
         done.append(payload["n"])
 
-    env.runtime.inbox_handlers["test"] = handler
+    env.runtime.request_handlers["test"] = handler
     await env.runtime.enqueue("test", {"n": "hung", "dest": "hole", "lane": "a"})
     await env.runtime.enqueue("test", {"n": "after-hung", "dest": "hole", "lane": "a"})
     for i in range(20):
         await env.runtime.enqueue("test", {"n": f"b{i}", "dest": "ok", "lane": f"b{i % 3}"})
-    drain = asyncio.create_task(env.runtime.drain_inbox())
+    drain = asyncio.create_task(env.runtime.drain_requests())
     for _ in range(500):
         if len(done) == 20:
             break
@@ -61,10 +61,10 @@ async def test_a_failing_item_retries_later_without_holding_anyone(env: DeskEnv)
         if payload["n"] == "bad" and attempts.count("bad") < 3:
             raise ValueError("a bug in this item, not the destination's fault")
 
-    env.runtime.inbox_handlers["test"] = handler
+    env.runtime.request_handlers["test"] = handler
     await env.runtime.enqueue("test", {"n": "bad", "dest": "slack", "lane": "a"})
     await env.runtime.enqueue("test", {"n": "good", "dest": "slack", "lane": "b"})
-    assert await asyncio.wait_for(env.runtime.drain_inbox(), 10) == 2
+    assert await asyncio.wait_for(env.runtime.drain_requests(), 10) == 2
     # "good" ran right after the first failure, not after the backoff.
     assert attempts[:2] == ["bad", "good"] and attempts.count("bad") == 3
     # An item's own bug never pauses its destination.
@@ -79,10 +79,10 @@ async def test_a_destination_failing_on_the_network_is_paused_on_its_own(env: De
         if payload["dest"] == "down":
             raise ConnectionRefusedError("connection refused")
 
-    env.runtime.inbox_handlers["test"] = handler
+    env.runtime.request_handlers["test"] = handler
     for i in range(6):
         await env.runtime.enqueue("test", {"n": str(i), "dest": "down", "lane": f"d{i}"})
-    drain = asyncio.create_task(env.runtime.drain_inbox())
+    drain = asyncio.create_task(env.runtime.drain_requests())
     for _ in range(500):
         if env.runtime.paused_destinations():
             break

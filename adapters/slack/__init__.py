@@ -2,7 +2,7 @@
 
 ``mount`` is called by ``bot.app.server.build_app``. The channel is on only when
 ``SLACK_BOT_TOKEN`` and ``SLACK_SIGNING_SECRET`` are set; it then adds
-``POST /slack/events``, the inbox handler and the DM deliverer, and closes
+``POST /slack/events``, the request handler and the DM deliverer, and closes
 its shared HTTP session when the server stops. Everything that imports
 slack_bolt or slack_sdk stays in this folder.
 """
@@ -34,14 +34,14 @@ def mount(app: web.Application, runtime: Runtime, settings: Settings) -> dict[st
         verb = "is" if len(missing) == 1 else "are"
         return {"on": False, "why": f"{' and '.join(missing)} {verb} not set"}
     from adapters.slack.channel import SlackChannel
-    from adapters.slack.translate import inbox_route
+    from adapters.slack.translate import request_route
 
     slack = SlackChannel(runtime, settings)
     app.router.add_post(ROUTE, slack.http)
     app.on_startup.append(slack.on_startup)
     app.on_cleanup.append(slack.on_cleanup)
-    runtime.inbox_handlers["slack"] = slack.work
-    runtime.inbox_routes["slack"] = inbox_route
+    runtime.request_handlers["slack"] = slack.work
+    runtime.request_routes["slack"] = request_route
     runtime.deliverers["slack"] = slack.deliver
     return {"on": True, "why": f"POST {ROUTE}; Web API at {slack.base_url}"}
 

@@ -2,7 +2,7 @@
 
 Inbound (``POST /slack/events``): bolt verifies the signature (401 on a
 missing, wrong or stale one), then each listener records the request in the
-runtime's durable inbox *before* it acks (``process_before_response=True``,
+runtime's durable request queue *before* it acks (``process_before_response=True``,
 so bolt answers only after the listener returned). The work runs after the
 ack in :meth:`SlackChannel.work`: the desk handles the message, and the
 replies are queued again as a ``deliver`` item, so a crash never runs the
@@ -94,7 +94,7 @@ class ResponseUrlError(Exception):
 
 
 class SlackChannel:
-    """The Slack channel: bolt app, inbox worker, deliverer and Web API calls."""
+    """The Slack channel: bolt app, request worker, deliverer and Web API calls."""
 
     def __init__(self, runtime: Runtime, settings: Settings) -> None:
         self.runtime = runtime
@@ -115,7 +115,7 @@ class SlackChannel:
         self.bolt = AsyncApp(
             client=self.client,
             signing_secret=settings.slack_signing_secret,
-            process_before_response=True,  # record in the inbox, then ack: never the reverse
+            process_before_response=True,  # record in the request queue, then ack
             request_verification_enabled=True,
         )
         self._verifier = SignatureVerifier(settings.slack_signing_secret or "")
@@ -230,7 +230,7 @@ class SlackChannel:
         work after the ack never goes through bolt. The signature was checked
         by :meth:`http` (slack_sdk's verifier, as bolt's, before parsing), the
         body parsed as bolt's own parser parses it (:func:`translate.parse_form`,
-        in C where it can), and the same inbox item recorded as by the
+        in C where it can), and the same queued request recorded as by the
         listeners below. Everything else (events, modal submissions, ``ssl_check``,
         a payload of an unexpected shape) takes bolt's path: None.
         """
@@ -275,7 +275,7 @@ class SlackChannel:
         *,
         keep_text_form: bool = False,
     ) -> bool:
-        """Queue the sending of ``replies`` (their own inbox item: sent, retried, never twice)."""
+        """Queue the sending of ``replies`` (a queued request of its own: never sent twice)."""
         item = {
             "kind": "deliver",
             "origin": origin.to_dict(),
@@ -290,7 +290,7 @@ class SlackChannel:
         await (ack(text=text) if text else ack())
 
     async def _record_command(self, body: dict[str, Any]) -> str | None:
-        """Record a slash command in the inbox; the ack's text when it could not be."""
+        """Record a slash command in the request queue; the ack's text when it could not be."""
         trigger = body.get("trigger_id")
         try:
             await self._enqueue(
@@ -322,13 +322,13 @@ class SlackChannel:
         await ack()
 
     async def _record_action(self, body: dict[str, Any]) -> None:
-        """Record a click in the inbox (a storage error is told after the ack)."""
+        """Record a click in the request queue (a storage error is told after the ack)."""
         key = t.click_dedupe_key(body)
         stored = t.redact(body)
         message = stored.get("message")
         if isinstance(message, dict):
             # Slack sends the clicked message whole (every block of the card); only its ts
-            # is read after the ack, so only that goes into the inbox.
+            # is read after the ack, so only that goes into the request queue.
             stored["message"] = {"ts": message.get("ts")}
         item: dict[str, Any] = {"kind": "action", "body": stored, "dedupe": key}
         try:
@@ -406,7 +406,7 @@ class SlackChannel:
         elif kind == "action":
             parsed = t.action_to_message(body)
         else:
-            log.warning("unknown Slack inbox item %r", kind)
+            log.warning("unknown Slack queued request %r", kind)
             return
         if parsed is None:
             return

@@ -124,7 +124,7 @@ def _plain_obj(text: str, limit: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------ origin
 @dataclass(slots=True)
 class Origin:
-    """Where a request came from and how to answer it; stored in the inbox as a dict."""
+    """Where a request came from and how to answer it; stored in the request queue as a dict."""
 
     source: str  # command | event | action | view | notify
     user: str
@@ -203,7 +203,7 @@ def _tolerant(fn: Callable[P, R | None]) -> Callable[P, R | None]:
     """A payload with a field of an unexpected type is not one we understand: None, never raise.
 
     Signed by Slack or not, a payload that breaks the documented shapes must not
-    make the listener answer 500 (Slack would retry it) or the inbox retry it.
+    make the listener answer 500 (Slack would retry it) or the request queue retry it.
     """
 
     @functools.wraps(fn)
@@ -266,7 +266,7 @@ def parse_form(body: str) -> Any:
 
 
 def redact(body: dict[str, Any]) -> dict[str, Any]:
-    """A payload without the deprecated verification token, safe to store in the inbox."""
+    """A payload without the deprecated verification token, safe to store in the request queue."""
     return {k: v for k, v in body.items() if k != "token"}
 
 
@@ -884,11 +884,11 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------- the request queue
-def inbox_route(item: dict[str, Any]) -> tuple[str, str]:
+def request_route(item: dict[str, Any]) -> tuple[str, str]:
     """(destination, lane) of a queued Slack item: one Web API, a lane per Slack user.
 
     A user's requests and their answers are worked off in order on their lane;
-    other users' lanes go on while one waits (see ``Runtime.drain_inbox``).
+    other users' lanes go on while one waits (see ``Runtime.drain_requests``).
     """
     kind = item.get("kind")
     raw_body = item.get("body")

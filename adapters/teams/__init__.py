@@ -4,7 +4,7 @@
 reports whether the channel is on and why (shown at start and in
 ``/healthz``). The modules: ``translate`` (activity JSON → neutral message),
 ``render`` (neutral replies → activities with Adaptive Cards), ``channel``
-(the CloudAdapter, the durable inbox work, DMs and references), ``auth``
+(the CloudAdapter, the durable request queue's work, DMs and references), ``auth``
 (token checks and token fetches off the event loop, timeouts) and
 ``package`` (``billing-bot teams-package``). See docs/teams.md.
 """
@@ -76,7 +76,7 @@ def status(settings: Settings) -> dict[str, Any]:
 
 
 def mount(app: web.Application, runtime: Runtime, settings: Settings) -> dict[str, Any]:
-    """Add ``POST /api/messages`` and the Teams inbox handler and deliverer; report on/off."""
+    """Add ``POST /api/messages`` and the Teams request handler and deliverer; report on/off."""
     from aiohttp import web
 
     state = status(settings)
@@ -99,8 +99,8 @@ def mount(app: web.Application, runtime: Runtime, settings: Settings) -> dict[st
         log.warning("Teams channel is off: %s", state["why"])
         return state
     app.router.add_post("/api/messages", channel.messages)
-    runtime.inbox_handlers["teams"] = channel.work
-    runtime.inbox_routes["teams"] = translate.inbox_route
+    runtime.request_handlers["teams"] = channel.work
+    runtime.request_routes["teams"] = translate.request_route
     runtime.deliverers["teams"] = channel.deliver
     log.info("Teams channel is on: %s", state["why"])
     return state

@@ -9,11 +9,11 @@ itself would answer 500), then lets the SDK authenticate it
 an app id (local, Emulator mode) nothing is authenticated, so a request must
 be local (``bot.locality.is_local``, else 403) and name a loopback
 ``serviceUrl`` (else 400), and no answer ever goes to any other service URL.
-The route *records* what the activity asks for in the runtime's durable inbox
+The route *records* what the activity asks for in the runtime's durable request queue
 (deduplicated by activity id) and answers at once, well inside Teams' 15
 seconds. No turn runs in the request: ``CloudAdapter.process`` would build a
 connector client and a user-token client for a turn that only records, which
-cost far more than the rest of the request. The inbox worker then runs the
+cost far more than the rest of the request. The request worker then runs the
 desk and posts the answers with ``continue_conversation``, on outbound clients
 made once and reused (see :class:`_Authentication`), with connect and read
 timeouts and their token fetched off the event loop.
@@ -212,7 +212,7 @@ class _Sent:
 
 
 class TeamsChannel:
-    """Everything Teams-specific that needs I/O: the route, the inbox work, the DMs."""
+    """Everything Teams-specific that needs I/O: the route, the queued work, the DMs."""
 
     def __init__(self, runtime: Runtime, settings: Settings) -> None:
         self.runtime = runtime
@@ -290,9 +290,9 @@ class TeamsChannel:
         if not fresh:
             log.info("Teams activity %s was delivered again; already recorded", activity_id)
 
-    # ------------------------------------------------------------ inbox work
+    # ------------------------------------------------------------ queued work
     async def work(self, payload: dict[str, Any]) -> None:
-        """The runtime's inbox handler for Teams items."""
+        """The runtime's request handler for Teams items."""
         body: dict[str, Any] = payload["activity"]
         kind = payload.get("kind")
         if kind == "message":
@@ -426,7 +426,7 @@ class TeamsChannel:
             except HttpOperationError as exc:
                 status = _status(exc)
                 if status is None or status == 429 or status >= 500:
-                    raise  # Teams is busy or down: the inbox retries, the outbox remembers
+                    raise  # Teams is busy or down: the request queue retries, the outbox remembers
                 # 4xx: the bot was removed from the conversation, or Teams refused this
                 # activity; sending it again would get the same answer.
                 log.warning(

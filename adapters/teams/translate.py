@@ -306,12 +306,12 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------- the request queue
-def inbox_route(payload: dict[str, Any]) -> tuple[str, str]:
+def request_route(payload: dict[str, Any]) -> tuple[str, str]:
     """(destination, lane) of a queued Teams activity: its ``serviceUrl``, its conversation.
 
     A conversation's activities are worked off in order on its lane; a Bot
     Connector that stops answering is paused on its own, without holding up
-    other conversations or channels (see ``Runtime.drain_inbox``).
+    other conversations or channels (see ``Runtime.drain_requests``).
     """
     body = payload.get("activity")
     body = body if isinstance(body, dict) else {}

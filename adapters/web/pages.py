@@ -59,7 +59,7 @@ from bot.config import Settings
 from bot.domain import Actor, Case, Customer, Role, User, parse_case_id
 from bot.i18n import _, current_locale, negotiate, use_locale
 from bot.kernel.model import ActionRef, Channel, Message, Reply
-from bot.kernel.runtime import local_inbox_key
+from bot.kernel.runtime import mailbox_key
 from bot.kernel.scheduler import loop_key
 from bot.kernel.serialize import message_from_dict, reply_from_dict
 from conversations.cards import (
@@ -331,16 +331,16 @@ def quick_commands(actor: Actor | None) -> list[tuple[str, str]]:
     ]
 
 
-async def _inbox(ctx: Ctx) -> list[Reply]:
+async def _mailbox(ctx: Ctx) -> list[Reply]:
     assert ctx.user is not None
-    stored = await ctx.state.runtime.store.get_conversation(local_inbox_key(ctx.user.id))
+    stored = await ctx.state.runtime.store.get_conversation(mailbox_key(ctx.user.id))
     items = (stored or {}).get("items", [])
     out = []
     for item in reversed(items):  # newest first
         try:
             out.append(reply_from_dict(item))
         except (KeyError, TypeError, ValueError):
-            log.warning("skipping an unreadable inbox item of %s", ctx.user.id)
+            log.warning("skipping an unreadable mailbox item of %s", ctx.user.id)
     return out
 
 
@@ -359,7 +359,7 @@ async def _chat(request: web.Request, ctx: Ctx, replies: list[Reply], echo: str)
         {
             "replies": replies,
             "echo": echo,
-            "inbox": await _inbox(ctx),
+            "inbox": await _mailbox(ctx),
             "quick": quick_commands(ctx.actor),
             "open_case": f"BILL-{number}" if number else "",
         },
@@ -421,14 +421,14 @@ async def chat_send(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 
 
 @page()
-async def inbox_fragment(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    return render(request, ctx, "inbox.html", {"inbox": await _inbox(ctx)})
+async def mailbox_fragment(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    return render(request, ctx, "inbox.html", {"inbox": await _mailbox(ctx)})
 
 
 @page()
-async def inbox_clear(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+async def mailbox_clear(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     assert ctx.user is not None
-    await ctx.state.runtime.take_inbox(ctx.user.id)
+    await ctx.state.runtime.take_mailbox(ctx.user.id)
     if is_fetch(request):
         return render(request, ctx, "inbox.html", {"inbox": []})
     return redirect("/")
@@ -714,8 +714,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/", chat_page)
     app.router.add_get("/chat", chat_page)
     app.router.add_post("/chat/send", chat_send)
-    app.router.add_get("/chat/inbox", inbox_fragment)
-    app.router.add_post("/chat/inbox/clear", inbox_clear)
+    app.router.add_get("/chat/inbox", mailbox_fragment)
+    app.router.add_post("/chat/inbox/clear", mailbox_clear)
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login_submit)
     app.router.add_post("/logout", logout)

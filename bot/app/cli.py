@@ -214,7 +214,7 @@ async def chat(settings: Settings, user: str | None, locale: str | None) -> int:
             except aiohttp.ClientError as exc:
                 print(f"billing-bot: cannot reach the serve at {url}: {exc}", file=sys.stderr)
                 return 1
-            intro += _inbox_text([reply_from_dict(i) for i in items], locale)
+            intro += _mailbox_text([reply_from_dict(i) for i in items], locale)
             await run_terminal(session, sys.stdin, sys.stdout, intro)
         return 0
     assert store is not None
@@ -227,20 +227,20 @@ async def chat(settings: Settings, user: str | None, locale: str | None) -> int:
 
         session = ChatSession(send, name, locale)
         found = await store.find_user(name)
-        items = await runtime.take_inbox(found.id if found else name)
+        items = await runtime.take_mailbox(found.id if found else name)
         locale = locale or (found.locale if found else None)
         with use_locale(locale):
             intro = _("billing-bot (store {path}) — you are {name}. Type help, or quit.").format(
                 path=settings.db_path, name=name
             )
-        intro += _inbox_text([reply_from_dict(i) for i in items], locale)
+        intro += _mailbox_text([reply_from_dict(i) for i in items], locale)
         await run_terminal(session, sys.stdin, sys.stdout, intro)
     finally:
         await store.close()
     return 0
 
 
-def _inbox_text(replies: list[Reply], locale: str | None) -> str:
+def _mailbox_text(replies: list[Reply], locale: str | None) -> str:
     """What arrived for the person while no chat was open, headed in their language."""
     from adapters.local.render import render_replies
 

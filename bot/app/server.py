@@ -92,7 +92,7 @@ async def local_messages(request: web.Request) -> web.Response:
     return web.json_response({"replies": [reply_to_dict(r) for r in result.replies]})
 
 
-async def local_inbox(request: web.Request) -> web.Response:
+async def local_mailbox(request: web.Request) -> web.Response:
     if not is_local(request):
         return json_error(403, LOCAL_ONLY)
     user = request.query.get("user", "").strip()
@@ -100,7 +100,7 @@ async def local_inbox(request: web.Request) -> web.Response:
         return json_error(400, "user is required")
     runtime = request.app[RUNTIME]
     found = await runtime.desk.directory.store.find_user(user)
-    items = await runtime.take_inbox(found.id if found else user)
+    items = await runtime.take_mailbox(found.id if found else user)
     return web.json_response({"items": items})
 
 
@@ -175,7 +175,7 @@ async def body_limit(
 async def answers_first(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Count the request as waiting for its answer: the inbox worker lets it go first."""
+    """Count the request as waiting for its answer: the request worker lets it go first."""
     with request.app[RUNTIME].answering():
         return await handler(request)
 
@@ -193,7 +193,7 @@ def build_app(settings: Settings, store: Store, clock: Clock | None = None) -> w
     _mount_channels(app, runtime, settings)
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/local/messages", local_messages)
-    app.router.add_get("/local/inbox", local_inbox)
+    app.router.add_get("/local/inbox", local_mailbox)
     app.router.add_get("/local/reminders", local_reminders)
     app.router.add_post("/local/receivables", local_receivables)
     app.cleanup_ctx.append(_lifecycle)
@@ -227,7 +227,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     runtime.inline_scheduling = False
     tasks = [
         asyncio.create_task(runtime.scheduler_loop(), name="scheduler"),
-        asyncio.create_task(runtime.inbox_worker(), name="inbox"),
+        asyncio.create_task(runtime.request_worker(), name="inbox"),
     ]
     try:
         yield

@@ -81,7 +81,7 @@ class Message:
     mentions: dict[str, str] = field(default_factory=dict)  # name shown -> channel user id
     reference: dict[str, Any] = field(default_factory=dict)  # where to answer / what to update
     raw: Any = None
-    # A stable id of this request (the channel's inbox item): a change it made is recorded
+    # A stable id of this request (the channel's queued request): a change it made is recorded
     # with it, so doing the same request again after a crash answers "already done".
     id: str | None = None
 

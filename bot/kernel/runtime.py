@@ -2,7 +2,7 @@
 
 It knows no flow: the desk (``conversations.runtime.Runtime``) extends it with
 the conversation pipeline and the case cards of scheduled messages, channel
-adapters plug in their inbox handlers, routes and deliverers, and the
+adapters plug in their request handlers, routes and deliverers, and the
 composition root (``bot.app``) wires them together.
 
 Notifications (an assignment, later reminders) are written as durable jobs
@@ -35,18 +35,18 @@ log = logging.getLogger(__name__)
 
 # A deliverer sends replies to a user on one channel; False when it could not.
 Deliverer = Callable[[User, list[Reply]], Awaitable[bool]]
-# An inbox handler does the work a channel request asked for, after the request was acked.
-InboxHandler = Callable[[dict[str, Any]], Awaitable[None]]
-# An inbox route names an item's (destination, lane): see Runtime.drain_inbox.
-InboxRoute = Callable[[dict[str, Any]], tuple[str, str]]
+# An request handler does the work a channel request asked for, after the request was acked.
+RequestHandler = Callable[[dict[str, Any]], Awaitable[None]]
+# An request route names an item's (destination, lane): see Runtime.drain_requests.
+RequestRoute = Callable[[dict[str, Any]], tuple[str, str]]
 
 EVENT_TTL = timedelta(days=2)
-MAX_INBOX_ATTEMPTS = 5
-INBOX_RETRY_SECONDS = 1.0  # after the inbox itself could not be written
-MAX_INBOX_CONCURRENCY = 32  # lanes worked on at once (each a person or conversation)
+MAX_REQUEST_ATTEMPTS = 5
+REQUEST_RETRY_SECONDS = 1.0  # after the request queue itself could not be written
+MAX_REQUEST_LANES = 32  # lanes worked on at once (each a person or conversation)
 DESTINATION_PAUSE_AFTER = 3  # network failures in a row that pause a destination ...
 DESTINATION_MAX_PAUSE = 60.0  # ... for 1 s, doubling up to this many seconds
-# The inbox worker lets requests waiting for their HTTP answer go first (see _answers_first):
+# The request worker lets requests waiting for their HTTP answer go first (see _answers_first):
 ANSWERS_FIRST_MAX_WAIT = 0.1  # s it waits at most per item, so the work keeps moving
 ANSWERS_FIRST_QUIET = 0.005  # s without a new request that count as a gap in the traffic
 ANSWERS_FIRST_MAX_DELAY = 2.0  # s an item may wait after its ack before it stops yielding
@@ -81,9 +81,9 @@ def destination_failure(exc: BaseException) -> bool:
     return False
 
 
-def local_inbox_key(user_id: str) -> str:
-    """The conversation key of a user's local inbox (what ``billing-bot chat`` shows)."""
-    return f"inbox|{user_id}"
+def mailbox_key(user_id: str) -> str:
+    """The conversation key of a person's mailbox (what ``billing-bot chat`` shows at start)."""
+    return f"inbox|{user_id}"  # the on-disk key of stores written before the rename
 
 
 def unique_id() -> str:
@@ -102,23 +102,23 @@ class Kernel:
         self.scheduler = Scheduler(store, settings, self.clock, self.deliver, self.render_job)
         self.inline_scheduling = True  # ``serve`` turns this off and runs scheduler_loop
         self._scheduler_wake = asyncio.Event()
-        self.inbox_handlers: dict[str, InboxHandler] = {}
-        self.inbox_routes: dict[str, InboxRoute] = {}
-        self._retry_at: dict[str, float] = {}  # inbox item -> monotonic time of its next try
-        self._lane_of: dict[str, str] = {}  # running inbox item -> its lane
-        self._destination_of: dict[str, str] = {}  # running inbox item -> its destination
+        self.request_handlers: dict[str, RequestHandler] = {}
+        self.request_routes: dict[str, RequestRoute] = {}
+        self._retry_at: dict[str, float] = {}  # queued request -> monotonic time of its next try
+        self._lane_of: dict[str, str] = {}  # running queued request -> its lane
+        self._destination_of: dict[str, str] = {}  # running queued request -> its destination
         self._destination_failures: dict[str, int] = {}  # network failures in a row
         self._paused_until: dict[str, float] = {}  # destination -> monotonic time of next probe
-        self._inbox_wake = asyncio.Event()
-        self._inbox_idle = asyncio.Event()
-        self._inbox_idle.set()
+        self._requests_wake = asyncio.Event()
+        self._requests_idle = asyncio.Event()
+        self._requests_idle.set()
         # Requests between arrival and their HTTP answer (the server counts them): the
-        # inbox worker lets them go first, see _answers_first.
+        # request worker lets them go first, see _answers_first.
         self._answering = 0
         self._last_request = 0.0  # time.monotonic() of the latest request's arrival
         self._none_answering = asyncio.Event()
         self._none_answering.set()
-        self._queued_at: dict[str, float] = {}  # inbox item -> time.monotonic() of its ack
+        self._queued_at: dict[str, float] = {}  # queued request -> time.monotonic() of its ack
         # Called on shutdown (flow modules' HTTP sessions, channel clients).
         self.closers: list[Callable[[], Awaitable[None]]] = []
 
@@ -130,7 +130,7 @@ class Kernel:
             except Exception:  # noqa: BLE001 - shutdown goes on
                 log.exception("closing %r failed", close)
 
-    # ---- the durable inbox: record before the ack, work after it ---------
+    # ---- the durable request queue: record before the ack, work after it ---------
     async def enqueue(
         self,
         channel: str,
@@ -142,14 +142,14 @@ class Kernel:
         """Record a request durably before it is acknowledged; False if ``dedupe`` was seen.
 
         The dedupe key (a Slack ``event_id``, a Teams activity id, a click's
-        case/action/version) and the inbox item are written in one commit, so a
+        case/action/version) and the queued request are written in one commit, so a
         retry or a double click can never be queued twice, and a queued item
         survives a crash and is worked off after a restart. ``handed_over``: the
         payload is a request body as parsed from JSON or a form, which the caller
         never changes again, so the store keeps it instead of a copy (see ``Op``).
         """
         now = self.clock.now()
-        # Sorted by arrival (the inbox is worked off in key order), unique across restarts.
+        # Sorted by arrival (the request queue is worked off in key order), unique across restarts.
         item_id = f"{now.strftime('%Y%m%d%H%M%S%f')}-{_PROCESS_ID[:8]}{next(_SEQUENCE):08x}"
         item = {"channel": channel, "payload": payload, "received": now.isoformat(), "attempts": 0}
         ops = [self.store.queued_request_op(item_id, item, handed_over=handed_over)]
@@ -163,20 +163,20 @@ class Kernel:
         except VersionConflict:
             return False
         self._queued_at[item_id] = time.monotonic()
-        self._inbox_idle.clear()
-        self._inbox_wake.set()
+        self._requests_idle.clear()
+        self._requests_wake.set()
         return True
 
     def _route(self, item: dict[str, Any]) -> tuple[str, str]:
-        """(destination, lane) of an inbox item: see :meth:`drain_inbox`."""
+        """(destination, lane) of a queued request: see :meth:`drain_requests`."""
         channel = str(item.get("channel"))
-        route = self.inbox_routes.get(channel)
+        route = self.request_routes.get(channel)
         if route is not None:
             try:
                 destination, lane = route(item.get("payload") or {})
                 return f"{channel}|{destination}", f"{channel}|{lane}"
             except Exception:  # noqa: BLE001 - an odd payload still gets worked off, alone
-                log.warning("no route for an inbox item of %s; it runs on its own lane", channel)
+                log.warning("no route for a queued %s request; it runs on its own lane", channel)
         return channel, f"{channel}|?"
 
     def _runnable(self, running: dict[str, asyncio.Task[bool]]) -> list[tuple[str, dict[str, Any]]]:
@@ -202,7 +202,7 @@ class Kernel:
                 if paused > now or destination in busy_destinations:
                     continue
                 busy_destinations.add(destination)
-            if len(running) + len(start) >= MAX_INBOX_CONCURRENCY:
+            if len(running) + len(start) >= MAX_REQUEST_LANES:
                 break
             self._lane_of[key] = lane
             self._destination_of[key] = destination
@@ -215,15 +215,15 @@ class Kernel:
         times = [t for t in (*self._retry_at.values(), *self._paused_until.values()) if t > now]
         return min(times) if times else None
 
-    async def drain_inbox(self) -> int:
+    async def drain_requests(self) -> int:
         """Work off every queued item, oldest first per lane; returns how many were done.
 
         Items run concurrently on **lanes** (a channel's route says which: a
         Slack user, a Teams conversation), one at a time per lane so that a
         person's messages are answered in order, at most
-        ``MAX_INBOX_CONCURRENCY`` lanes at once. A failing item never delays the
+        ``MAX_REQUEST_LANES`` lanes at once. A failing item never delays the
         others: its retry is scheduled for later (``2**attempts × 0.1`` s, at
-        most 5 s, then kept aside as dead after ``MAX_INBOX_ATTEMPTS``) instead
+        most 5 s, then kept aside as dead after ``MAX_REQUEST_ATTEMPTS``) instead
         of slept inline, and only its own lane waits for it. A **destination**
         (a Teams ``serviceUrl``; Slack's Web API) that fails
         ``DESTINATION_PAUSE_AFTER`` times in a row with a network-shaped error
@@ -236,19 +236,19 @@ class Kernel:
         wake: asyncio.Task[Any] | None = None
         try:
             while True:
-                self._inbox_wake.clear()
+                self._requests_wake.clear()
                 for key, item in self._runnable(running):
                     await self._answers_first(self._queued_at.pop(key, None))
                     running[key] = asyncio.create_task(
-                        self._work_item(key, item), name=f"inbox:{key}"
+                        self._work_item(key, item), name=f"request:{key}"
                     )
                 live = any(not v.get("dead") for v in self.store.queued_requests().values())
                 if not running and not live:
-                    self._inbox_idle.set()
+                    self._requests_idle.set()
                     return done
-                self._inbox_idle.clear()
+                self._requests_idle.clear()
                 if wake is None or wake.done():
-                    wake = asyncio.create_task(self._inbox_wake.wait())
+                    wake = asyncio.create_task(self._requests_wake.wait())
                 due = self._next_due()
                 timeout = None if due is None else max(0.0, due - time.monotonic())
                 finished, _pending = await asyncio.wait(
@@ -275,19 +275,19 @@ class Kernel:
                 self._destination_of.pop(key, None)
 
     async def _work_item(self, key: str, item: dict[str, Any]) -> bool:
-        """Do one inbox item; True when done, False when it failed (retried later) or is dead."""
+        """Do one queued request; True when done, False when it failed (retried later) or died."""
         destination = self._destination_of.get(key, str(item.get("channel")))
-        handler = self.inbox_handlers.get(item["channel"])
+        handler = self.request_handlers.get(item["channel"])
         if handler is None:
-            log.error("no handler for inbox item of channel %s; keeping it", item["channel"])
+            log.error("no handler for queued request of channel %s; keeping it", item["channel"])
             await self.store.commit([self.store.queued_request_op(key, {**item, "dead": True})])
             return False
         try:
             await handler(item["payload"])
         except Exception as exc:  # noqa: BLE001 - retried later, then kept aside for a person
             attempts = int(item.get("attempts", 0)) + 1
-            log.exception("inbox item %s failed (attempt %d)", key, attempts)
-            dead = attempts >= MAX_INBOX_ATTEMPTS
+            log.exception("queued request %s failed (attempt %d)", key, attempts)
+            dead = attempts >= MAX_REQUEST_ATTEMPTS
             if destination_failure(exc):
                 self._destination_failed(destination)
             await self.store.commit(
@@ -363,25 +363,25 @@ class Kernel:
             else:
                 return
 
-    async def inbox_worker(self) -> None:
-        """Runs inside ``serve``: works off the inbox whenever something is queued.
+    async def request_worker(self) -> None:
+        """Runs inside ``serve``: works off the request queue whenever something is queued.
 
-        It never stops: when the inbox itself cannot be written (a full disk), the
+        It never stops: when the request queue itself cannot be written (a full disk), the
         items stay queued and are tried again until storage works again.
         """
         while True:
             try:
-                await self.drain_inbox()
+                await self.drain_requests()
             except Exception:  # noqa: BLE001 - e.g. StorageError: keep the items, try later
-                log.exception("working off the inbox failed; trying again shortly")
-                await asyncio.sleep(INBOX_RETRY_SECONDS)
+                log.exception("working off the request queue failed; trying again shortly")
+                await asyncio.sleep(REQUEST_RETRY_SECONDS)
                 continue
-            await self._inbox_wake.wait()
-            self._inbox_wake.clear()
+            await self._requests_wake.wait()
+            self._requests_wake.clear()
 
     async def wait_idle(self) -> None:
-        """Wait until the inbox is empty (tests)."""
-        await self._inbox_idle.wait()
+        """Wait until the request queue is empty (tests)."""
+        await self._requests_idle.wait()
 
     async def changed(self) -> None:
         """A request was handled: jobs it made due run now (inline) or the loop is woken."""
@@ -422,7 +422,7 @@ class Kernel:
         return [Reply(text=text)]
 
     async def deliver(self, user: User, replies: list[Reply]) -> bool:
-        """Send to ``user`` on a channel where they are reachable; the local inbox otherwise."""
+        """Send to ``user`` on a channel where they are reachable; their mailbox otherwise."""
         remote = [c for c in ("slack", "teams") if c in user.identities and c in self.deliverers]
         for channel in remote:
             try:
@@ -432,19 +432,19 @@ class Kernel:
                 log.exception("delivery on %s to %s failed", channel, user.id)
         if remote:
             return False  # reachable only remotely, and that failed: retried with backoff
-        await self.add_to_inbox(user.id, replies)
+        await self.add_to_mailbox(user.id, replies)
         return True
 
-    async def add_to_inbox(self, user_id: str, replies: list[Reply]) -> None:
-        """The local channel's inbox: shown when ``billing-bot chat`` starts."""
-        key = local_inbox_key(user_id)
+    async def add_to_mailbox(self, user_id: str, replies: list[Reply]) -> None:
+        """A person's mailbox (the local channel): shown when ``billing-bot chat`` starts."""
+        key = mailbox_key(user_id)
         current = await self.store.get_conversation(key) or {"items": []}
         current["items"].extend(reply_to_dict(r) for r in replies)
         current["items"] = current["items"][-50:]
         await self.store.save_conversation(key, current)
 
-    async def take_inbox(self, user_id: str) -> list[dict[str, Any]]:
-        key = local_inbox_key(user_id)
+    async def take_mailbox(self, user_id: str) -> list[dict[str, Any]]:
+        key = mailbox_key(user_id)
         current = await self.store.get_conversation(key)
         if not current:
             return []

@@ -36,7 +36,7 @@ async def test_reminders_reach_only_staff_and_render_nothing_internal_for_custom
     recipients = {s["user"] for s in runtime.scheduler.sent}
     assert recipients and recipients <= {"lena", "alice", "bob"}, recipients
     for who in CUSTOMERS:
-        assert await runtime.take_inbox(who) == []
+        assert await runtime.take_mailbox(who) == []
         user = await runtime.store.get_user(who)
         assert user is not None
         for case in (resolved, escalated):

@@ -81,7 +81,7 @@ async def test_shared_session_is_closed_on_shutdown(fake_slack: FakeSlack, tmp_p
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         status = (await client.post("/slack/events", data=b"{}", headers=sign("{}"))).status
         assert status in (200, 404)
-        handler = runtime.inbox_handlers["slack"]
+        handler = runtime.request_handlers["slack"]
         channel = handler.__self__
         session = channel.session
         assert session is not None and not session.closed
