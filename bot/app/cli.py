@@ -11,8 +11,8 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -20,13 +20,62 @@ from aiohttp import web
 from bot.config import ConfigError, Settings, load_settings
 from bot.i18n import _, use_locale
 from bot.kernel.model import Reply
-from bot.storage import StorageError, StoreLocked, open_store, open_store_or_serve
+from bot.outbound import client_timeout
+from bot.storage import StorageError, Store, StoreLocked, open_store, open_store_or_serve
 from bot.storage.tinydb_engine import StoreUnavailable
 
 log = logging.getLogger("billing-bot")
+T = TypeVar("T")
 
 # Commands that open (or check) a store: the flow modules are loaded first.
 STORE_COMMANDS = frozenset({"serve", "chat", "reminders", "demo-data", "receivables", "store"})
+
+
+class CommandFailed(Exception):
+    """A maintenance command could not finish; its message is printed after ``billing-bot:``."""
+
+
+async def through_serve_or_store(
+    settings: Settings,
+    *,
+    route: str,
+    directly: Callable[[Store], Awaitable[T]],
+    from_body: Callable[[dict[str, Any]], T],
+    params: dict[str, str] | None = None,
+    payload: dict[str, Any] | None = None,
+    timeout: float = 60.0,
+) -> tuple[T, str]:
+    """Do a command through the ``serve`` that owns the store, else on the store itself.
+
+    One process owns a store (PRODUCT.md): with a ``serve`` running, the command
+    goes to its loopback ``route`` (GET with ``params``, or POST with the JSON
+    ``payload``) and ``from_body`` reads the answer; without one, ``directly``
+    runs on the store, which is closed after. Returns the result and where it
+    was done; raises :class:`CommandFailed` with what to print.
+    """
+    try:
+        store, url = await open_store_or_serve(settings.db_path)
+    except StorageError as exc:
+        raise CommandFailed(str(exc)) from None
+    if url is not None:
+        try:
+            async with aiohttp.ClientSession(timeout=client_timeout(timeout)) as http:
+                method = "POST" if payload is not None else "GET"
+                async with http.request(
+                    method, f"{url}{route}", params=params, json=payload
+                ) as resp:
+                    body = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise CommandFailed(f"cannot reach the serve at {url}: {exc}") from None
+        if resp.status != 200 or not isinstance(body, dict):
+            error = body.get("error") if isinstance(body, dict) else None
+            raise CommandFailed(str(error or f"HTTP {resp.status}"))
+        return from_body(body), f"the serve at {url}"
+    assert store is not None
+    try:
+        return await directly(store), settings.db_path
+    finally:
+        await store.close()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,8 +147,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "reminders":
         return asyncio.run(reminders(settings, args.user, args.at))
     if args.command == "demo-data":
-        from adapters.web.demo import demo_data_command
-
         return asyncio.run(demo_data_command(settings))
     if args.command == "receivables":
         return asyncio.run(receivables_import(settings, args.file, args.user))
@@ -274,29 +321,16 @@ async def reminders(settings: Settings, user: str | None, at: str | None) -> int
         print("billing-bot: give --at with a time zone offset, e.g. +08:00 or Z", file=sys.stderr)
         return 2
     try:
-        store, url = await open_store_or_serve(settings.db_path)
-    except StorageError as exc:
+        lines, _where = await through_serve_or_store(
+            settings,
+            route="/local/reminders",
+            params={"user": name, "at": when.isoformat()},
+            from_body=lambda body: list(body["lines"]),
+            directly=lambda store: build_runtime(settings, store, clock).reminder_lines(name, when),
+        )
+    except CommandFailed as exc:
         print(f"billing-bot: {exc}", file=sys.stderr)
         return 1
-    if url is not None:
-        try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
-                params = {"user": name, "at": when.isoformat()}
-                async with http.get(f"{url}/local/reminders", params=params) as resp:
-                    body = await resp.json()
-        except (aiohttp.ClientError, ValueError) as exc:
-            print(f"billing-bot: cannot reach the serve at {url}: {exc}", file=sys.stderr)
-            return 1
-        if resp.status != 200:
-            print(f"billing-bot: {body.get('error')}", file=sys.stderr)
-            return 1
-        lines = body["lines"]
-    else:
-        assert store is not None
-        try:
-            lines = await build_runtime(settings, store, clock).reminder_lines(name, when)
-        finally:
-            await store.close()
     if not lines:
         print(f"Nothing would be due for {name} by {when.isoformat()}.")
     for line in lines:
@@ -328,28 +362,10 @@ async def receivables_import(settings: Settings, path: str, user: str | None) ->
     except OSError as exc:
         print(f"billing-bot: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    try:
-        store, url = await open_store_or_serve(settings.db_path)
-    except StorageError as exc:
-        print(f"billing-bot: {exc}", file=sys.stderr)
-        return 1
-    if url is not None:
-        payload = {"csv": text, "file": file.name, "user": name}
+
+    async def directly(store: Store) -> ImportReport:
         try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as http:
-                async with http.post(f"{url}/local/receivables", json=payload) as resp:
-                    body = await resp.json()
-        except (aiohttp.ClientError, ValueError) as exc:
-            print(f"billing-bot: cannot reach the serve at {url}: {exc}", file=sys.stderr)
-            return 1
-        if resp.status != 200:
-            print(f"billing-bot: {body.get('error', resp.status)}", file=sys.stderr)
-            return 1
-        report = ImportReport.from_dict(body)
-    else:
-        assert store is not None
-        try:
-            report = await import_receivables(
+            return await import_receivables(
                 store,
                 settings,
                 text,
@@ -359,9 +375,48 @@ async def receivables_import(settings: Settings, path: str, user: str | None) ->
                 now=clock_from_env().now(),
             )
         except DomainError as exc:
-            print(f"billing-bot: {exc}", file=sys.stderr)
-            return 1
-        finally:
-            await store.close()
+            raise CommandFailed(str(exc)) from None
+
+    try:
+        report, _where = await through_serve_or_store(
+            settings,
+            route="/local/receivables",
+            payload={"csv": text, "file": file.name, "user": name},
+            from_body=ImportReport.from_dict,
+            directly=directly,
+            timeout=300.0,
+        )
+    except CommandFailed as exc:
+        print(f"billing-bot: {exc}", file=sys.stderr)
+        return 1
     print(report.text())
     return 1 if report.errors else 0
+
+
+async def demo_data_command(settings: Settings) -> int:
+    """``billing-bot demo-data``: through a running serve on loopback, else on the store itself."""
+    from adapters.web.demo import DemoRefused, fill_demo
+    from bot.clock import clock_from_env
+
+    async def directly(store: Store) -> dict[str, int]:
+        try:
+            return await fill_demo(store, settings, clock_from_env().now())
+        except DemoRefused as exc:
+            raise CommandFailed(str(exc)) from None
+
+    try:
+        summary, where = await through_serve_or_store(
+            settings,
+            route="/local/demo-data",
+            payload={},
+            from_body=lambda body: dict(body["summary"]),
+            directly=directly,
+            timeout=120.0,
+        )
+    except CommandFailed as exc:
+        print(f"billing-bot: demo-data: {exc}", file=sys.stderr)
+        return 1
+    made = ", ".join(f"{n} {k}" for k, n in summary.items() if n)
+    print(f"Demo data is in {where}: {made}.")
+    print("Open http://127.0.0.1:3978/dashboard (make run) to see the desk.")
+    return 0
