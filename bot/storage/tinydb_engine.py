@@ -206,6 +206,20 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_all(fd: int, payload: bytes) -> None:
+    """Write every byte of ``payload`` at the file's position (``os.write`` may write less)."""
+    view = memoryview(payload)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def cut_to(path: Path, size: int) -> None:
+    """Cut a file back to ``size`` bytes and make that durable (a torn tail, dropped)."""
+    with open(path, "r+b") as fh:
+        fh.truncate(size)
+        os.fsync(fh.fileno())
+
+
 class DurableJSONStorage(Storage):
     """A TinyDB storage that writes atomically and durably (temp, fsync, rename, fsync dir)."""
 
@@ -232,10 +246,7 @@ class DurableJSONStorage(Storage):
         tmp = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            view = memoryview(payload)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
+            write_all(fd, payload)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -492,9 +503,7 @@ class TinyDBEngine(Engine):
                     "dropping a torn journal line (a write never acknowledged) at the end of %s",
                     self.journal_path,
                 )
-                with open(self.journal_path, "r+b") as fh:
-                    fh.truncate(line.offset)
-                    os.fsync(fh.fileno())
+                cut_to(self.journal_path, line.offset)
                 break
             if line.problem is not None:
                 # A complete line was an acknowledged write: dropping it would lose it.
@@ -593,18 +602,14 @@ class TinyDBEngine(Engine):
                     off += len(line)
             if off < size:
                 log.warning("dropping a torn tail of the archive %s", self.archive_path)
-                with self.archive_path.open("r+b") as fh:
-                    fh.truncate(off)
-                    os.fsync(fh.fileno())
+                cut_to(self.archive_path, off)
             size = off
         self._archive_size = size
         if rebuild:
             DurableJSONStorage(self.index_path).write_bytes(b"".join(rows))
         else:
             if index_size > good:
-                with self.index_path.open("r+b") as fh:
-                    fh.truncate(good)  # a torn row must not glue onto the next append
-                    os.fsync(fh.fileno())
+                cut_to(self.index_path, good)  # a torn row must not glue onto the next append
             if rows:
                 self._append_durably(self.index_path, b"".join(rows))
 
@@ -815,10 +820,7 @@ class TinyDBEngine(Engine):
         if os.fstat(fd).st_size != self._journal_good_size:
             os.ftruncate(fd, self._journal_good_size)  # drop a half-written failed batch
         try:
-            view = memoryview(payload)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
+            write_all(fd, payload)
             os.fdatasync(fd)
         except OSError:
             # The callers are told this batch failed: it must not come back after a
@@ -943,10 +945,7 @@ class TinyDBEngine(Engine):
         try:
             start = os.fstat(fd).st_size
             try:
-                view = memoryview(payload)
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
+                write_all(fd, payload)
                 os.fdatasync(fd)
             except OSError:
                 with contextlib.suppress(OSError):
@@ -1140,9 +1139,7 @@ def _write_repair(src: dict[str, Path], dst: dict[str, Path]) -> list[str]:
     for role, payload in (("archive", archive), ("journal", b"".join(kept))):
         fd = os.open(dst[role], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, payload)
             os.fsync(fd)
         finally:
             os.close(fd)
