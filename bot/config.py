@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot.domain import Role
+from bot.domain import Role, User
 
 
 class ConfigError(Exception):
@@ -34,6 +34,18 @@ class UserConfig:
     working_hours: tuple[str, str] | None = None
     web_token_sha256: str | None = None
     customer: str | None = None  # for role = customer: the customer this contact belongs to
+
+
+def configured_user(cfg: UserConfig, default_time_zone: str) -> User:
+    """The stored form of a person of the config file: their id is their configured name."""
+    return User(
+        id=cfg.name,
+        display_name=cfg.display_name or cfg.name,
+        role=cfg.role,
+        time_zone=cfg.time_zone or default_time_zone,
+        locale=cfg.locale or "en",
+        identities={c: x for c, x in (("slack", cfg.slack), ("teams", cfg.teams)) if x},
+    )
 
 
 @dataclass(frozen=True, slots=True)

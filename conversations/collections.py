@@ -37,7 +37,7 @@ from time import time_ns
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from bot.config import CollectionsStage, Settings
+from bot.config import CollectionsStage, Settings, configured_user
 from bot.domain import Customer, DomainError, NotFound, Role, User, customer_key
 from bot.i18n import N_, _, format_date, ngettext, use_locale
 from bot.kernel.model import ActionRef, Button, ButtonStyle, Reply
@@ -576,16 +576,7 @@ class Collections:
         cfg = self.settings.user_by_name(user_id)
         if cfg is None:
             return None
-        user = User(
-            id=cfg.name,
-            display_name=cfg.display_name or cfg.name,
-            role=cfg.role,
-            time_zone=cfg.time_zone or self.settings.time_zone,
-            locale=cfg.locale or "en",
-            identities={
-                c: x for c, x in (("slack", cfg.slack), ("teams", cfg.teams)) if x is not None
-            },
-        )
+        user = configured_user(cfg, self.settings.time_zone)
         await self.store.save_user(user)
         return user
 
@@ -1607,27 +1598,11 @@ class Collections:
             return 0
         with use_locale(user.locale):
             replies = await self._dm_replies(user, customer, stage, overdue, now)
-        try:
-            ok = await scheduler.deliver(user, replies)
-        except Exception:  # noqa: BLE001 - a channel error is a failed delivery, retried
-            log.exception("collections DM %s to %s failed", key, user.id)
-            ok = False
-        if not ok:
-            attempts = int(job.get("attempts", 0)) + 1
-            backoff = timedelta(minutes=min(2**attempts, MAX_DM_BACKOFF_MINUTES))
-            await scheduler.finish(key, {**job, "attempts": attempts, "due": iso(now + backoff)})
-            return 0
-        scheduler.sent.append(
-            {
-                "key": key,
-                "user": user.id,
-                "case": None,
-                "at": now,
-                "type": DM_TYPE,
-                "customer": customer.id,
-                "stage": stage,
-            }
-        )
+        sent = {"case": None, "type": DM_TYPE, "customer": customer.id, "stage": stage}
+        if not await scheduler.deliver_with_backoff(
+            key, job, user, replies, now, sent=sent, max_backoff_minutes=MAX_DM_BACKOFF_MINUTES
+        ):
+            return 0  # rescheduled with backoff
         await scheduler.finish(
             key,
             None,

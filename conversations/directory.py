@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from bot.config import Settings, UserConfig
+from bot.config import Settings, UserConfig, configured_user
 from bot.domain import Actor, Customer, Role, User, customer_key, utcnow
 from bot.i18n import normalize_locale
 from bot.kernel.model import Channel, Message
@@ -201,16 +201,6 @@ class Directory:
         user = await self.store.get_user(cfg.name)
         if user:
             return user
-        user = User(
-            id=cfg.name,
-            display_name=cfg.display_name or cfg.name,
-            role=cfg.role,
-            time_zone=cfg.time_zone or self.settings.time_zone,
-            locale=cfg.locale or "en",
-        )
-        if cfg.slack:
-            user.identities["slack"] = cfg.slack
-        if cfg.teams:
-            user.identities["teams"] = cfg.teams
+        user = configured_user(cfg, self.settings.time_zone)
         await self.store.save_user(user)
         return user

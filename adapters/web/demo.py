@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from adapters.web import receivables as recv
-from bot.config import Settings
+from bot.config import Settings, configured_user
 from bot.domain import (
     Actor,
     Case,
@@ -186,13 +186,7 @@ def _tenant(name: str, settings: Settings) -> str:
 
 def _staff(settings: Settings) -> list[User]:
     staff = [
-        User(
-            id=cfg.name,
-            display_name=cfg.display_name or cfg.name,
-            role=cfg.role,
-            time_zone=cfg.time_zone or settings.time_zone,
-            locale=cfg.locale or "en",
-        )
+        configured_user(cfg, settings.time_zone)
         for cfg in settings.users
         if cfg.role in (Role.AGENT, Role.LEAD)
     ]

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.clock import Clock
-from bot.config import ReminderPolicy, Settings
+from bot.config import ReminderPolicy, Settings, configured_user
 from bot.domain import Case, Role, State, User
 from bot.i18n import _, ngettext, use_locale
 from bot.storage import Op, Store, VersionConflict
@@ -150,21 +150,7 @@ class Scheduler:
         out = []
         for cfg in self.settings.users:
             if cfg.role == Role.LEAD:
-                identities = {
-                    channel: external
-                    for channel, external in (("slack", cfg.slack), ("teams", cfg.teams))
-                    if external
-                }
-                out.append(
-                    User(
-                        id=cfg.name,
-                        display_name=cfg.display_name or cfg.name,
-                        role=Role.LEAD,
-                        time_zone=cfg.time_zone or self.settings.time_zone,
-                        locale=cfg.locale or "en",
-                        identities=identities,
-                    )
-                )
+                out.append(configured_user(cfg, self.settings.time_zone))
                 await self.store.save_user(out[-1])
         return out
 
@@ -222,9 +208,10 @@ class Scheduler:
             log.exception("scheduled job %s failed; it will be retried", key)
             return 0
 
-    async def _commit_job(
+    async def finish(
         self, key: str, job: dict[str, Any] | None, extra: list[Op] | None = None
     ) -> None:
+        """Reschedule (``job`` with a new ``due``) or delete (None) a claimed job."""
         ops = [self.store.job_op(key, None if job is None else {**job, "claimed_until": None})]
         await self.store.commit(ops + (extra or []))
 
@@ -243,18 +230,6 @@ class Scheduler:
         if describe is not None:
             self.describers[kind] = describe
 
-    async def finish(
-        self, key: str, job: dict[str, Any] | None, extra: list[Op] | None = None
-    ) -> None:
-        """Reschedule (``job`` with a new ``due``) or delete (None) a claimed job."""
-        await self._commit_job(key, job, extra)
-
-    async def send(
-        self, key: str, job: dict[str, Any], user: User, text: str, case: int | None, now: datetime
-    ) -> bool:
-        """Deliver a job's message with the scheduler's retries and unreachable handling."""
-        return await self._send(key, job, user, text, case, now)
-
     async def _run(self, key: str, job: dict[str, Any], now: datetime) -> int:
         kind = job.get("type")
         if kind in self.handlers:
@@ -266,69 +241,105 @@ class Scheduler:
         if kind == "notify":
             return await self._notify(key, job, now)
         log.warning("dropping a job of unknown type %r (%s)", kind, key)
-        await self._commit_job(key, None)
+        await self.finish(key, None)
         return 0
 
-    async def _send(
+    async def send(
         self, key: str, job: dict[str, Any], user: User, text: str, case: int | None, now: datetime
     ) -> bool:
-        """Send with backoff on failure; after the last attempt the lead is told."""
+        """A job's message, delivered with backoff; after the last attempt the lead is told."""
         replies = await self.render(user, text, case, job.get("type", "notify"))
+
+        async def tell_the_lead() -> None:
+            await self._unreachable(key, job, user, case, now)
+
+        return await self.deliver_with_backoff(
+            key,
+            job,
+            user,
+            replies,
+            now,
+            sent={"case": case, "type": job.get("type")},
+            give_up=tell_the_lead,
+        )
+
+    async def deliver_with_backoff(
+        self,
+        key: str,
+        job: dict[str, Any],
+        user: User,
+        replies: list[Reply],
+        now: datetime,
+        *,
+        sent: dict[str, Any],
+        max_backoff_minutes: int = 60,
+        give_up: Callable[[], Awaitable[None]] | None = None,
+    ) -> bool:
+        """Deliver a claimed job's ``replies``; on failure reschedule it with backoff.
+
+        The one send-with-backoff of every job (reminders, notifications, a flow
+        module's DMs): a success is logged in :attr:`sent` (with ``sent``'s
+        fields); a failure retries after 2, 4, 8 … minutes (at most
+        ``max_backoff_minutes``), and after ``max_delivery_attempts`` failures
+        ``give_up`` runs instead (it reschedules the job itself), if given.
+        """
         try:
             ok = await self.deliver(user, replies)
         except Exception:  # noqa: BLE001 - a channel error is a failed delivery
             log.exception("delivering %s to %s failed", key, user.id)
             ok = False
         if ok:
-            self.sent.append(
-                {"key": key, "user": user.id, "case": case, "at": now, "type": job.get("type")}
-            )
+            self.sent.append({"key": key, "user": user.id, "at": now, **sent})
             return True
         attempts = int(job.get("attempts", 0)) + 1
-        if attempts >= self.policy.max_delivery_attempts:
-            log.error("%s stayed unreachable for %s; telling the lead", user.id, key)
-            extra = []
-            for lead in await self.leads():
-                if lead.id == user.id:
-                    continue
-                with use_locale(lead.locale):
-                    note = _("{name} could not be reached about {case}: please follow up.").format(
-                        name=user.display_name, case=f"BILL-{case}" if case else key
-                    )
-                extra.append(
-                    self.notify_op(
-                        notify_key("unreachable", key, lead.id), lead.id, note, case, now
-                    )
-                )
-            job = {
-                **job,
-                "attempts": 0,
-                "due": iso(
-                    self.hours_of(user).add_working(
-                        now, timedelta(hours=self.policy.repeat_every_hours)
-                    )
-                ),
-            }
-            await self._commit_job(key, job, extra)
+        if give_up is not None and attempts >= self.policy.max_delivery_attempts:
+            await give_up()
             return False
-        backoff = timedelta(minutes=min(2**attempts, 60))
-        await self._commit_job(key, {**job, "attempts": attempts, "due": iso(now + backoff)})
+        backoff = timedelta(minutes=min(2**attempts, max_backoff_minutes))
+        await self.finish(key, {**job, "attempts": attempts, "due": iso(now + backoff)})
         return False
+
+    async def _unreachable(
+        self, key: str, job: dict[str, Any], user: User, case: int | None, now: datetime
+    ) -> None:
+        """The last attempt failed: the leads are told, the job waits a reminder interval."""
+        log.error("%s stayed unreachable for %s; telling the lead", user.id, key)
+        extra = []
+        for lead in await self.leads():
+            if lead.id == user.id:
+                continue
+            with use_locale(lead.locale):
+                note = _("{name} could not be reached about {case}: please follow up.").format(
+                    name=user.display_name, case=f"BILL-{case}" if case else key
+                )
+            extra.append(
+                self.notify_op(notify_key("unreachable", key, lead.id), lead.id, note, case, now)
+            )
+        job = {
+            **job,
+            "attempts": 0,
+            "due": iso(
+                self.hours_of(user).add_working(
+                    now, timedelta(hours=self.policy.repeat_every_hours)
+                )
+            ),
+        }
+        await self.finish(key, job, extra)
 
     async def _loop(self, key: str, job: dict[str, Any], now: datetime) -> int:
         case = await self.store.get_case(int(job["case"]))
         if case is None or case.state not in LOOP_STATES:
-            await self._commit_job(key, None)  # informed, reopened, cancelled, closed: stop
+            await self.finish(key, None)  # informed, reopened, cancelled, closed: stop
             return 0
         owner = await self.store.get_user(case.owner) if case.owner else None
         recipients = [owner] if owner else await self.leads()
         if not recipients:
-            await self._commit_job(key, {**job, "due": iso(now + timedelta(hours=1))})
+            await self.finish(key, {**job, "due": iso(now + timedelta(hours=1))})
             return 0
         user = recipients[0]
         hours = self.hours_of(user)
         if not hours.is_working(now):
-            await self._commit_job(key, {**job, "due": iso(hours.next_working(now))})
+            await self.finish(key, {**job, "due": iso(hours.next_working(now))})
             return 0
         count = int(job.get("count", 0))
         since = case.resolved_at or now
@@ -345,7 +356,7 @@ class Scheduler:
                     "Reminder: {case} was resolved {n} hours ago; the customer was not told yet.",
                     waited,
                 ).format(case=case.id, n=waited)
-        if not await self._send(key, job, user, text, case.number, now):
+        if not await self.send(key, job, user, text, case.number, now):
             return 0
         extra: list[Op] = []
         escalated = bool(job.get("escalated"))
@@ -383,7 +394,7 @@ class Scheduler:
         nxt = hours.add_working(base, timedelta(hours=self.policy.repeat_every_hours))
         if nxt <= now:
             nxt = hours.add_working(now, timedelta(hours=self.policy.repeat_every_hours))
-        await self._commit_job(
+        await self.finish(
             key,
             {
                 **job,
@@ -400,7 +411,7 @@ class Scheduler:
     async def _watch(self, key: str, job: dict[str, Any], now: datetime) -> int:
         case = await self.store.get_case(int(job["case"]))
         if case is None or case.state in WATCH_DONE:
-            await self._commit_job(key, None)
+            await self.finish(key, None)
             return 0
         policy = self.policy
         if case.owner is None:
@@ -410,7 +421,7 @@ class Scheduler:
                 case.created_at, timedelta(hours=policy.first_response_hours)
             )
             if now < due_at:
-                await self._commit_job(key, {**job, "due": iso(due_at)})
+                await self.finish(key, {**job, "due": iso(due_at)})
                 return 0
             sent = 0
             for lead in leads:
@@ -421,7 +432,7 @@ class Scheduler:
                     text = _(
                         "{case} has waited for a first response: nobody has taken it yet."
                     ).format(case=case.id)
-                if await self._send(key, job, lead, text, case.number, now):
+                if await self.send(key, job, lead, text, case.number, now):
                     sent += 1
             if sent or not leads:
                 nxt = calendar.add_working(now, timedelta(hours=policy.first_response_hours))
@@ -429,7 +440,7 @@ class Scheduler:
                 nxt = min(self.hours_of(lead).next_working(now) for lead in leads)
             current = await self.store.get_job(key)
             if current is not None:
-                await self._commit_job(key, {**current, "due": iso(nxt), "attempts": 0})
+                await self.finish(key, {**current, "due": iso(nxt), "attempts": 0})
             return sent
         owner = await self.store.get_user(case.owner)
         hours = self.hours_of(owner)
@@ -438,13 +449,13 @@ class Scheduler:
             last, timedelta(hours=self._working_day_hours() * policy.idle_days)
         )
         if now < due_at:
-            await self._commit_job(key, {**job, "due": iso(due_at)})
+            await self.finish(key, {**job, "due": iso(due_at)})
             return 0
         if owner is None:
-            await self._commit_job(key, {**job, "due": iso(now + timedelta(hours=1))})
+            await self.finish(key, {**job, "due": iso(now + timedelta(hours=1))})
             return 0
         if not hours.is_working(now):
-            await self._commit_job(key, {**job, "due": iso(hours.next_working(now))})
+            await self.finish(key, {**job, "due": iso(hours.next_working(now))})
             return 0
         with use_locale(owner.locale):
             days = max(1, int((now - last).total_seconds() // 86400))
@@ -453,10 +464,10 @@ class Scheduler:
                 "{case} has had no activity for {n} days. Is it still moving?",
                 days,
             ).format(case=case.id, n=days)
-        if not await self._send(key, job, owner, text, case.number, now):
+        if not await self.send(key, job, owner, text, case.number, now):
             return 0
         nxt = hours.add_working(now, timedelta(hours=self._working_day_hours() * policy.idle_days))
-        await self._commit_job(key, {**job, "due": iso(nxt), "attempts": 0})
+        await self.finish(key, {**job, "due": iso(nxt), "attempts": 0})
         return 1
 
     def _working_day_hours(self) -> float:
@@ -466,11 +477,11 @@ class Scheduler:
     async def _notify(self, key: str, job: dict[str, Any], now: datetime) -> int:
         user = await self.store.get_user(job["user_id"])
         if user is None or user.role == Role.NONE:
-            await self._commit_job(key, None)
+            await self.finish(key, None)
             return 0
-        if not await self._send(key, job, user, job["text"], job.get("case"), now):
+        if not await self.send(key, job, user, job["text"], job.get("case"), now):
             return 0
-        await self._commit_job(key, None)
+        await self.finish(key, None)
         return 1
 
     # ---- what is due for a person -------------------------------------------------
