@@ -534,9 +534,9 @@ class Collections:
         runtime.closers.append(self.client.close)
         desk = runtime.desk
         desk.add_command("overdue", self.cmd_overdue)
-        desk.add_command("paid", self.cmd_paid)
-        desk.add_command("suspend", self.cmd_suspend)
-        desk.add_command("reactivate", self.cmd_reactivate)
+        desk.add_command("paid", self.cmd_paid, needs="word")
+        desk.add_command("suspend", self.cmd_suspend, needs="word")
+        desk.add_command("reactivate", self.cmd_reactivate, needs="word")
         desk.add_command("collections", self.cmd_collections)
         runtime.scheduler.add_job_type(RUN_TYPE, self.run_job)
         runtime.scheduler.add_job_type(DM_TYPE, self.dm_job)

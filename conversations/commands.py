@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.domain import parse_case_id
@@ -68,6 +69,25 @@ ALIASES = {
     "语言": "language",
 }
 
+# What a command needs after its name to run as typed: ``case`` a case id first, ``word`` at
+# least one word; a command not listed needs nothing. Flow modules add theirs
+# (``Desk.add_command(..., needs=...)``). Used to tell a command line typed into an open form.
+NEEDS: dict[str, str] = {
+    "status": "case",
+    "take": "case",
+    "assign": "case",
+    "note": "case",
+    "escalate": "case",
+    "resolve": "case",
+    "informed": "case",
+    "reopen": "case",
+    "cancel": "case",
+    "close": "case",
+    "snooze": "case",
+    "customer": "word",
+    "language": "word",
+}
+
 LIST_FILTERS = ("mine", "open", "unassigned", "escalated", "awaiting-customer", "all")
 
 _MENTION = re.compile(r"^<@([A-Za-z0-9_.-]+)(?:\|[^>]*)?>$")
@@ -106,6 +126,26 @@ def parse(text: str) -> Command:
         return Command("status", f"{head} {rest}".strip())
     name = head.lower()
     return Command(ALIASES.get(name, name), rest)
+
+
+def complete_command(text: str, needs: Mapping[str, str | None]) -> Command | None:
+    """``text`` as a command line that would run as typed, else None.
+
+    ``needs`` maps every known command to what it needs (see :data:`NEEDS`;
+    ``None`` or ``""`` for nothing): ``cancel BILL-2 dup`` is a complete
+    command, ``cancel the order`` is not (no case id), nor is ``Contoso``.
+    """
+    if not (text or "").strip():
+        return None
+    cmd = parse(text)
+    if cmd.name not in needs:
+        return None
+    need = needs[cmd.name] or ""
+    if need == "case" and cmd.case_and_rest()[0] is None:
+        return None
+    if need == "word" and not cmd.words:
+        return None
+    return cmd
 
 
 def mention_id(word: str) -> str | None:

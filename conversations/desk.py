@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from bot.clock import Clock, SystemClock
@@ -35,17 +35,12 @@ from bot.domain import (
     State,
     User,
     format_case_id,
-    parse_case_id,
     transition_error,
 )
-from bot.i18n import _, use_locale
+from bot.i18n import N_, _, use_locale
 from bot.kernel.model import (
     ActionRef,
-    Button,
-    ButtonStyle,
     FieldKind,
-    Form,
-    FormField,
     Message,
     Notification,
     Reply,
@@ -59,14 +54,25 @@ from bot.kernel.scheduler import (
     stop_loop_op,
     watch_op,
 )
-from bot.money import Money, MoneyError, parse_money
+from bot.money import CURRENCIES, Money, MoneyError, parse_money
 from bot.policy import Action, Forbidden, allowed, check
 from bot.storage import Op, StorageError, Store
 from bot.workhours import WorkingHours
 from conversations import help as help_texts
 from conversations.cards import case_card, full_history, list_line, local_time
-from conversations.commands import LIST_FILTERS, Command, parse
+from conversations.commands import LIST_FILTERS, NEEDS, Command, parse
 from conversations.directory import Directory, tenant_key
+from conversations.formengine import (
+    Answers,
+    Field,
+    FormDecl,
+    FormEngine,
+    FormEnv,
+    NewValue,
+    Rule,
+    case_context,
+    conversation_key,
+)
 from conversations.forms import (
     CATEGORY_LABELS,
     OUTCOME_LABELS,
@@ -74,74 +80,19 @@ from conversations.forms import (
     SNOOZE_LABELS,
     VIA_LABELS,
     ValidationError,
-    choices,
-    credited_field,
-    validate,
+    invoice_number,
+    request_number,
+    subscription_id,
 )
 from conversations.text import clean_input, u
+from conversations.turn import Result, Turn
 
 log = logging.getLogger(__name__)
 
-# The English words work everywhere; the Chinese ones too (like the command aliases).
-CANCEL_WORDS = {"cancel", "quit form", "stop", "abort", "取消"}
-SKIP_WORDS = {"skip", "-", "跳过"}
-YES = {"yes", "y", "ok", "create", "是", "好", "确定", "创建"}
-NO = {"no", "n", "否", "不"}
 LIST_LIMIT = 20
 MAX_TEXT = 10_000  # a typed command; descriptions and notes in forms have their own limits
-# What each form does, checked before a form is opened by a click or taken as submitted.
-FORM_ACTIONS = {
-    "ask": Action.ASK,
-    "dispute": Action.DISPUTE,
-    "resolve": Action.RESOLVE,
-    "informed": Action.INFORMED,
-    "reopen": Action.REOPEN,
-    "cancel": Action.CANCEL,
-    "note": Action.NOTE,
-    "assign": Action.ASSIGN,
-    "escalate": Action.ESCALATE,
-    "snooze": Action.SNOOZE,
-}
-
-
-@dataclass(slots=True)
-class Result:
-    """What handling one message produced."""
-
-    replies: list[Reply] = field(default_factory=list)
-    notifications: list[Notification] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class Turn:
-    """Everything a flow needs about the message being handled."""
-
-    msg: Message
-    user: User
-    actor: Actor
-    now: datetime
-    clicked: ActionRef | None = None
-    case_number: int | None = None  # the case this turn works on, once loaded
-
 
 Handler = Callable[[Turn, Command], Awaitable[Result]]
-FieldsFn = Callable[
-    [Turn, dict[str, str], dict[str, str]], Awaitable[tuple[str, list[FormField], str | None]]
-]
-CompleteFn = Callable[[Turn, dict[str, str], dict[str, str], Op], Awaitable[Result]]
-
-
-@dataclass(slots=True)
-class FormSpec:
-    """A form added by a flow module (see :meth:`Desk.add_form`).
-
-    ``fields(turn, context, answers so far)`` gives title, fields and intro;
-    ``complete(turn, values, context, clear_op)`` acts on the validated values
-    and must commit ``clear_op`` (which ends the form) with its own change.
-    """
-
-    fields: FieldsFn
-    complete: CompleteFn
 
 
 class _Stale(Exception):
@@ -181,7 +132,12 @@ class Desk:
         # Set by the runtime: what the scheduler would send to a person by a time.
         self.scheduler_view: Callable[[User, datetime], Awaitable[list[tuple[datetime, str, str]]]]
         self.scheduler_view = _nothing_due
-        self.forms: dict[str, FormSpec] = {}
+        self.forms = FormEngine(
+            store, self, self._customer_tenant, self._run_in_form, self._command_needs
+        )
+        for decl in FORMS:
+            self.forms.add(decl)
+        self.needs: dict[str, str] = dict(NEEDS)
         self.handlers: dict[str, Handler] = {
             "help": self.cmd_help,
             "resources": self.cmd_resources,
@@ -285,17 +241,17 @@ class Desk:
     async def _dispatch(self, turn: Turn) -> Result:
         msg = turn.msg
         if msg.form_values is not None and msg.form_id:
-            return await self._submit_form(turn, msg.form_id, msg.form_values, msg.form_context)
-        state = await self.store.get_conversation(self._conv_key(msg))
-        if state and state.get("form"):
+            return await self.forms.submit(turn, msg.form_id, msg.form_values, msg.form_context)
+        state = await self.forms.open_state(msg)
+        if state:
             text = msg.text
             if msg.action and msg.action.name == "answer":
                 text = msg.action.value or ""
             elif msg.action:
                 # A click on a card while a form is open: drop the form, do the click.
-                await self.store.save_conversation(self._conv_key(msg), None)
+                await self.forms.close(msg)
                 return await self._command(turn, self._click_command(msg.action))
-            return await self._form_step(turn, state, text)
+            return await self.forms.step(turn, state, text)
         if msg.action:
             if msg.action.name == "answer":
                 return _reply(
@@ -303,10 +259,23 @@ class Desk:
                 )
             if msg.action.name == "open_form":
                 form_id = msg.action.value or "ask"
-                await self._check_form(turn, form_id, {})
-                return await self._start_form(turn, form_id, {}, prefill={})
+                await self.forms.guard(turn, form_id, {})
+                return await self.forms.start(turn, form_id, {}, prefill={})
             return await self._command(turn, self._click_command(msg.action))
         return await self._command(turn, parse(msg.text))
+
+    async def _run_in_form(self, turn: Turn, cmd: Command) -> Result:
+        """A command line typed into a form, run because the person said so."""
+        try:
+            return await self._command(turn, cmd)
+        except _Stale as stale:
+            return await self._stale_reply(turn, stale.case)
+        except (DomainError, MoneyError) as exc:
+            return await self._error(turn, exc)
+
+    def _command_needs(self) -> dict[str, str | None]:
+        """Every command the desk knows and what it needs to run as typed."""
+        return {name: self.needs.get(name) for name in self.handlers}
 
     @staticmethod
     def _click_command(action: ActionRef) -> Command:
@@ -314,7 +283,7 @@ class Desk:
 
     @staticmethod
     def _conv_key(msg: Message) -> str:
-        return f"{msg.channel.value}|{msg.conversation}|{msg.user}"
+        return conversation_key(msg)
 
     async def _command(self, turn: Turn, cmd: Command) -> Result:
         # A command a flow module added (add_command) is known even if the parser's table lacks it.
@@ -422,12 +391,12 @@ class Desk:
 
     async def cmd_ask(self, turn: Turn, cmd: Command) -> Result:
         check(turn.actor, Action.ASK)
-        return await self._start_form(turn, "ask", {}, prefill={"description": cmd.args})
+        return await self.forms.start(turn, "ask", {}, prefill={"description": cmd.args})
 
     async def cmd_dispute(self, turn: Turn, cmd: Command) -> Result:
         check(turn.actor, Action.DISPUTE)
         invoice = cmd.words[0] if cmd.words else ""
-        return await self._start_form(turn, "dispute", {}, prefill={"invoice": invoice})
+        return await self.forms.start(turn, "dispute", {}, prefill={"invoice": invoice})
 
     async def cmd_status(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
@@ -543,7 +512,7 @@ class Desk:
         number, rest = cmd.case_and_rest()
         case = await self._load_case(turn, number, Action.ASSIGN, "assign BILL-7 @maria")
         if not rest:
-            return await self._start_form(turn, "assign", self._case_ctx(case), prefill={})
+            return await self.forms.start(turn, "assign", case_context(case), prefill={})
         return await self._do_assign(turn, case, rest.split()[0])
 
     async def _do_assign(self, turn: Turn, case: Case, who: str) -> Result:
@@ -585,7 +554,7 @@ class Desk:
             to_microsoft = True
             rest = rest[len("--microsoft") :].strip()
         if not rest:
-            return await self._start_form(turn, "note", self._case_ctx(case), prefill={})
+            return await self.forms.start(turn, "note", case_context(case), prefill={})
         if case.state == State.CANCELLED:
             raise DomainError(
                 _("{case} was cancelled; open a new case instead.").format(case=case.id)
@@ -602,11 +571,13 @@ class Desk:
             raise DomainError(transition_error(case, State.ESCALATED))
         if rest:
             return await self._do_escalate(turn, case, {"request_id": rest.split()[0]})
-        return await self._start_form(turn, "escalate", self._case_ctx(case), prefill={})
+        return await self.forms.start(turn, "escalate", case_context(case), prefill={})
 
     async def _do_escalate(self, turn: Turn, case: Case, values: dict[str, str]) -> Result:
-        request_field = FormField("request_id", _("Service request number"))
-        request_id = validate(request_field, values.get("request_id", "")).value
+        try:
+            request_id = request_number(None, values.get("request_id", ""))
+        except ValidationError as exc:
+            raise DomainError(str(exc)) from None
         self._ensure_started(turn, case)
         case.escalate(
             ServiceRequest(
@@ -633,7 +604,7 @@ class Desk:
         number, rest = cmd.case_and_rest()
         case = await self._load_case(turn, number, Action.RESOLVE, "resolve BILL-7 what was done")
         if not rest:
-            return await self._start_form(turn, "resolve", self._case_ctx(case), prefill={})
+            return await self.forms.start(turn, "resolve", case_context(case), prefill={})
         if case.kind == Kind.DISPUTE:
             outcome, credited, text = self._parse_outcome(case, rest)
             return await self._do_resolve(turn, case, text, outcome, credited)
@@ -691,7 +662,7 @@ class Desk:
         number, rest = cmd.case_and_rest()
         case = await self._load_case(turn, number, Action.INFORMED, "informed BILL-7 email")
         if not rest:
-            return await self._start_form(turn, "informed", self._case_ctx(case), prefill={})
+            return await self.forms.start(turn, "informed", case_context(case), prefill={})
         head, _sep, text = rest.partition(" ")
         try:
             via = InformedVia(head.lower())
@@ -738,7 +709,7 @@ class Desk:
         case = await self._load_case(turn, number, Action.REOPEN, "reopen BILL-7 reason")
         if not rest:
             _require_move(case, State.REOPENED)  # before asking why
-            return await self._start_form(turn, "reopen", self._case_ctx(case), prefill={})
+            return await self.forms.start(turn, "reopen", case_context(case), prefill={})
         return await self._do_reopen(turn, case, rest)
 
     async def cmd_cancel(self, turn: Turn, cmd: Command) -> Result:
@@ -748,7 +719,7 @@ class Desk:
         )
         if not rest:
             _require_move(case, State.CANCELLED)  # before asking why
-            return await self._start_form(turn, "cancel", self._case_ctx(case), prefill={})
+            return await self.forms.start(turn, "cancel", case_context(case), prefill={})
         return await self._do_cancel(turn, case, rest)
 
     async def cmd_close(self, turn: Turn, cmd: Command) -> Result:
@@ -769,7 +740,7 @@ class Desk:
                 )
             )
         if not rest:
-            return await self._start_form(turn, "snooze", self._case_ctx(case), prefill={})
+            return await self.forms.start(turn, "snooze", case_context(case), prefill={})
         return await self._do_snooze(turn, case, rest.split()[0].lower())
 
     async def _do_snooze(self, turn: Turn, case: Case, until: str) -> Result:
@@ -884,171 +855,24 @@ class Desk:
         return out
 
     # ------------------------------------------------------------------ forms
-    async def _check_form(self, turn: Turn, form_id: str, ctx: dict[str, str]) -> None:
-        """Raise :class:`Forbidden` unless the sender may do what form ``form_id`` does."""
-        action = FORM_ACTIONS.get(form_id)
-        if action is None:
-            return  # a flow module's own form: its ``complete`` checks
-        number = parse_case_id(ctx.get("case", ""))
-        case = await self.store.get_case(number) if number else None
-        if case is None:
-            check(turn.actor, action)
-            return
-        check(turn.actor, action, case, customer_tenant=await self._customer_tenant(case))
-
-    @staticmethod
-    def _case_ctx(case: Case) -> dict[str, str]:
-        return {"case": case.id, "version": str(case.stage)}
-
     def _sr_title(self, case: Case) -> str:
         if case.kind == Kind.DISPUTE:
             return _("Billing dispute for {case}").format(case=case.id)
         return _("Billing question for {case}").format(case=case.id)
 
-    def add_command(self, name: str, handler: Handler) -> None:
-        """Add (or replace) a command; flow modules call this from their ``register``."""
+    def add_command(self, name: str, handler: Handler, needs: str | None = None) -> None:
+        """Add (or replace) a command; flow modules call this from their ``register``.
+
+        ``needs`` says what the command needs to run as typed (``case``, ``word``; see
+        :data:`conversations.commands.NEEDS`); a replaced command keeps what it had.
+        """
         self.handlers[name] = handler
+        if needs is not None:
+            self.needs[name] = needs
 
-    def add_form(self, form_id: str, spec: FormSpec) -> None:
+    def add_form(self, decl: FormDecl) -> None:
         """Add (or replace) a form; it is filled the same way on every channel."""
-        self.forms[form_id] = spec
-
-    async def _fields(
-        self, turn: Turn, form_id: str, ctx: dict[str, str], values: dict[str, str]
-    ) -> tuple[str, list[FormField], str | None]:
-        """Title, fields (given the answers so far) and intro text of a form."""
-        if form_id in self.forms:
-            return await self.forms[form_id].fields(turn, ctx, values)
-        customer_field = FormField("customer", _("Customer"), hint=_("The customer's company name"))
-        if form_id == "ask":
-            fields = [
-                customer_field,
-                FormField("subscription_id", _("Subscription id"), required=False),
-                FormField("invoice", _("Invoice number"), required=False),
-                FormField(
-                    "category", _("Category"), FieldKind.CHOICE, choices=choices(CATEGORY_LABELS)
-                ),
-                FormField("description", _("Question"), FieldKind.LONG_TEXT),
-            ]
-            if turn.actor.role == Role.CUSTOMER:
-                fields = fields[1:]
-            return _("New billing question"), fields, None
-        if form_id == "dispute":
-            fields = [
-                customer_field,
-                FormField("invoice", _("Invoice number")),
-                FormField(
-                    "amount", _("Disputed amount"), FieldKind.AMOUNT, hint=_("For example 120.00")
-                ),
-                FormField("currency", _("Currency"), FieldKind.CURRENCY, hint=_("EUR, USD, CNY…")),
-                FormField("reason", _("Reason"), FieldKind.LONG_TEXT),
-            ]
-            if turn.actor.role == Role.CUSTOMER:
-                fields = fields[1:]
-            return _("New billing dispute"), fields, None
-        number = parse_case_id(ctx.get("case", ""))
-        case = await self.store.get_case(number) if number else None
-        if case is None:
-            raise NotFound(_("That case no longer exists."))
-        if form_id == "resolve":
-            if case.kind == Kind.DISPUTE:
-                fields = [
-                    FormField(
-                        "outcome",
-                        _("Microsoft's outcome"),
-                        FieldKind.CHOICE,
-                        choices=choices(OUTCOME_LABELS),
-                    )
-                ]
-                if values.get("outcome") != Outcome.DENIED.value:
-                    fields.append(credited_field())
-                fields.append(
-                    FormField(
-                        "resolution",
-                        _("What was done"),
-                        FieldKind.LONG_TEXT,
-                        required=values.get("outcome") == Outcome.DENIED.value,
-                    )
-                )
-            else:
-                fields = [FormField("resolution", _("What was done"), FieldKind.LONG_TEXT)]
-            return _("Resolve {case}").format(case=case.id), fields, None
-        if form_id == "informed":
-            return (
-                _("Customer informed about {case}").format(case=case.id),
-                [
-                    FormField(
-                        "via",
-                        _("How was the customer told?"),
-                        FieldKind.CHOICE,
-                        choices=choices(VIA_LABELS),
-                    ),
-                    FormField("text", _("Anything to add"), FieldKind.LONG_TEXT, required=False),
-                ],
-                None,
-            )
-        if form_id in ("reopen", "cancel"):
-            title = _("Reopen {case}") if form_id == "reopen" else _("Cancel {case}")
-            return (
-                title.format(case=case.id),
-                [FormField("reason", _("Reason"), FieldKind.LONG_TEXT)],
-                None,
-            )
-        if form_id == "snooze":
-            return (
-                _("Snooze the reminders for {case}").format(case=case.id),
-                [
-                    FormField(
-                        "until",
-                        _("Remind me again in"),
-                        FieldKind.CHOICE,
-                        choices=choices(SNOOZE_LABELS),
-                    )
-                ],
-                None,
-            )
-        if form_id == "note":
-            return (
-                _("Note on {case}").format(case=case.id),
-                [FormField("text", _("Internal note"), FieldKind.LONG_TEXT)],
-                None,
-            )
-        if form_id == "assign":
-            return (
-                _("Assign {case}").format(case=case.id),
-                [
-                    FormField(
-                        "user", _("Assign to"), hint=_("An @mention or a name from the config")
-                    )
-                ],
-                None,
-            )
-        if form_id == "escalate":
-            customer = await self.store.get_customer(case.customer_id)
-            intro = _(
-                "No Partner Center credentials are set, so file it by hand: in Partner Center "
-                "open Support → Customer requests → New request for {customer}, paste this, then "
-                "give me the request number.\n\nTitle: {title}\nDescription: {description}"
-            ).format(
-                customer=u(customer.name if customer else case.customer_id),
-                title=self._sr_title(case),
-                description=u(self._sr_description(case, customer)),
-            )
-            return (
-                _("Escalate {case} to Microsoft").format(case=case.id),
-                [
-                    FormField(
-                        "severity",
-                        _("Severity"),
-                        FieldKind.CHOICE,
-                        choices=choices(SEVERITY_LABELS),
-                        value="moderate",
-                    ),
-                    FormField("request_id", _("Service request number")),
-                ],
-                intro,
-            )
-        raise DomainError(_("Unknown form."))
+        self.forms.add(decl)
 
     @staticmethod
     def _sr_description(case: Case, customer: Customer | None) -> str:
@@ -1067,309 +891,22 @@ class Desk:
             parts.append(case.description)
         return "\n".join(parts)
 
-    async def _start_form(
-        self, turn: Turn, form_id: str, ctx: dict[str, str], prefill: dict[str, str]
+    async def _new_case(
+        self,
+        turn: Turn,
+        values: dict[str, str],
+        build: Callable[[int, Customer], Case],
+        clear_op: Op,
+        text: str,
     ) -> Result:
-        values = {k: v for k, v in prefill.items() if v}
-        title, fields, intro = await self._fields(turn, form_id, ctx, values)
-        form = Form(
-            form_id=form_id,
-            title=title,
-            fields=[replace(f, value=values.get(f.name, f.value)) for f in fields],
-            submit_label=_("Submit"),
-            intro=intro,
-            context=ctx,
-        )
-        state = {"form": form_id, "values": {}, "prefill": values, "context": ctx, "confirm": None}
-        await self.store.save_conversation(self._conv_key(turn.msg), state)
-        first = await self._prompt(turn, state)
-        # Channels that can show a whole form (modal, card) use ``form``; text channels the prompt.
-        first.replies[0].form = form
-        if intro:
-            first.replies.insert(0, Reply(text=intro))
-        return first
-
-    async def _prompt(self, turn: Turn, state: dict[str, Any]) -> Result:
-        """Ask the next unanswered field (text channels)."""
-        title, fields, _intro = await self._fields(
-            turn, state["form"], state["context"], state["values"]
-        )
-        pending = [f for f in fields if f.name not in state["values"]]
-        field_ = pending[0]
-        prefill = state["prefill"].get(field_.name) or field_.value
-        question = field_.label
-        if field_.hint:
-            question += f" ({field_.hint})"
-        if not field_.required:
-            question += " — " + _("optional, `skip` to leave it out")
-        buttons = [Button(c.label, ActionRef("answer", value=c.value)) for c in field_.choices]
-        if prefill and field_.kind != FieldKind.CHOICE:
-            question += "\n" + _("Suggested: {value} (send `ok` to keep it)").format(
-                value=u(prefill)
-            )
-        elif prefill:
-            question += "\n" + _("Suggested: {value} (send `ok` to keep it)").format(value=prefill)
-        step = len(state["values"]) + 1
-        header = _("{title} — step {step} of {total}. `cancel` stops.").format(
-            title=title, step=step, total=len(state["values"]) + len(pending)
-        )
-        return Result([Reply(text=f"{header}\n{question}", buttons=buttons, kind="form")])
-
-    async def _form_step(self, turn: Turn, state: dict[str, Any], text: str) -> Result:
-        key = self._conv_key(turn.msg)
-        answer = text.strip()
-        low = answer.lower()
-        if low in CANCEL_WORDS:
-            await self.store.save_conversation(key, None)
-            return _reply(_("Cancelled. Nothing was saved."))
-        if state.get("confirm"):
-            return await self._confirm_customer(turn, state, low)
-        title, fields, _intro = await self._fields(
-            turn, state["form"], state["context"], state["values"]
-        )
-        pending = [f for f in fields if f.name not in state["values"]]
-        field_ = pending[0]
-        prefill = state["prefill"].get(field_.name) or field_.value
-        if low in SKIP_WORDS:
-            if field_.required:
-                out = _reply(
-                    _("{label} is required; it cannot be skipped.").format(label=field_.label),
-                    kind="error",
-                )
-                out.replies.extend((await self._prompt(turn, state)).replies)
-                return out
-            answer = ""
-        elif low == "ok" and prefill:
-            answer = prefill
-        try:
-            parsed = validate(field_, answer)
-        except ValidationError as exc:
-            out = _reply(str(exc), kind="error")
-            out.replies.extend((await self._prompt(turn, state)).replies)
-            return out
-        if field_.name == "customer" and turn.actor.role != Role.CUSTOMER:
-            existing = await self.directory.find_customer(parsed.value)
-            if existing is None:
-                state["confirm"] = parsed.value
-                await self.store.save_conversation(key, state)
-                return Result(
-                    [
-                        Reply(
-                            text=_("I don't know a customer called {name} yet. Create it?").format(
-                                name=u(parsed.value)
-                            ),
-                            buttons=[
-                                Button(
-                                    _("Yes, create it"),
-                                    ActionRef("answer", value="yes"),
-                                    ButtonStyle.PRIMARY,
-                                ),
-                                Button(_("No"), ActionRef("answer", value="no")),
-                            ],
-                            kind="form",
-                        )
-                    ]
-                )
-            parsed = type(parsed)(existing.name, parsed.also)
-        state["values"][field_.name] = parsed.value
-        for other, value in parsed.also:
-            state["values"].setdefault(other, value)
-        return await self._advance(turn, state)
-
-    async def _confirm_customer(self, turn: Turn, state: dict[str, Any], low: str) -> Result:
-        key = self._conv_key(turn.msg)
-        name = state["confirm"]
-        state["confirm"] = None
-        if low in YES:
-            customer = await self.directory.ensure_customer(name)
-            state["values"]["customer"] = customer.name
-            out = await self._advance(turn, state)
-            out.replies.insert(
-                0, Reply(text=_("Customer {name} created.").format(name=u(customer.name)))
-            )
-            return out
-        await self.store.save_conversation(key, state)
-        if low in NO:
-            return await self._prompt(turn, state)
-        out = _reply(_("Please answer yes or no."), kind="error")
-        state["confirm"] = name
-        await self.store.save_conversation(key, state)
-        return out
-
-    async def _advance(self, turn: Turn, state: dict[str, Any]) -> Result:
-        key = self._conv_key(turn.msg)
-        title, fields, _intro = await self._fields(
-            turn, state["form"], state["context"], state["values"]
-        )
-        if any(f.name not in state["values"] for f in fields):
-            await self.store.save_conversation(key, state)
-            return await self._prompt(turn, state)
-        values = {f.name: state["values"][f.name] for f in fields}
-        return await self._complete(turn, state["form"], values, state["context"], clear=key)
-
-    async def _submit_form(
-        self, turn: Turn, form_id: str, raw: dict[str, str], ctx: dict[str, str]
-    ) -> Result:
-        """A whole form at once (modal, card, web): validate every field, then complete."""
-        # Before anything is shown or stored: a forged submission must not see a form's
-        # intro (another tenant's case) nor create a customer on its way to a refusal.
-        await self._check_form(turn, form_id, ctx)
-        values: dict[str, str] = {}
-        errors: dict[str, str] = {}
-        # Fields can depend on earlier answers (a denied dispute has no credit): two passes.
-        for _pass in range(2):
-            title, fields, intro = await self._fields(turn, form_id, ctx, values)
-            values, errors = {}, {}
-            for f in fields:
-                try:
-                    parsed = validate(f, raw.get(f.name, ""))
-                except ValidationError as exc:
-                    errors[f.name] = str(exc)
-                    continue
-                values[f.name] = parsed.value
-                for other, value in parsed.also:
-                    if not raw.get(other):
-                        raw = {**raw, other: value}
-        if errors:
-            form = Form(
-                form_id=form_id,
-                title=title,
-                fields=[replace(f, value=raw.get(f.name) or f.value) for f in fields],
-                submit_label=_("Submit"),
-                intro=intro,
-                errors=errors,
-                context=ctx,
-            )
-            summary = "\n".join(
-                f"{next(f.label for f in fields if f.name == k)}: {v}" for k, v in errors.items()
-            )
-            return Result(
-                [Reply(text=_("Please fix the form:") + "\n" + summary, form=form, kind="error")]
-            )
-        notes: list[Reply] = []
-        if "customer" in values:
-            existing = await self.directory.find_customer(values["customer"])
-            if existing is None:
-                created = await self.directory.ensure_customer(values["customer"])
-                notes.append(
-                    Reply(text=_("New customer {name} created.").format(name=u(created.name)))
-                )
-                values["customer"] = created.name
-        out = await self._complete(turn, form_id, values, ctx, clear=self._conv_key(turn.msg))
-        out.replies[:0] = notes
-        return out
-
-    async def _complete(
-        self, turn: Turn, form_id: str, values: dict[str, str], ctx: dict[str, str], clear: str
-    ) -> Result:
-        clear_op = self.store.conversation_op(clear, None)
-        if form_id in self.forms:
-            return await self.forms[form_id].complete(turn, values, ctx, clear_op)
-        if form_id in ("ask", "dispute"):
-            return await self._create_case(turn, form_id, values, clear_op)
-        number = parse_case_id(ctx.get("case", ""))
-        case = await self.store.get_case(number) if number else None
-        if case is None:
-            await self.store.commit([clear_op])
-            raise NotFound(_("That case no longer exists."))
-        action = {
-            "resolve": Action.RESOLVE,
-            "informed": Action.INFORMED,
-            "reopen": Action.REOPEN,
-            "cancel": Action.CANCEL,
-            "note": Action.NOTE,
-            "assign": Action.ASSIGN,
-            "escalate": Action.ESCALATE,
-            "snooze": Action.SNOOZE,
-        }[form_id]
-        check(turn.actor, action, case, customer_tenant=await self._customer_tenant(case))
-        version = ctx.get("version")
-        await self.store.commit([clear_op])
-        if version and version.isdigit() and int(version) != case.stage:
-            return await self._stale_reply(turn, case)
-        turn.clicked = None
-        if form_id == "resolve":
-            outcome = Outcome(values["outcome"]) if values.get("outcome") else None
-            credited = None
-            if values.get("credited"):
-                currency = values.get("currency") or (
-                    case.dispute.amount.currency if case.dispute else ""
-                )
-                from decimal import Decimal
-
-                credited = Money(Decimal(values["credited"]), currency)
-            text = values.get("resolution") or _("{outcome}: {amount}").format(
-                outcome=_(OUTCOME_LABELS[outcome]) if outcome else "",
-                amount=str(credited) if credited else "",
-            )
-            return await self._do_resolve(turn, case, text, outcome, credited)
-        if form_id == "informed":
-            return await self._do_informed(
-                turn, case, InformedVia(values["via"]), values.get("text", "")
-            )
-        if form_id == "reopen":
-            return await self._do_reopen(turn, case, values["reason"])
-        if form_id == "cancel":
-            return await self._do_cancel(turn, case, values["reason"])
-        if form_id == "snooze":
-            return await self._do_snooze(turn, case, values["until"])
-        if form_id == "note":
-            case.add_note(values["text"], turn.actor, turn.now)
-            return await self._save_and_show(
-                turn, case, _("Internal note added to {case}.").format(case=case.id)
-            )
-        if form_id == "assign":
-            return await self._do_assign(turn, case, values["user"])
-        return await self._do_escalate(turn, case, values)
-
-    async def _create_case(
-        self, turn: Turn, form_id: str, values: dict[str, str], clear_op: Op
-    ) -> Result:
+        """A question or dispute from its form: the case, its watch, the form's end, one commit."""
         actor = turn.actor
         if actor.role == Role.CUSTOMER:
             customer = await self._customer_of(actor)
         else:
             customer = await self.directory.ensure_customer(values["customer"])
-        check(actor, Action.ASK if form_id == "ask" else Action.DISPUTE)
-        if form_id == "ask":
-            category = Category(values["category"])
-
-            def build(number: int) -> Case:
-                return Case.new(
-                    number,
-                    kind=Kind.QUESTION,
-                    customer_id=customer.id,
-                    category=category,
-                    description=values["description"],
-                    actor=actor,
-                    now=turn.now,
-                    subscription_id=values.get("subscription_id") or None,
-                    invoice=values.get("invoice") or None,
-                )
-        else:
-            from decimal import Decimal
-
-            currency = values.get("currency", "")
-            amount = Money(Decimal(values["amount"]), currency)
-            from bot.money import parse_amount
-
-            parse_amount(values["amount"], currency)  # decimal places fit the currency
-
-            def build(number: int) -> Case:
-                return Case.new(
-                    number,
-                    kind=Kind.DISPUTE,
-                    customer_id=customer.id,
-                    category=Category.CHARGES,
-                    description=values["reason"],
-                    actor=actor,
-                    now=turn.now,
-                    invoice=values["invoice"],
-                    dispute=Dispute(values["invoice"], amount, values["reason"]),
-                )
-
         case = await self.store.create_case(
-            build,
+            lambda number: build(number, customer),
             lambda new: [
                 clear_op,
                 watch_op(new, turn.now, self.settings),
@@ -1377,15 +914,7 @@ class Desk:
             ],
         )
         card = await self._card(turn, case)
-        if form_id == "ask":
-            text = _("Thanks! Your question is {case}. The billing team will pick it up.").format(
-                case=case.id
-            )
-        else:
-            text = _(
-                "Thanks! Your dispute is {case}. The billing team will report it to Microsoft."
-            ).format(case=case.id)
-        return Result([Reply(text=text, card=card)])
+        return Result([Reply(text=text.format(case=case.id), card=card)])
 
     async def _customer_of(self, actor: Actor) -> Customer:
         for customer in await self.store.customers():
@@ -1394,4 +923,361 @@ class Desk:
         raise Forbidden(_("This conversation is not linked to a customer; ask the billing team."))
 
 
-__all__ = ["Desk", "Result", "Turn"]
+# ---------------------------------------------------------------------------- the forms
+# Each form is a declaration (conversations/formengine.py runs them): what it asks, the
+# checks at each step, the rules across fields, the policy action that guards it and the
+# change it ends in. A flow module may replace one (escalation.py: the escalate form).
+
+
+def _staff(env: FormEnv) -> bool:
+    return env.turn.actor.role != Role.CUSTOMER
+
+
+def _is_dispute(env: FormEnv) -> bool:
+    return env.case is not None and env.case.kind == Kind.DISPUTE
+
+
+def _denied(env: FormEnv) -> bool:
+    return env.values.get("outcome") == Outcome.DENIED.value
+
+
+async def _find_customer(env: FormEnv, name: str) -> str | None:
+    customer = await env.host.directory.find_customer(name)
+    return customer.name if customer else None
+
+
+async def _create_customer(env: FormEnv, name: str) -> str:
+    customer = await env.host.directory.ensure_customer(name)
+    return str(customer.name)
+
+
+NEW_CUSTOMER = NewValue(
+    find=_find_customer,
+    create=_create_customer,
+    applies=_staff,
+    question=N_("I don't know a customer called {name} yet. Create it?"),
+    created=N_("Customer {name} created."),
+    created_now=N_("New customer {name} created."),
+)
+CUSTOMER = Field(
+    "customer",
+    N_("Customer"),
+    hint=N_("The customer's company name"),
+    when=_staff,  # a customer asks for their own tenant
+    new_value=NEW_CUSTOMER,
+)
+
+
+def amount_fits_currency(env: FormEnv, values: Answers) -> None:
+    """The disputed amount has no more decimal places than its currency (EUR 2, JPY 0)."""
+    currency = values["currency"]
+    places = CURRENCIES.get(currency, 2)
+    exponent = Decimal(values["amount"]).as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > places:
+        raise ValidationError(
+            _(
+                "{amount} has more decimal places than {currency} allows ({places}); "
+                "please type the amount again."
+            ).format(amount=values["amount"], currency=currency, places=places)
+        )
+
+
+def credit_fits_dispute(env: FormEnv, text: str) -> str:
+    """A credit in the dispute's currency, at most the disputed amount."""
+    assert env.case is not None and env.case.dispute is not None
+    disputed = env.case.dispute.amount
+    try:
+        credit = parse_money(text, default_currency=disputed.currency)
+    except MoneyError as exc:
+        raise ValidationError(str(exc)) from None
+    if credit.currency != disputed.currency:
+        raise ValidationError(
+            _("The credit must be in {currency}, the currency of the dispute.").format(
+                currency=disputed.currency
+            )
+        )
+    if credit.amount > disputed.amount:
+        raise ValidationError(
+            _("The credit ({credit}) is more than the disputed {amount}.").format(
+                credit=str(credit), amount=str(disputed)
+            )
+        )
+    return str(credit.amount)
+
+
+async def assignee(env: FormEnv, who: str) -> str:
+    """Someone on the billing team: an @mention or a name from the config."""
+    user = await env.host.directory.find_assignee(who, env.turn.msg)
+    if user is None:
+        raise ValidationError(
+            _(
+                "I don't know anyone called {name}. Use an @mention or a name from the config."
+            ).format(name=u(who))
+        )
+    if user.role not in (Role.AGENT, Role.LEAD):
+        raise ValidationError(
+            _("{name} is not on the billing team, so cannot own cases.").format(
+                name=u(user.display_name)
+            )
+        )
+    return who
+
+
+async def _question(env: FormEnv, values: Answers, clear_op: Op) -> Result:
+    turn = env.turn
+    category = Category(values["category"])
+
+    def build(number: int, customer: Customer) -> Case:
+        return Case.new(
+            number,
+            kind=Kind.QUESTION,
+            customer_id=customer.id,
+            category=category,
+            description=values["description"],
+            actor=turn.actor,
+            now=turn.now,
+            subscription_id=values.get("subscription_id") or None,
+            invoice=values.get("invoice") or None,
+        )
+
+    text = _("Thanks! Your question is {case}. The billing team will pick it up.")
+    return await env.host._new_case(turn, values, build, clear_op, text)
+
+
+async def _dispute(env: FormEnv, values: Answers, clear_op: Op) -> Result:
+    turn = env.turn
+    amount = Money(Decimal(values["amount"]), values["currency"])
+
+    def build(number: int, customer: Customer) -> Case:
+        return Case.new(
+            number,
+            kind=Kind.DISPUTE,
+            customer_id=customer.id,
+            category=Category.CHARGES,
+            description=values["reason"],
+            actor=turn.actor,
+            now=turn.now,
+            invoice=values["invoice"],
+            dispute=Dispute(values["invoice"], amount, values["reason"]),
+        )
+
+    text = _("Thanks! Your dispute is {case}. The billing team will report it to Microsoft.")
+    return await env.host._new_case(turn, values, build, clear_op, text)
+
+
+CaseAct = Callable[[Desk, Turn, Case, Answers], Awaitable[Result]]
+
+
+def on_case(act: CaseAct) -> Callable[[FormEnv, Answers, Op], Awaitable[Result]]:
+    """A form's end on its case: the form ends first; a card older than the case changes nothing."""
+
+    async def complete(env: FormEnv, values: Answers, clear_op: Op) -> Result:
+        desk: Desk = env.host
+        case = env.case
+        assert case is not None  # the engine loaded it (or said it no longer exists)
+        await desk.store.commit([clear_op])
+        version = env.ctx.get("version")
+        if version and version.isdigit() and int(version) != case.stage:
+            return await desk._stale_reply(env.turn, case)
+        env.turn.clicked = None
+        return await act(desk, env.turn, case, values)
+
+    return complete
+
+
+async def _resolve(desk: Desk, turn: Turn, case: Case, values: Answers) -> Result:
+    outcome = Outcome(values["outcome"]) if values.get("outcome") else None
+    credited = None
+    if values.get("credited") and case.dispute:
+        credited = Money(Decimal(values["credited"]), case.dispute.amount.currency)
+    text = values.get("resolution") or _("{outcome}: {amount}").format(
+        outcome=_(OUTCOME_LABELS[outcome]) if outcome else "",
+        amount=str(credited) if credited else "",
+    )
+    return await desk._do_resolve(turn, case, text, outcome, credited)
+
+
+async def _informed(desk: Desk, turn: Turn, case: Case, values: Answers) -> Result:
+    return await desk._do_informed(turn, case, InformedVia(values["via"]), values.get("text", ""))
+
+
+async def _reopen(desk: Desk, turn: Turn, case: Case, values: Answers) -> Result:
+    return await desk._do_reopen(turn, case, values["reason"])
+
+
+async def _cancel(desk: Desk, turn: Turn, case: Case, values: Answers) -> Result:
+    return await desk._do_cancel(turn, case, values["reason"])
+
+
+async def _snooze(desk: Desk, turn: Turn, case: Case, values: Answers) -> Result:
+    return await desk._do_snooze(turn, case, values["until"])
+
+
+async def _note(desk: Desk, turn: Turn, case: Case, values: Answers) -> Result:
+    case.add_note(values["text"], turn.actor, turn.now)
+    return await desk._save_and_show(
+        turn, case, _("Internal note added to {case}.").format(case=case.id)
+    )
+
+
+async def _assign(desk: Desk, turn: Turn, case: Case, values: Answers) -> Result:
+    return await desk._do_assign(turn, case, values["user"])
+
+
+async def _escalate(desk: Desk, turn: Turn, case: Case, values: Answers) -> Result:
+    return await desk._do_escalate(turn, case, values)
+
+
+def _manual_escalation_intro(env: FormEnv) -> str:
+    desk: Desk = env.host
+    case = env.case
+    assert case is not None
+    customer = env.data.get("customer")
+    return _(
+        "No Partner Center credentials are set, so file it by hand: in Partner Center "
+        "open Support → Customer requests → New request for {customer}, paste this, then "
+        "give me the request number.\n\nTitle: {title}\nDescription: {description}"
+    ).format(
+        customer=u(customer.name if customer else case.customer_id),
+        title=desk._sr_title(case),
+        description=u(desk._sr_description(case, customer)),
+    )
+
+
+async def load_customer(env: FormEnv) -> None:
+    """The case's customer, for intros and suggestions (``env.data["customer"]``)."""
+    if env.case is not None:
+        env.data["customer"] = await env.host.store.get_customer(env.case.customer_id)
+
+
+REASON = Field("reason", N_("Reason"), FieldKind.LONG_TEXT)
+SEVERITY = Field(
+    "severity", N_("Severity"), FieldKind.CHOICE, choices=SEVERITY_LABELS, default="moderate"
+)
+REQUEST_ID = Field("request_id", N_("Service request number"), checks=(request_number,))
+
+FORMS: tuple[FormDecl, ...] = (
+    FormDecl(
+        "ask",
+        Action.ASK,
+        N_("New billing question"),
+        fields=(
+            CUSTOMER,
+            Field(
+                "subscription_id", N_("Subscription id"), required=False, checks=(subscription_id,)
+            ),
+            Field("invoice", N_("Invoice number"), required=False, checks=(invoice_number,)),
+            Field("category", N_("Category"), FieldKind.CHOICE, choices=CATEGORY_LABELS),
+            Field("description", N_("Question"), FieldKind.LONG_TEXT),
+        ),
+        complete=_question,
+    ),
+    FormDecl(
+        "dispute",
+        Action.DISPUTE,
+        N_("New billing dispute"),
+        fields=(
+            CUSTOMER,
+            Field("invoice", N_("Invoice number"), checks=(invoice_number,)),
+            Field("amount", N_("Disputed amount"), FieldKind.AMOUNT, hint=N_("For example 120.00")),
+            Field("currency", N_("Currency"), FieldKind.CURRENCY, hint=N_("EUR, USD, CNY…")),
+            REASON,
+        ),
+        rules=(Rule(("amount", "currency"), amount_fits_currency, ask_again="amount"),),
+        complete=_dispute,
+    ),
+    FormDecl(
+        "resolve",
+        Action.RESOLVE,
+        N_("Resolve {case}"),
+        on_case=True,
+        fields=(
+            Field(
+                "outcome",
+                N_("Microsoft's outcome"),
+                FieldKind.CHOICE,
+                choices=OUTCOME_LABELS,
+                when=_is_dispute,
+            ),
+            Field(
+                "credited",
+                N_("Credited amount"),
+                FieldKind.AMOUNT,
+                hint=N_("For example 120.00 EUR"),
+                checks=(credit_fits_dispute,),
+                when=lambda env: _is_dispute(env) and not _denied(env),
+            ),
+            Field(
+                "resolution",
+                N_("What was done"),
+                FieldKind.LONG_TEXT,
+                required=lambda env: not _is_dispute(env) or _denied(env),
+            ),
+        ),
+        complete=on_case(_resolve),
+    ),
+    FormDecl(
+        "informed",
+        Action.INFORMED,
+        N_("Customer informed about {case}"),
+        on_case=True,
+        fields=(
+            Field("via", N_("How was the customer told?"), FieldKind.CHOICE, choices=VIA_LABELS),
+            Field("text", N_("Anything to add"), FieldKind.LONG_TEXT, required=False),
+        ),
+        complete=on_case(_informed),
+    ),
+    FormDecl(
+        "reopen", Action.REOPEN, N_("Reopen {case}"), (REASON,), on_case(_reopen), on_case=True
+    ),
+    FormDecl(
+        "cancel", Action.CANCEL, N_("Cancel {case}"), (REASON,), on_case(_cancel), on_case=True
+    ),
+    FormDecl(
+        "snooze",
+        Action.SNOOZE,
+        N_("Snooze the reminders for {case}"),
+        (Field("until", N_("Remind me again in"), FieldKind.CHOICE, choices=SNOOZE_LABELS),),
+        on_case(_snooze),
+        on_case=True,
+    ),
+    FormDecl(
+        "note",
+        Action.NOTE,
+        N_("Note on {case}"),
+        (Field("text", N_("Internal note"), FieldKind.LONG_TEXT),),
+        on_case(_note),
+        on_case=True,
+    ),
+    FormDecl(
+        "assign",
+        Action.ASSIGN,
+        N_("Assign {case}"),
+        (
+            Field(
+                "user",
+                N_("Assign to"),
+                hint=N_("An @mention or a name from the config"),
+                checks=(assignee,),
+            ),
+        ),
+        on_case(_assign),
+        on_case=True,
+    ),
+    # Manual filing only; conversations/escalation.py replaces its fields and end.
+    FormDecl(
+        "escalate",
+        Action.ESCALATE,
+        N_("Escalate {case} to Microsoft"),
+        (SEVERITY, REQUEST_ID),
+        on_case(_escalate),
+        on_case=True,
+        intro=_manual_escalation_intro,
+        load=load_customer,
+    ),
+)
+# What each form does, checked before a form is opened by a click or taken as submitted.
+FORM_ACTIONS = {decl.id: decl.action for decl in FORMS}
+
+
+__all__ = ["FORMS", "FORM_ACTIONS", "Desk", "Result", "Turn"]

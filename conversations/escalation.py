@@ -29,6 +29,7 @@ import asyncio
 import logging
 import re
 import weakref
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -46,16 +47,8 @@ from bot.domain import (
     parse_case_id,
     transition_error,
 )
-from bot.i18n import _, use_locale
-from bot.kernel.model import (
-    ActionRef,
-    Button,
-    ButtonStyle,
-    Choice,
-    FieldKind,
-    FormField,
-    Reply,
-)
+from bot.i18n import N_, _, use_locale
+from bot.kernel.model import ActionRef, Button, ButtonStyle, Choice, FieldKind, Reply
 from bot.kernel.scheduler import iso, notify_key
 from bot.partner_center import (
     PartnerCenterAuthError,
@@ -69,13 +62,15 @@ from bot.partner_center import (
     SupportTopic,
     new_request_id,
 )
-from bot.policy import Action, check
+from bot.policy import Action
 from bot.storage import Op, Store, VersionConflict
 from conversations.cards import sr_status_label, state_label
 from conversations.commands import Command
-from conversations.desk import Desk, FormSpec, Result, Turn
-from conversations.forms import SEVERITY_LABELS, ValidationError, choices, validate
+from conversations.desk import REQUEST_ID, SEVERITY, Desk, load_customer
+from conversations.formengine import Answers, Field, FormEnv, case_context
+from conversations.forms import ValidationError, request_number
 from conversations.text import u
+from conversations.turn import Result, Turn
 
 if TYPE_CHECKING:
     from conversations.runtime import Runtime
@@ -151,6 +146,15 @@ def parse_contact(text: str) -> dict[str, str] | None:
     return contact
 
 
+def _contact(env: FormEnv, text: str) -> str:
+    """The contact field's check: an email in it (see :func:`parse_contact`)."""
+    try:
+        parse_contact(text)
+    except DomainError as exc:
+        raise ValidationError(str(exc)) from None
+    return text
+
+
 def case_op(case: Case) -> Op:
     """The guarded write of ``case`` (as ``Store.save_case`` does), for a combined commit."""
     return Store.case_op(case)
@@ -212,65 +216,84 @@ class EscalationFlow:
             return await self._retry(turn, case)
         if word:
             return await self._record_manual(turn, case, word, "", [])
-        ctx = self.desk._case_ctx(case)
+        ctx = case_context(case)
         if not self.api_mode:
-            return await self.desk._start_form(turn, "escalate", ctx, prefill={})
+            return await self.desk.forms.start(turn, "escalate", ctx, prefill={})
         await self._topics(case)  # a topics error is said before any form opens
         pending = await self.store.get_job(pending_key(case.number))
         prefill = dict(pending.get("values") or {}) if pending else {}
-        return await self.desk._start_form(turn, "escalate", ctx, prefill=prefill)
+        return await self.desk.forms.start(turn, "escalate", ctx, prefill=prefill)
 
-    async def form_fields(
-        self, turn: Turn, ctx: dict[str, str], values: dict[str, str]
-    ) -> tuple[str, list[FormField], str | None]:
-        case = await self._form_case(ctx)
-        customer = await self.store.get_customer(case.customer_id)
-        title = _("Escalate {case} to Microsoft").format(case=case.id)
-        severity = FormField(
-            "severity",
-            _("Severity"),
-            FieldKind.CHOICE,
-            choices=choices(SEVERITY_LABELS),
-            value="moderate",
-        )
-        if not self.api_mode:
-            return (
-                title,
-                [severity, FormField("request_id", _("Service request number"))],
-                (self._manual_intro(case, customer)),
-            )
-        topics = await self._topics(case)
-        options = _topic_choices(topics)
-        default = next(
-            (c for c, t in zip(options, topics, strict=True) if "billing" in t.name.casefold()),
-            options[0],
-        )
-        fields = [
-            FormField(
-                "title", _("Title"), value=self.sr_title(case, customer)[:255], max_length=255
+    # The escalate form: the desk's (manual filing) with these fields, intro and end.
+    def fields(self) -> tuple[Field, ...]:
+        """API mode: title, description, severity, topic, contact; manual: severity, number."""
+
+        def api(env: FormEnv) -> bool:
+            return self.api_mode
+
+        def manual(env: FormEnv) -> bool:
+            return not self.api_mode
+
+        def title(env: FormEnv) -> str:
+            assert env.case is not None
+            return self.sr_title(env.case, env.data.get("customer"))[:255]
+
+        def description(env: FormEnv) -> str:
+            assert env.case is not None
+            return self.desk._sr_description(env.case, env.data.get("customer"))
+
+        def topics(env: FormEnv) -> tuple[Choice, ...]:
+            return _topic_choices(env.data["topics"])
+
+        def billing_topic(env: FormEnv) -> str:
+            options, found = topics(env), env.data["topics"]
+            return next(
+                (c for c, t in zip(options, found, strict=True) if "billing" in t.name.casefold()),
+                options[0],
+            ).value
+
+        return (
+            Field("title", N_("Title"), default=title, max_length=255, when=api),
+            Field(
+                "description", N_("Description"), FieldKind.LONG_TEXT, default=description, when=api
             ),
-            FormField(
-                "description",
-                _("Description"),
-                FieldKind.LONG_TEXT,
-                value=self.desk._sr_description(case, customer),
+            SEVERITY,
+            Field(
+                "topic",
+                N_("Support topic"),
+                FieldKind.CHOICE,
+                choices=topics,
+                default=billing_topic,
+                when=api,
             ),
-            severity,
-            FormField(
-                "topic", _("Support topic"), FieldKind.CHOICE, choices=options, value=default.value
-            ),
-            FormField(
+            Field(
                 "contact",
-                _("Primary contact"),
+                N_("Primary contact"),
                 required=False,
-                hint=_("an email Microsoft may write to, e.g. Jane Doe <jane@contoso.com>"),
+                hint=N_("an email Microsoft may write to, e.g. Jane Doe <jane@contoso.com>"),
+                checks=(_contact,),
+                when=api,
             ),
-        ]
-        intro = _(
+            replace(REQUEST_ID, when=manual),
+        )
+
+    async def form_load(self, env: FormEnv) -> None:
+        """The case's customer, and in API mode the live support topics."""
+        await load_customer(env)
+        if self.api_mode:
+            assert env.case is not None
+            env.data["topics"] = await self._topics(env.case)
+
+    def form_intro(self, env: FormEnv) -> str:
+        case = env.case
+        assert case is not None
+        customer = env.data.get("customer")
+        if not self.api_mode:
+            return self._manual_intro(case, customer)
+        return _(
             "This files a service request in Partner Center on behalf of {customer}. Microsoft "
             "reads the title and description as written; check them before you submit."
         ).format(customer=u(customer.name if customer else case.customer_id))
-        return title, fields, intro
 
     def sr_title(self, case: Case, customer: Customer | None) -> str:
         parts = [customer.name if customer else case.customer_id]
@@ -291,13 +314,6 @@ class EscalationFlow:
             title=u(self.sr_title(case, customer)),
             description=u(self.desk._sr_description(case, customer)),
         )
-
-    async def _form_case(self, ctx: dict[str, str]) -> Case:
-        number = parse_case_id(ctx.get("case", ""))
-        case = await self.store.get_case(number) if number else None
-        if case is None:
-            raise NotFound(_("That case no longer exists."))
-        return case
 
     async def _topics(self, case: Case) -> list[SupportTopic]:
         """The live support topics (cached by the client); an error is said plainly."""
@@ -321,9 +337,9 @@ class EscalationFlow:
             )
         return topics
 
-    async def form_complete(
-        self, turn: Turn, values: dict[str, str], ctx: dict[str, str], clear_op: Op
-    ) -> Result:
+    async def form_complete(self, env: FormEnv, values: Answers, clear_op: Op) -> Result:
+        """The form's end (the engine checked the policy): file it, or record the number."""
+        turn, ctx = env.turn, env.ctx
         number = parse_case_id(ctx.get("case", ""))
         # Ends the form: committed with the change, or on its own by the finally below
         # (a form left open with every field answered would have nothing left to ask).
@@ -333,8 +349,6 @@ class EscalationFlow:
                 case = await self.store.get_case(number) if number else None
                 if case is None:
                     raise NotFound(_("That case no longer exists."))
-                tenant = await self.desk._customer_tenant(case)
-                check(turn.actor, Action.ESCALATE, case, customer_tenant=tenant)
                 version = ctx.get("version")
                 if version and version.isdigit() and int(version) != case.stage:
                     # A second submit of the same form, or a form older than the case.
@@ -572,7 +586,7 @@ class EscalationFlow:
         self, turn: Turn, case: Case, values: dict[str, str], error: str, field: str | None
     ) -> Result:
         """Show the form again with what was entered, and what to fix."""
-        out = await self.desk._start_form(turn, "escalate", self.desk._case_ctx(case), values)
+        out = await self.desk.forms.start(turn, "escalate", case_context(case), values)
         for reply in out.replies:
             if reply.form is not None and field:
                 reply.form.errors = {field: error}
@@ -583,9 +597,8 @@ class EscalationFlow:
         self, turn: Turn, case: Case, number: str, severity: str, first_ops: list[Op]
     ) -> Result:
         """A request filed by hand in the portal: its number goes on the case, tracking starts."""
-        field = FormField("request_id", _("Service request number"))
         try:
-            request_id = validate(field, number).value
+            request_id = request_number(None, number)
         except ValidationError as exc:
             raise DomainError(str(exc)) from None
         self.desk._ensure_started(turn, case)
@@ -896,8 +909,14 @@ def register(runtime: Runtime) -> EscalationFlow:
     desk = runtime.desk
     desk.add_command("escalate", flow.cmd_escalate)
     desk.add_command("note", flow.cmd_note)
-    desk.add_command("srstatus", flow.cmd_srstatus)
-    desk.add_form("escalate", FormSpec(flow.form_fields, flow.form_complete))
+    desk.add_command("srstatus", flow.cmd_srstatus, needs="case")
+    desk.forms.change(
+        "escalate",
+        fields=flow.fields(),
+        intro=flow.form_intro,
+        load=flow.form_load,
+        complete=flow.form_complete,
+    )
     runtime.scheduler.add_job_type(POLL_JOB, flow.run_poll, describe_poll)
     runtime.scheduler.add_job_type(PENDING_JOB, flow.run_pending)
     runtime.closers.append(flow.close)

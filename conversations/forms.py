@@ -108,22 +108,38 @@ def validate(field: FormField, raw: str) -> Parsed:
             return Parsed(str(parse_amount(text)))
     except MoneyError as exc:
         raise ValidationError(str(exc)) from exc
-    if field.name == "subscription_id" and not is_guid(text):
+    return Parsed(text)
+
+
+# Per-field checks, named in the form declarations (``Field(checks=...)``): each takes the
+# form's environment (unused here) and the answer, and returns the value to keep.
+def subscription_id(env: object, text: str) -> str:
+    if not is_guid(text):
         raise ValidationError(
             _(
                 "A subscription id looks like 8f3c2b1e-1234-4abc-9def-0123456789ab "
                 "(Partner Center → Customers → Subscriptions)."
             )
         )
-    if field.name == "invoice" and not _INVOICE.match(text):
+    return text
+
+
+def invoice_number(env: object, text: str) -> str:
+    if not _INVOICE.match(text):
         raise ValidationError(
             _("An invoice number has letters, digits and dashes only, like G012345678.")
         )
-    if field.name == "request_id" and not _REQUEST.match(text):
+    return text
+
+
+def request_number(env: object, text: str) -> str:
+    """A Partner Center service request number (also checked when typed after ``escalate``)."""
+    text = text.strip()
+    if not _REQUEST.match(text):
         raise ValidationError(
             _("Paste the service request number Partner Center showed, like 2411240010001234.")
         )
-    return Parsed(text)
+    return text
 
 
 def credited_field() -> FormField:

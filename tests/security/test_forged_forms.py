@@ -4,7 +4,7 @@ A web page, a Teams card or the local endpoint lets a client post any
 ``form_id`` with any context. Found by the matrix: the escalate form's intro
 (customer, tenant id, description) came back to anyone whose submission had a
 missing field, and a person without a role could create customers on the way
-to a refusal. :meth:`conversations.desk.Desk._check_form` now checks first.
+to a refusal. :meth:`conversations.formengine.FormEngine.guard` now checks first.
 """
 
 from __future__ import annotations

@@ -332,12 +332,13 @@ async def test_an_error_no_field_shows_is_pushed_over_the_form(slack: SlackEnv) 
     await slack.submit(slack.fake.last_view(), values)
     await slack.command("resolve BILL-1")
     view = slack.fake.last_view()
+    # A credit over the disputed amount is the credited field's own check (the form engine
+    # checks each field where it is asked): the error goes on that field.
     status, answer = await slack.submit(
         view, {"outcome": "credit_granted", "credited": "99.00 EUR", "resolution": ""}
     )
-    assert status == 200 and answer["response_action"] == "push"
-    assert "more than the disputed 12.50 EUR" in json.dumps(answer["view"])
-    assert answer["view"]["close"]["text"] == "Back"
+    assert status == 200 and answer["response_action"] == "errors"
+    assert "more than the disputed 12.50 EUR" in answer["errors"]["credited"]
     assert (await slack.case(1)).state != State.RESOLVED
     status, answer = await slack.submit(
         view, {"outcome": "denied", "credited": "", "resolution": "Microsoft says no"}
@@ -345,6 +346,12 @@ async def test_an_error_no_field_shows_is_pushed_over_the_form(slack: SlackEnv) 
     assert answer == {}
     case = await slack.case(1)
     assert case.state == State.RESOLVED and case.dispute.credited is None
+    # An error only the change itself finds (the case is already hers) belongs to no field.
+    await slack.command("assign BILL-1")
+    status, answer = await slack.submit(slack.fake.last_view(), {"user": "UANA"})
+    assert status == 200 and answer["response_action"] == "push"
+    assert "already belongs to that person" in json.dumps(answer["view"])
+    assert answer["view"]["close"]["text"] == "Back"
 
 
 async def test_without_users_info_nobody_is_taken_for_staff(slack: SlackEnv) -> None:
