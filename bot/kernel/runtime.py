@@ -14,6 +14,7 @@ send succeeded (at-least-once, never lost by a crash).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import itertools
 import logging
@@ -104,9 +105,14 @@ class Kernel:
         self._scheduler_wake = asyncio.Event()
         self.request_handlers: dict[str, RequestHandler] = {}
         self.request_routes: dict[str, RequestRoute] = {}
-        self._retry_at: dict[str, float] = {}  # queued request -> monotonic time of its next try
-        self._lane_of: dict[str, str] = {}  # running queued request -> its lane
-        self._destination_of: dict[str, str] = {}  # running queued request -> its destination
+        # The request queue in memory, by lane (see drain_requests); the store holds the items.
+        self._lanes: dict[str, list[str]] = {}  # lane -> its queued requests' ids, oldest first
+        self._lane_destination: dict[str, str] = {}
+        self._placed: set[str] = set()  # ids put on a lane
+        self._ready: set[str] = set()  # lanes whose first item may start now
+        self._parked: set[str] = set()  # lanes waiting for a paused destination
+        self._busy: dict[str, str] = {}  # lane -> id of its running item
+        self._retry_at: dict[str, float] = {}  # lane -> monotonic time its first item retries
         self._destination_failures: dict[str, int] = {}  # network failures in a row
         self._paused_until: dict[str, float] = {}  # destination -> monotonic time of next probe
         self._requests_wake = asyncio.Event()
@@ -163,9 +169,25 @@ class Kernel:
         except VersionConflict:
             return False
         self._queued_at[item_id] = time.monotonic()
+        self._place(item_id, item)
         self._requests_idle.clear()
         self._requests_wake.set()
         return True
+
+    def _place(self, key: str, item: dict[str, Any]) -> None:
+        """Put a queued request on its lane (ids sort by arrival, so the lane stays in order)."""
+        if key in self._placed:
+            return
+        destination, lane = self._route(item)
+        keys = self._lanes.setdefault(lane, [])
+        if not keys or keys[-1] < key:
+            keys.append(key)
+        else:
+            bisect.insort(keys, key)
+        self._lane_destination[lane] = destination
+        self._placed.add(key)
+        if lane not in self._busy:
+            self._ready.add(lane)
 
     def _route(self, item: dict[str, Any]) -> tuple[str, str]:
         """(destination, lane) of a queued request: see :meth:`drain_requests`."""
@@ -179,34 +201,40 @@ class Kernel:
                 log.warning("no route for a queued %s request; it runs on its own lane", channel)
         return channel, f"{channel}|?"
 
-    def _runnable(self, running: dict[str, asyncio.Task[bool]]) -> list[tuple[str, dict[str, Any]]]:
-        """The items to start now: the oldest live item of each lane that is free and due."""
-        now = time.monotonic()
-        seen_lanes: set[str] = set()
-        busy_destinations = {self._destination_of.get(key) for key in running}
-        start: list[tuple[str, dict[str, Any]]] = []
-        for key, item in sorted(self.store.queued_requests().items()):
-            if item.get("dead") or key in running:
-                seen_lanes.add(self._lane_of.get(key, ""))
+    def _start_ready(self, running: dict[str, asyncio.Task[str]], now: float) -> list[str]:
+        """The lanes' first items to start now: lanes free, due, destination not paused."""
+        self._ready |= self._parked
+        self._parked.clear()
+        busy_destinations = {self._lane_destination.get(lane) for lane in self._busy}
+        start: list[str] = []
+        for lane in sorted(self._ready, key=lambda name: self._lanes.get(name) or [""]):
+            if len(running) + len(start) >= MAX_REQUEST_LANES:
+                break  # the rest stay ready
+            self._ready.discard(lane)
+            keys = self._lanes.get(lane)
+            while keys:
+                item = self.store.queued_request(keys[0])
+                if item is not None and not item.get("dead"):
+                    break
+                self._placed.discard(keys.pop(0))  # done elsewhere, or kept aside as dead
+            if not keys:
+                self._lanes.pop(lane, None)
+                self._lane_destination.pop(lane, None)
                 continue
-            destination, lane = self._route(item)
-            if lane in seen_lanes:
-                continue  # an older item of this lane comes first: order within a lane holds
-            seen_lanes.add(lane)
-            if self._retry_at.get(key, 0.0) > now:
-                continue  # backing off: the lane waits, the others go on
+            if lane in self._busy or self._retry_at.get(lane, 0.0) > now:
+                continue  # running, or backing off: woken by its task or its timer
+            destination = self._lane_destination[lane]
             paused = self._paused_until.get(destination)
             if paused is not None:
                 # A failing destination: paused, then probed by one item at a time (it stays
                 # in _paused_until until an item for it succeeds).
                 if paused > now or destination in busy_destinations:
+                    self._parked.add(lane)
                     continue
                 busy_destinations.add(destination)
-            if len(running) + len(start) >= MAX_REQUEST_LANES:
-                break
-            self._lane_of[key] = lane
-            self._destination_of[key] = destination
-            start.append((key, item))
+            self._retry_at.pop(lane, None)
+            self._busy[lane] = keys[0]
+            start.append(lane)
         return start
 
     def _next_due(self) -> float | None:
@@ -214,6 +242,15 @@ class Kernel:
         now = time.monotonic()
         times = [t for t in (*self._retry_at.values(), *self._paused_until.values()) if t > now]
         return min(times) if times else None
+
+    def _place_stored(self) -> None:
+        """Put every live stored request not yet on a lane on its lane (after a restart)."""
+        queued = self.store.queued_requests()
+        if len(self._placed) == len(queued):
+            return  # the usual case: every stored item was placed by enqueue
+        for key, item in sorted(queued.items()):
+            if key not in self._placed and not item.get("dead"):
+                self._place(key, item)
 
     async def drain_requests(self) -> int:
         """Work off every queued item, oldest first per lane; returns how many were done.
@@ -232,18 +269,24 @@ class Kernel:
         no live item is left (dead ones stay for a person to see).
         """
         done = 0
-        running: dict[str, asyncio.Task[bool]] = {}
+        running: dict[str, asyncio.Task[str]] = {}  # lane -> its running item's task
         wake: asyncio.Task[Any] | None = None
+        self._place_stored()
+        self._ready |= set(self._lanes)
         try:
             while True:
                 self._requests_wake.clear()
-                for key, item in self._runnable(running):
+                now = time.monotonic()
+                for lane, at in list(self._retry_at.items()):
+                    if at <= now:
+                        self._ready.add(lane)
+                for lane in self._start_ready(running, now):
+                    key = self._busy[lane]
                     await self._answers_first(self._queued_at.pop(key, None))
-                    running[key] = asyncio.create_task(
-                        self._work_item(key, item), name=f"request:{key}"
+                    running[lane] = asyncio.create_task(
+                        self._work_item(key, lane), name=f"request:{key}"
                     )
-                live = any(not v.get("dead") for v in self.store.queued_requests().values())
-                if not running and not live:
+                if not running and not self._lanes:
                     self._requests_idle.set()
                     return done
                 self._requests_idle.clear()
@@ -254,34 +297,42 @@ class Kernel:
                 finished, _pending = await asyncio.wait(
                     [*running.values(), wake], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )
-                for key, task in list(running.items()):
-                    if task in finished:
-                        del running[key]
-                        self._lane_of.pop(key, None)
-                        self._destination_of.pop(key, None)
-                        if task.result():
-                            done += 1
-                now = time.monotonic()
-                for key, at in list(self._retry_at.items()):
-                    if at <= now or not self.store.is_queued(key):
-                        self._retry_at.pop(key, None)
+                for lane, task in list(running.items()):
+                    if task not in finished:
+                        continue
+                    del running[lane]
+                    key = self._busy.pop(lane)
+                    outcome = task.result()
+                    if outcome != "retry":
+                        keys = self._lanes.get(lane, [])
+                        if keys and keys[0] == key:
+                            keys.pop(0)
+                        self._placed.discard(key)
+                        if not keys:
+                            self._lanes.pop(lane, None)
+                            self._lane_destination.pop(lane, None)
+                        done += outcome == "done"
+                    self._ready.add(lane)
         finally:
             if wake is not None:
                 wake.cancel()
             for task in running.values():
                 task.cancel()
-            for key in running:
-                self._lane_of.pop(key, None)
-                self._destination_of.pop(key, None)
+            for lane in running:
+                self._busy.pop(lane, None)
+                self._ready.add(lane)
 
-    async def _work_item(self, key: str, item: dict[str, Any]) -> bool:
-        """Do one queued request; True when done, False when it failed (retried later) or died."""
-        destination = self._destination_of.get(key, str(item.get("channel")))
+    async def _work_item(self, key: str, lane: str) -> str:
+        """Do one queued request: "done", "retry" (its lane waits, then retries) or "dead"."""
+        item = self.store.queued_request(key)
+        if item is None:
+            return "gone"  # done meanwhile (a restart's replay, a test draining by hand)
+        destination = self._lane_destination.get(lane, str(item.get("channel")))
         handler = self.request_handlers.get(item["channel"])
         if handler is None:
             log.error("no handler for queued request of channel %s; keeping it", item["channel"])
             await self.store.commit([self.store.queued_request_op(key, {**item, "dead": True})])
-            return False
+            return "dead"
         try:
             await handler(item["payload"])
         except Exception as exc:  # noqa: BLE001 - retried later, then kept aside for a person
@@ -293,13 +344,14 @@ class Kernel:
             await self.store.commit(
                 [self.store.queued_request_op(key, {**item, "attempts": attempts, "dead": dead})]
             )
-            if not dead:
-                self._retry_at[key] = time.monotonic() + min(2**attempts * 0.1, 5)
-            return False
+            if dead:
+                return "dead"
+            self._retry_at[lane] = time.monotonic() + min(2**attempts * 0.1, 5)
+            return "retry"
         self._destination_failures.pop(destination, None)
         self._paused_until.pop(destination, None)
         await self.store.commit([self.store.queued_request_op(key, None)])
-        return True
+        return "done"
 
     def _destination_failed(self, destination: str) -> None:
         failures = self._destination_failures.get(destination, 0) + 1

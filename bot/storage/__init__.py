@@ -529,6 +529,10 @@ class Store:
     def is_queued(self, item_id: str) -> bool:
         return item_id in self.engine.view("inbox")
 
+    def queued_request(self, item_id: str) -> Doc | None:
+        """One queued request as stored (live or dead), or None once it is done."""
+        return self.engine.peek("inbox", item_id)
+
     @staticmethod
     def queued_request_op(item_id: str, item: Doc | None, *, handed_over: bool = False) -> Op:
         """Queue or update (None: drop) request ``item_id``; ``handed_over`` as :class:`Op`."""
