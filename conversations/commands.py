@@ -1,4 +1,7 @@
-"""Parsing typed commands: the same words on every channel (PRODUCT.md's command table)."""
+"""Parsing typed commands: the same words on every channel (PRODUCT.md's command table).
+
+The words are the declared commands and their aliases (:mod:`conversations.registry`).
+"""
 
 from __future__ import annotations
 
@@ -6,67 +9,7 @@ import re
 from dataclasses import dataclass
 
 from bot.domain import parse_case_id
-
-COMMANDS = (
-    "help",
-    "resources",
-    "ask",
-    "dispute",
-    "status",
-    "list",
-    "take",
-    "assign",
-    "note",
-    "escalate",
-    "resolve",
-    "informed",
-    "reopen",
-    "cancel",
-    "close",
-    "snooze",
-    "reminders",
-    "customers",
-    "customer",
-    "language",
-)
-
-# Common slips people make; the command table stays the contract.
-ALIASES = {
-    "?": "help",
-    "h": "help",
-    "show": "status",
-    "ls": "list",
-    "cases": "list",
-    "comment": "note",
-    "inform": "informed",
-    "assign-to": "assign",
-    # Chinese aliases: the English words work everywhere, these too.
-    "帮助": "help",
-    "资源": "resources",
-    "提问": "ask",
-    "争议": "dispute",
-    "状态": "status",
-    "列表": "list",
-    "接手": "take",
-    "分配": "assign",
-    "备注": "note",
-    "上报": "escalate",
-    "解决": "resolve",
-    "已告知": "informed",
-    "重新打开": "reopen",
-    "取消": "cancel",
-    "关闭": "close",
-    "稍后提醒": "snooze",
-    "提醒": "reminders",
-    "客户列表": "customers",
-    "客户": "customer",
-    "逾期": "overdue",
-    "已付款": "paid",
-    "暂停": "suspend",
-    "恢复": "reactivate",
-    "重新激活": "reactivate",
-    "语言": "language",
-}
+from conversations.registry import REGISTRY, Registry
 
 LIST_FILTERS = ("mine", "open", "unassigned", "escalated", "awaiting-customer", "all")
 
@@ -93,8 +36,12 @@ class Command:
         return number, parts[1].strip() if len(parts) > 1 else ""
 
 
-def parse(text: str) -> Command:
-    """``"resolve BILL-7 fixed"`` → ``Command("resolve", "BILL-7 fixed")``; ``BILL-7`` → status."""
+def parse(text: str, commands: Registry = REGISTRY) -> Command:
+    """``"resolve BILL-7 fixed"`` → ``Command("resolve", "BILL-7 fixed")``; ``BILL-7`` → status.
+
+    A word is a command's name or one of its aliases (declared with the command, see
+    :mod:`conversations.registry`); any other word is passed on as it is.
+    """
     stripped = (text or "").strip()
     if stripped.startswith("/billing"):
         stripped = stripped[len("/billing") :].strip()
@@ -105,7 +52,7 @@ def parse(text: str) -> Command:
     if parse_case_id(head) is not None:
         return Command("status", f"{head} {rest}".strip())
     name = head.lower()
-    return Command(ALIASES.get(name, name), rest)
+    return Command(commands.resolve(name), rest)
 
 
 def mention_id(word: str) -> str | None:
