@@ -8,8 +8,9 @@ from bot.domain import STATE_LABELS, Actor, Case, Customer, Kind, Role, State, U
 from bot.i18n import N_, _, format_amount, format_time, ngettext
 from bot.kernel.model import ActionRef, Button, ButtonStyle, CardFact, CaseCard
 from bot.money import Money
-from bot.policy import Action, allowed, can_see_internal
+from bot.policy import allowed, can_see_internal
 from conversations.forms import CATEGORY_LABELS, OUTCOME_LABELS, VIA_LABELS
+from conversations.registry import REGISTRY
 from conversations.text import u
 
 AUDIT_LABELS = {
@@ -92,45 +93,42 @@ def _button(label: str, name: str, case: Case, style: ButtonStyle = ButtonStyle.
 
 
 def buttons_for(case: Case, viewer: Actor, customer_tenant: str | None) -> list[Button]:
-    """Exactly the buttons that fit the case's state and the viewer's role."""
+    """Exactly the buttons that fit the case's state and the viewer's role.
+
+    A button runs the command it names; whether the viewer may press it is the
+    policy's answer for that command's declared action (:mod:`conversations.registry`).
+    """
     if viewer.role not in (Role.AGENT, Role.LEAD):
         return []
-    candidates: list[tuple[Action, Button]] = []
+    candidates: list[Button] = []
     s = case.state
     if s in (State.OPEN, State.REOPENED) or (
         s == State.IN_PROGRESS and case.owner != viewer.user_id
     ):
         if case.owner != viewer.user_id:
-            candidates.append((Action.TAKE, _button(_("Take"), "take", case, ButtonStyle.PRIMARY)))
+            candidates.append(_button(_("Take"), "take", case, ButtonStyle.PRIMARY))
     if s in (State.OPEN, State.IN_PROGRESS, State.REOPENED):
-        candidates.append((Action.ESCALATE, _button(_("Escalate"), "escalate", case)))
+        candidates.append(_button(_("Escalate"), "escalate", case))
     if s in (State.OPEN, State.IN_PROGRESS, State.ESCALATED, State.REOPENED):
-        candidates.append(
-            (Action.RESOLVE, _button(_("Resolve"), "resolve", case, ButtonStyle.PRIMARY))
-        )
-        candidates.append((Action.NOTE, _button(_("Note"), "note", case)))
+        candidates.append(_button(_("Resolve"), "resolve", case, ButtonStyle.PRIMARY))
+        candidates.append(_button(_("Note"), "note", case))
     if s == State.RESOLVED:
-        candidates.append(
-            (
-                Action.INFORMED,
-                _button(_("Customer informed"), "informed", case, ButtonStyle.PRIMARY),
-            )
-        )
+        candidates.append(_button(_("Customer informed"), "informed", case, ButtonStyle.PRIMARY))
     if s in (State.OPEN, State.IN_PROGRESS, State.ESCALATED, State.RESOLVED, State.REOPENED):
         label = _("Reassign") if case.owner else _("Assign")
-        candidates.append((Action.ASSIGN, _button(label, "assign", case)))
+        candidates.append(_button(label, "assign", case))
     if s == State.CUSTOMER_INFORMED:
-        candidates.append((Action.CLOSE, _button(_("Close"), "close", case, ButtonStyle.PRIMARY)))
+        candidates.append(_button(_("Close"), "close", case, ButtonStyle.PRIMARY))
     if s in (State.RESOLVED, State.CUSTOMER_INFORMED, State.CLOSED):
-        candidates.append((Action.REOPEN, _button(_("Reopen"), "reopen", case)))
+        candidates.append(_button(_("Reopen"), "reopen", case))
     if s in (State.OPEN, State.IN_PROGRESS, State.ESCALATED):
-        candidates.append(
-            (Action.CANCEL, _button(_("Cancel case"), "cancel", case, ButtonStyle.DANGER))
-        )
+        candidates.append(_button(_("Cancel case"), "cancel", case, ButtonStyle.DANGER))
     return [
         b
-        for action, b in candidates
-        if allowed(viewer, action, case, customer_tenant=customer_tenant)
+        for b in candidates
+        if allowed(
+            viewer, REGISTRY.spec(b.action.name).action, case, customer_tenant=customer_tenant
+        )
     ]
 
 

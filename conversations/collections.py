@@ -62,6 +62,7 @@ from bot.workhours import zone_or_utc
 from conversations.cards import local_time
 from conversations.commands import Command
 from conversations.desk import Result, Turn
+from conversations.registry import command
 from conversations.text import u
 
 if TYPE_CHECKING:
@@ -533,11 +534,7 @@ class Collections:
         self.client = PartnerCenterClient(runtime.settings, clock=runtime.clock)
         runtime.closers.append(self.client.close)
         desk = runtime.desk
-        desk.add_command("overdue", self.cmd_overdue)
-        desk.add_command("paid", self.cmd_paid, needs="word")
-        desk.add_command("suspend", self.cmd_suspend, needs="word")
-        desk.add_command("reactivate", self.cmd_reactivate, needs="word")
-        desk.add_command("collections", self.cmd_collections)
+        desk.add_commands(self)
         runtime.scheduler.add_job_type(RUN_TYPE, self.run_job)
         runtime.scheduler.add_job_type(DM_TYPE, self.dm_job)
 
@@ -603,6 +600,13 @@ class Collections:
         return customer
 
     # ---- overdue ---------------------------------------------------------------------
+    @command(
+        "overdue",
+        aliases=("逾期",),
+        action=Action.OVERDUE,
+        usage="overdue",
+        help=N_("overdue customers by collections stage, days and amount"),
+    )
     async def cmd_overdue(self, turn: Turn, cmd: Command) -> Result:
         check(turn.actor, Action.OVERDUE)
         items = self.overdue(turn.now)
@@ -674,6 +678,14 @@ class Collections:
         return Result([Reply(text="\n".join(lines), buttons=buttons[:5], kind="list")])
 
     # ---- paid ------------------------------------------------------------------------
+    @command(
+        "paid",
+        needs="word",
+        aliases=("已付款",),
+        action=Action.PAID,
+        usage="paid INVOICE [amount]",
+        help=N_("record a payment: all that is open, or a part"),
+    )
     async def cmd_paid(self, turn: Turn, cmd: Command) -> Result:
         check(turn.actor, Action.PAID)
         words = cmd.words
@@ -778,10 +790,28 @@ class Collections:
         return Result([Reply(text=text, buttons=buttons)])
 
     # ---- suspend / reactivate --------------------------------------------------------
+    @command(
+        "suspend",
+        needs="word",
+        aliases=("暂停",),
+        action=Action.SUSPEND,
+        usage="suspend CUSTOMER",
+        help=N_("suspend a customer's subscriptions for non-payment (you confirm first)"),
+        handler_checks=True,  # a refusal is audited
+    )
     async def cmd_suspend(self, turn: Turn, cmd: Command) -> Result:
         await self._check_lead(turn, Action.SUSPEND, cmd)
         return await self._subscriptions(turn, cmd, "suspended")
 
+    @command(
+        "reactivate",
+        needs="word",
+        aliases=("恢复", "重新激活"),
+        action=Action.REACTIVATE,
+        usage="reactivate CUSTOMER",
+        help=N_("reactivate a customer's suspended subscriptions (you confirm first)"),
+        handler_checks=True,  # a refusal is audited
+    )
     async def cmd_reactivate(self, turn: Turn, cmd: Command) -> Result:
         await self._check_lead(turn, Action.REACTIVATE, cmd)
         return await self._subscriptions(turn, cmd, "active")
@@ -1398,6 +1428,12 @@ class Collections:
         return Result([Reply(text=text, kind="stale", buttons=buttons, private=True)])
 
     # ---- collections: the policy, and "I sent it" -------------------------------------
+    @command(
+        "collections",
+        action=Action.OVERDUE,
+        usage="collections [sent STAGE CUSTOMER-ID]",
+        help=None,  # the collections policy, and the "I sent it" buttons: not in help
+    )
     async def cmd_collections(self, turn: Turn, cmd: Command) -> Result:
         check(turn.actor, Action.OVERDUE)
         words = cmd.words

@@ -1,4 +1,7 @@
-"""Parsing typed commands: the same words on every channel (PRODUCT.md's command table)."""
+"""Parsing typed commands: the same words on every channel (PRODUCT.md's command table).
+
+The words are the declared commands and their aliases (:mod:`conversations.registry`).
+"""
 
 from __future__ import annotations
 
@@ -7,86 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.domain import parse_case_id
-
-COMMANDS = (
-    "help",
-    "resources",
-    "ask",
-    "dispute",
-    "status",
-    "list",
-    "take",
-    "assign",
-    "note",
-    "escalate",
-    "resolve",
-    "informed",
-    "reopen",
-    "cancel",
-    "close",
-    "snooze",
-    "reminders",
-    "customers",
-    "customer",
-    "language",
-)
-
-# Common slips people make; the command table stays the contract.
-ALIASES = {
-    "?": "help",
-    "h": "help",
-    "show": "status",
-    "ls": "list",
-    "cases": "list",
-    "comment": "note",
-    "inform": "informed",
-    "assign-to": "assign",
-    # Chinese aliases: the English words work everywhere, these too.
-    "帮助": "help",
-    "资源": "resources",
-    "提问": "ask",
-    "争议": "dispute",
-    "状态": "status",
-    "列表": "list",
-    "接手": "take",
-    "分配": "assign",
-    "备注": "note",
-    "上报": "escalate",
-    "解决": "resolve",
-    "已告知": "informed",
-    "重新打开": "reopen",
-    "取消": "cancel",
-    "关闭": "close",
-    "稍后提醒": "snooze",
-    "提醒": "reminders",
-    "客户列表": "customers",
-    "客户": "customer",
-    "逾期": "overdue",
-    "已付款": "paid",
-    "暂停": "suspend",
-    "恢复": "reactivate",
-    "重新激活": "reactivate",
-    "语言": "language",
-}
-
-# What a command needs after its name to run as typed: ``case`` a case id first, ``word`` at
-# least one word; a command not listed needs nothing. Flow modules add theirs
-# (``Desk.add_command(..., needs=...)``). Used to tell a command line typed into an open form.
-NEEDS: dict[str, str] = {
-    "status": "case",
-    "take": "case",
-    "assign": "case",
-    "note": "case",
-    "escalate": "case",
-    "resolve": "case",
-    "informed": "case",
-    "reopen": "case",
-    "cancel": "case",
-    "close": "case",
-    "snooze": "case",
-    "customer": "word",
-    "language": "word",
-}
+from conversations.registry import REGISTRY, Registry
 
 LIST_FILTERS = ("mine", "open", "unassigned", "escalated", "awaiting-customer", "all")
 
@@ -113,8 +37,12 @@ class Command:
         return number, parts[1].strip() if len(parts) > 1 else ""
 
 
-def parse(text: str) -> Command:
-    """``"resolve BILL-7 fixed"`` → ``Command("resolve", "BILL-7 fixed")``; ``BILL-7`` → status."""
+def parse(text: str, commands: Registry = REGISTRY) -> Command:
+    """``"resolve BILL-7 fixed"`` → ``Command("resolve", "BILL-7 fixed")``; ``BILL-7`` → status.
+
+    A word is a command's name or one of its aliases (declared with the command, see
+    :mod:`conversations.registry`); any other word is passed on as it is.
+    """
     stripped = (text or "").strip()
     if stripped.startswith("/billing"):
         stripped = stripped[len("/billing") :].strip()
@@ -125,13 +53,13 @@ def parse(text: str) -> Command:
     if parse_case_id(head) is not None:
         return Command("status", f"{head} {rest}".strip())
     name = head.lower()
-    return Command(ALIASES.get(name, name), rest)
+    return Command(commands.resolve(name), rest)
 
 
 def complete_command(text: str, needs: Mapping[str, str | None]) -> Command | None:
     """``text`` as a command line that would run as typed, else None.
 
-    ``needs`` maps every known command to what it needs (see :data:`NEEDS`;
+    ``needs`` maps every known command to what it needs (its declaration's ``needs``;
     ``None`` or ``""`` for nothing): ``cancel BILL-2 dup`` is a complete
     command, ``cancel the order`` is not (no case id), nor is ``Contoso``.
     """

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
@@ -60,7 +60,7 @@ from bot.storage import Op, StorageError, Store
 from bot.workhours import WorkingHours
 from conversations import help as help_texts
 from conversations.cards import case_card, full_history, list_line, local_time
-from conversations.commands import LIST_FILTERS, NEEDS, Command, parse
+from conversations.commands import LIST_FILTERS, Command, parse
 from conversations.directory import Directory, tenant_key
 from conversations.formengine import (
     Answers,
@@ -84,6 +84,7 @@ from conversations.forms import (
     request_number,
     subscription_id,
 )
+from conversations.registry import REGISTRY, Registry, TeamsMenu, command, declared
 from conversations.text import clean_input, u
 from conversations.turn import Result, Turn
 
@@ -124,7 +125,13 @@ def _reply(text: str, **kw: Any) -> Result:
 class Desk:
     """The conversation flows, shared by every channel."""
 
-    def __init__(self, store: Store, settings: Settings, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        clock: Clock | None = None,
+        commands: Registry | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock or SystemClock()
@@ -137,29 +144,10 @@ class Desk:
         )
         for decl in FORMS:
             self.forms.add(decl)
-        self.needs: dict[str, str] = dict(NEEDS)
-        self.handlers: dict[str, Handler] = {
-            "help": self.cmd_help,
-            "resources": self.cmd_resources,
-            "ask": self.cmd_ask,
-            "dispute": self.cmd_dispute,
-            "status": self.cmd_status,
-            "list": self.cmd_list,
-            "take": self.cmd_take,
-            "assign": self.cmd_assign,
-            "note": self.cmd_note,
-            "escalate": self.cmd_escalate,
-            "resolve": self.cmd_resolve,
-            "informed": self.cmd_informed,
-            "reopen": self.cmd_reopen,
-            "cancel": self.cmd_cancel,
-            "close": self.cmd_close,
-            "snooze": self.cmd_snooze,
-            "reminders": self.cmd_reminders,
-            "language": self.cmd_language,
-            "customers": self.cmd_customers,
-            "customer": self.cmd_customer,
-        }
+        # The commands this desk knows: each declared once, on its handler (``@command``).
+        self.commands = commands if commands is not None else REGISTRY
+        self.handlers: dict[str, Handler] = {}
+        self.add_commands(self)
 
     # ------------------------------------------------------------------ entry
     async def handle(self, msg: Message) -> Result:
@@ -262,7 +250,7 @@ class Desk:
                 await self.forms.guard(turn, form_id, {})
                 return await self.forms.start(turn, form_id, {}, prefill={})
             return await self._command(turn, self._click_command(msg.action))
-        return await self._command(turn, parse(msg.text))
+        return await self._command(turn, parse(msg.text, self.commands))
 
     async def _run_in_form(self, turn: Turn, cmd: Command) -> Result:
         """A command line typed into a form, run because the person said so."""
@@ -275,7 +263,7 @@ class Desk:
 
     def _command_needs(self) -> dict[str, str | None]:
         """Every command the desk knows and what it needs to run as typed."""
-        return {name: self.needs.get(name) for name in self.handlers}
+        return {name: self.commands.spec(name).needs for name in self.handlers}
 
     @staticmethod
     def _click_command(action: ActionRef) -> Command:
@@ -286,13 +274,17 @@ class Desk:
         return conversation_key(msg)
 
     async def _command(self, turn: Turn, cmd: Command) -> Result:
-        # A command a flow module added (add_command) is known even if the parser's table lacks it.
-        if cmd.name not in self.handlers:
+        handler = self.handlers.get(cmd.name)
+        spec = self.commands.get(cmd.name)
+        if handler is None or spec is None:
             text = _("I don't know the command “{word}”.").format(word=u(cmd.name[:40]))
             out = await self.cmd_help(turn, Command("help", ""))
             out.replies.insert(0, Reply(text=text, kind="error"))
             return out
-        handler = self.handlers[cmd.name]
+        if not spec.handler_checks:
+            # The declared action; a ``handler_checks`` handler checks it itself (on the
+            # case it loads: tenant and owner rules; or auditing a refusal).
+            check(turn.actor, spec.action)
         return await handler(turn, cmd)
 
     # ---------------------------------------------------------------- helpers
@@ -380,24 +372,69 @@ class Desk:
         return notify_op(key, user_id, text, case.number, turn.now)
 
     # ---------------------------------------------------------------- commands
+    @command(
+        "help",
+        aliases=("?", "h", "帮助"),
+        action=Action.HELP,
+        usage="help [command]",
+        help=N_("this help, or help on one command"),
+        teams_menu=TeamsMenu(1, "What the billing desk can do"),
+    )
     async def cmd_help(self, turn: Turn, cmd: Command) -> Result:
         check(turn.actor, Action.HELP)
         topic = cmd.args.strip().lower()
-        return _reply(help_texts.help_text(turn.actor.role, topic), kind="help")
+        text = help_texts.help_text(turn.actor.role, topic, self.commands, self.handlers)
+        return _reply(text, kind="help")
 
+    @command(
+        "resources",
+        aliases=("资源",),
+        action=Action.RESOURCES,
+        usage="resources",
+        help=N_("Microsoft's resources for billing questions"),
+        teams_menu=TeamsMenu(10, "Microsoft resources for billing questions"),
+    )
     async def cmd_resources(self, turn: Turn, cmd: Command) -> Result:
         check(turn.actor, Action.RESOURCES)
         return _reply(help_texts.resources_text(), kind="help")
 
+    @command(
+        "ask",
+        aliases=("提问",),
+        action=Action.ASK,
+        usage="ask [text]",
+        help=N_("a new billing question (a short form)"),
+        form="ask",
+        teams_menu=TeamsMenu(2, "A new billing question (a short form)"),
+    )
     async def cmd_ask(self, turn: Turn, cmd: Command) -> Result:
         check(turn.actor, Action.ASK)
         return await self.forms.start(turn, "ask", {}, prefill={"description": cmd.args})
 
+    @command(
+        "dispute",
+        aliases=("争议",),
+        action=Action.DISPUTE,
+        usage="dispute [invoice]",
+        help=N_("a new billing dispute to report to Microsoft"),
+        form="dispute",
+        teams_menu=TeamsMenu(3, "A billing dispute to report to Microsoft"),
+    )
     async def cmd_dispute(self, turn: Turn, cmd: Command) -> Result:
         check(turn.actor, Action.DISPUTE)
         invoice = cmd.words[0] if cmd.words else ""
         return await self.forms.start(turn, "dispute", {}, prefill={"invoice": invoice})
 
+    @command(
+        "status",
+        needs="case",
+        aliases=("show", "状态"),
+        action=Action.STATUS,
+        usage="status BILL-n",
+        help=N_("a case card and its history (or just BILL-n)"),
+        handler_checks=True,
+        teams_menu=TeamsMenu(5, "A case card and its history: status BILL-7"),
+    )
     async def cmd_status(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
         case = await self._load_case(turn, number, Action.STATUS, "status BILL-7")
@@ -406,6 +443,14 @@ class Desk:
         text = _("History of {case}:").format(case=case.id) + "\n" + "\n".join(history)
         return Result([Reply(card=card, replace=turn.clicked is not None), Reply(text=text)])
 
+    @command(
+        "list",
+        aliases=("ls", "cases", "列表"),
+        action=Action.LIST,
+        usage="list [mine|open|unassigned|escalated|awaiting-customer|all] [customer NAME]",
+        help=N_("cases, newest activity first"),
+        teams_menu=TeamsMenu(4, "Cases: mine, open, unassigned, escalated, all"),
+    )
     async def cmd_list(self, turn: Turn, cmd: Command) -> Result:
         check(turn.actor, Action.LIST)
         words = cmd.words
@@ -495,6 +540,16 @@ class Desk:
             text += "\n" + _("…and {n} more.").format(n=total - len(cases))
         return _reply(text, kind="list")
 
+    @command(
+        "take",
+        needs="case",
+        aliases=("接手",),
+        action=Action.TAKE,
+        usage="take BILL-n",
+        help=N_("the case becomes yours"),
+        handler_checks=True,
+        teams_menu=TeamsMenu(6, "Take a case: take BILL-7"),
+    )
     async def cmd_take(self, turn: Turn, cmd: Command) -> Result:
         number, _rest = cmd.case_and_rest()
         case = await self._load_case(turn, number, Action.TAKE, "take BILL-7")
@@ -508,6 +563,16 @@ class Desk:
             case.start(turn.actor, turn.now)
         return await self._save_and_show(turn, case, _("{case} is yours now.").format(case=case.id))
 
+    @command(
+        "assign",
+        needs="case",
+        aliases=("assign-to", "分配"),
+        action=Action.ASSIGN,
+        usage="assign BILL-n USER",
+        help=N_("give the case to someone (@mention or name)"),
+        form="assign",
+        handler_checks=True,
+    )
     async def cmd_assign(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
         case = await self._load_case(turn, number, Action.ASSIGN, "assign BILL-7 @maria")
@@ -546,6 +611,16 @@ class Desk:
             extra_ops=ops,
         )
 
+    @command(
+        "note",
+        needs="case",
+        aliases=("comment", "备注"),
+        action=Action.NOTE,
+        usage="note BILL-n text",
+        help=N_("an internal note, never shown to the customer"),
+        form="note",
+        handler_checks=True,
+    )
     async def cmd_note(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
         case = await self._load_case(turn, number, Action.NOTE, "note BILL-7 called the customer")
@@ -564,6 +639,16 @@ class Desk:
             turn, case, _("Internal note added to {case}.").format(case=case.id)
         )
 
+    @command(
+        "escalate",
+        needs="case",
+        aliases=("上报",),
+        action=Action.ESCALATE,
+        usage="escalate BILL-n",
+        help=N_("file a Microsoft service request for the case"),
+        form="escalate",
+        handler_checks=True,
+    )
     async def cmd_escalate(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
         case = await self._load_case(turn, number, Action.ESCALATE, "escalate BILL-7")
@@ -600,6 +685,17 @@ class Desk:
             ),
         )
 
+    @command(
+        "resolve",
+        needs="case",
+        aliases=("解决",),
+        action=Action.RESOLVE,
+        usage="resolve BILL-n text",
+        help=N_("the outcome; a dispute: credit 120.00 EUR, partial 50.00 EUR or denied text"),
+        form="resolve",
+        handler_checks=True,
+        teams_menu=TeamsMenu(7, "Record the outcome: resolve BILL-7 what was done"),
+    )
     async def cmd_resolve(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
         case = await self._load_case(turn, number, Action.RESOLVE, "resolve BILL-7 what was done")
@@ -658,6 +754,17 @@ class Desk:
             extra_ops=[loop_op(case, turn.now)],
         )
 
+    @command(
+        "informed",
+        needs="case",
+        aliases=("inform", "已告知"),
+        action=Action.INFORMED,
+        usage="informed BILL-n email|call|chat|ticket|meeting [text]",
+        help=N_("the customer has been told the result: reminders stop"),
+        form="informed",
+        handler_checks=True,
+        teams_menu=TeamsMenu(8, "The customer was told: informed BILL-7 email"),
+    )
     async def cmd_informed(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
         case = await self._load_case(turn, number, Action.INFORMED, "informed BILL-7 email")
@@ -704,6 +811,16 @@ class Desk:
             extra_ops=[stop_loop_op(case)],
         )
 
+    @command(
+        "reopen",
+        needs="case",
+        aliases=("重新打开",),
+        action=Action.REOPEN,
+        usage="reopen BILL-n text",
+        help=N_("work on a resolved or closed case again"),
+        form="reopen",
+        handler_checks=True,
+    )
     async def cmd_reopen(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
         case = await self._load_case(turn, number, Action.REOPEN, "reopen BILL-7 reason")
@@ -712,6 +829,16 @@ class Desk:
             return await self.forms.start(turn, "reopen", case_context(case), prefill={})
         return await self._do_reopen(turn, case, rest)
 
+    @command(
+        "cancel",
+        needs="case",
+        aliases=("取消",),
+        action=Action.CANCEL,
+        usage="cancel BILL-n reason",
+        help=N_("cancel a case, e.g. a duplicate"),
+        form="cancel",
+        handler_checks=True,
+    )
     async def cmd_cancel(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
         case = await self._load_case(
@@ -722,6 +849,15 @@ class Desk:
             return await self.forms.start(turn, "cancel", case_context(case), prefill={})
         return await self._do_cancel(turn, case, rest)
 
+    @command(
+        "close",
+        needs="case",
+        aliases=("关闭",),
+        action=Action.CLOSE,
+        usage="close BILL-n",
+        help=N_("close a case once the customer was informed"),
+        handler_checks=True,
+    )
     async def cmd_close(self, turn: Turn, cmd: Command) -> Result:
         number, _rest = cmd.case_and_rest()
         case = await self._load_case(turn, number, Action.CLOSE, "close BILL-7")
@@ -730,6 +866,16 @@ class Desk:
             turn, case, _("{case} is closed.").format(case=case.id), extra_ops=[stop_loop_op(case)]
         )
 
+    @command(
+        "snooze",
+        needs="case",
+        aliases=("稍后提醒",),
+        action=Action.SNOOZE,
+        usage="snooze BILL-n 1h|4h|tomorrow",
+        help=N_("pause the close-the-loop reminders"),
+        form="snooze",
+        handler_checks=True,
+    )
     async def cmd_snooze(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
         case = await self._load_case(turn, number, Action.SNOOZE, "snooze BILL-7 4h")
@@ -774,6 +920,14 @@ class Desk:
             replace=False,
         )
 
+    @command(
+        "reminders",
+        aliases=("提醒",),
+        action=Action.REMINDERS,
+        usage="reminders",
+        help=N_("what is due for you, and when"),
+        teams_menu=TeamsMenu(9, "What is due for you"),
+    )
     async def cmd_reminders(self, turn: Turn, cmd: Command) -> Result:
         check(turn.actor, Action.REMINDERS)
         user = turn.user
@@ -788,6 +942,14 @@ class Desk:
         ]
         return _reply(_("Due for you:") + "\n" + "\n".join(lines), kind="list")
 
+    @command(
+        "language",
+        needs="word",
+        aliases=("语言",),
+        action=Action.LANGUAGE,
+        usage="language en|zh",
+        help=N_("the language I answer you in"),
+    )
     async def cmd_language(self, turn: Turn, cmd: Command) -> Result:
         check(turn.actor, Action.LANGUAGE)
         choice = cmd.args.strip().lower()
@@ -808,6 +970,13 @@ class Desk:
         with use_locale(user.locale):
             return _reply(_("From now on I answer you in English."))
 
+    @command(
+        "customers",
+        aliases=("客户列表",),
+        action=Action.CUSTOMERS,
+        usage="customers",
+        help=N_("customers and their open cases"),
+    )
     async def cmd_customers(self, turn: Turn, cmd: Command) -> Result:
         check(turn.actor, Action.CUSTOMERS)
         customers = await self.store.customers()
@@ -832,6 +1001,14 @@ class Desk:
             _("Customers ({n}):").format(n=len(customers)) + "\n" + "\n".join(lines), kind="list"
         )
 
+    @command(
+        "customer",
+        needs="word",
+        aliases=("客户",),
+        action=Action.CUSTOMER,
+        usage="customer NAME",
+        help=N_("one customer and its open cases"),
+    )
     async def cmd_customer(self, turn: Turn, cmd: Command) -> Result:
         check(turn.actor, Action.CUSTOMER)
         name = cmd.args.strip()
@@ -860,15 +1037,24 @@ class Desk:
             return _("Billing dispute for {case}").format(case=case.id)
         return _("Billing question for {case}").format(case=case.id)
 
-    def add_command(self, name: str, handler: Handler, needs: str | None = None) -> None:
-        """Add (or replace) a command; flow modules call this from their ``register``.
+    def add_command(self, name: str, handler: Handler) -> None:
+        """Handle the declared command ``name`` with ``handler`` (a flow taking it over).
 
-        ``needs`` says what the command needs to run as typed (``case``, ``word``; see
-        :data:`conversations.commands.NEEDS`); a replaced command keeps what it had.
+        The command keeps its declaration (aliases, action, help); an undeclared name is
+        refused (:class:`~conversations.registry.RegistryError`): declare it with ``@command``.
         """
+        self.commands.spec(name)
         self.handlers[name] = handler
-        if needs is not None:
-            self.needs[name] = needs
+
+    def add_commands(self, owner: object) -> None:
+        """Handle every command ``owner``'s methods declare (``@command``) with those methods.
+
+        Flow modules call this from their ``register``; a declaration this desk's
+        registry does not hold (a test's fresh registry) is left out.
+        """
+        for spec, handler in declared(owner):
+            if self.commands.get(spec.name) == spec:
+                self.handlers[spec.name] = cast(Handler, handler)
 
     def add_form(self, decl: FormDecl) -> None:
         """Add (or replace) a form; it is filled the same way on every channel."""

@@ -1,70 +1,15 @@
-"""Help texts and the Microsoft resources of duty 1 ("Answer billing questions")."""
+"""Help texts and the Microsoft resources of duty 1 ("Answer billing questions").
+
+The command lines come from the command declarations (:mod:`conversations.registry`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Container
+
 from bot.domain import Role
 from bot.i18n import N_, _
-
-# (command, usage, what it does, roles that see it)
-_STAFF = (Role.AGENT, Role.LEAD)
-_CUSTOMER = (Role.CUSTOMER, Role.AGENT, Role.LEAD)
-COMMAND_HELP: list[tuple[str, str, str, tuple[Role, ...]]] = [
-    ("help", "help [command]", N_("this help, or help on one command"), (Role.NONE, *_CUSTOMER)),
-    ("resources", "resources", N_("Microsoft's resources for billing questions"), _CUSTOMER),
-    ("ask", "ask [text]", N_("a new billing question (a short form)"), _CUSTOMER),
-    ("dispute", "dispute [invoice]", N_("a new billing dispute to report to Microsoft"), _CUSTOMER),
-    ("status", "status BILL-n", N_("a case card and its history (or just BILL-n)"), _CUSTOMER),
-    (
-        "list",
-        "list [mine|open|unassigned|escalated|awaiting-customer|all] [customer NAME]",
-        N_("cases, newest activity first"),
-        _CUSTOMER,
-    ),
-    ("take", "take BILL-n", N_("the case becomes yours"), _STAFF),
-    ("assign", "assign BILL-n USER", N_("give the case to someone (@mention or name)"), _STAFF),
-    ("note", "note BILL-n text", N_("an internal note, never shown to the customer"), _STAFF),
-    ("escalate", "escalate BILL-n", N_("file a Microsoft service request for the case"), _STAFF),
-    (
-        "srstatus",
-        "srstatus BILL-n open|attention_needed|closed [text]",
-        N_("record the Microsoft service request's status by hand (manual mode)"),
-        _STAFF,
-    ),
-    (
-        "resolve",
-        "resolve BILL-n text",
-        N_("the outcome; a dispute: credit 120.00 EUR, partial 50.00 EUR or denied text"),
-        _STAFF,
-    ),
-    (
-        "informed",
-        "informed BILL-n email|call|chat|ticket|meeting [text]",
-        N_("the customer has been told the result: reminders stop"),
-        _STAFF,
-    ),
-    ("reopen", "reopen BILL-n text", N_("work on a resolved or closed case again"), _STAFF),
-    ("cancel", "cancel BILL-n reason", N_("cancel a case, e.g. a duplicate"), _STAFF),
-    ("close", "close BILL-n", N_("close a case once the customer was informed"), _STAFF),
-    ("snooze", "snooze BILL-n 1h|4h|tomorrow", N_("pause the close-the-loop reminders"), _STAFF),
-    ("reminders", "reminders", N_("what is due for you, and when"), _STAFF),
-    ("language", "language en|zh", N_("the language I answer you in"), _CUSTOMER),
-    ("customers", "customers", N_("customers and their open cases"), _STAFF),
-    ("customer", "customer NAME", N_("one customer and its open cases"), _STAFF),
-    ("overdue", "overdue", N_("overdue customers by collections stage, days and amount"), _STAFF),
-    ("paid", "paid INVOICE [amount]", N_("record a payment: all that is open, or a part"), _STAFF),
-    (
-        "suspend",
-        "suspend CUSTOMER",
-        N_("suspend a customer's subscriptions for non-payment (you confirm first)"),
-        (Role.LEAD,),
-    ),
-    (
-        "reactivate",
-        "reactivate CUSTOMER",
-        N_("reactivate a customer's suspended subscriptions (you confirm first)"),
-        (Role.LEAD,),
-    ),
-]
+from conversations.registry import REGISTRY, Registry
 
 RESOURCES: list[tuple[str, str]] = [
     (
@@ -100,15 +45,25 @@ RESOURCES: list[tuple[str, str]] = [
 ]
 
 
-def help_text(role: Role, topic: str = "") -> str:
-    """The commands this role may use, or the help of one command."""
-    visible = [row for row in COMMAND_HELP if role in row[3]]
+def help_text(
+    role: Role,
+    topic: str = "",
+    commands: Registry = REGISTRY,
+    available: Container[str] | None = None,
+) -> str:
+    """The commands this role may use, or the help of one command.
+
+    The commands and their lines are the declared ones (:mod:`conversations.registry`),
+    in declaration order; a role sees those whose action the policy allows it.
+    ``available`` narrows them to the commands a desk can run.
+    """
+    visible = [s for s in commands.listed(role) if available is None or s.name in available]
     if topic:
-        for name, usage, what, _roles in visible:
-            if name == topic:
-                return f"`{usage}` — {_(what)}"
+        for spec in visible:
+            if spec.name == topic and spec.help:
+                return f"`{spec.usage}` — {_(spec.help)}"
         return _("No help for “{topic}”. Commands: {names}").format(
-            topic=topic[:40], names=", ".join(r[0] for r in visible)
+            topic=topic[:40], names=", ".join(s.name for s in visible)
         )
     if role == Role.NONE:
         return _(
@@ -116,7 +71,7 @@ def help_text(role: Role, topic: str = "") -> str:
             "billing team lead to add you."
         )
     lines = [_("Billing desk commands (on Slack after /billing):")]
-    lines += [f"• `{usage}` — {_(what)}" for _name, usage, what, _roles in visible]
+    lines += [f"• `{s.usage}` — {_(s.help)}" for s in visible if s.help]
     lines.append(_("In a form, `cancel` stops and `skip` leaves out an optional field."))
     return "\n".join(lines)
 

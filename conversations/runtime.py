@@ -21,14 +21,21 @@ from bot.storage import Store
 from conversations.cards import case_card, local_time
 from conversations.desk import Desk, Result
 from conversations.directory import tenant_key
+from conversations.registry import Registry
 
 
 class Runtime(Kernel):
     """Everything a running desk needs, independent of HTTP: the kernel and the desk."""
 
-    def __init__(self, settings: Settings, store: Store, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        clock: Clock | None = None,
+        commands: Registry | None = None,
+    ) -> None:
         super().__init__(settings, store, clock)
-        self.desk = Desk(store, settings, self.clock)
+        self.desk = Desk(store, settings, self.clock, commands)
         self.desk.scheduler_view = self.scheduler.due_for
 
     async def handle(self, msg: Message) -> Result:

@@ -174,9 +174,13 @@ async def test_something_else_than_one_or_two_is_a_new_answer(env: DeskEnv) -> N
 
 
 def test_complete_command_lines() -> None:
-    from conversations.commands import NEEDS, complete_command
+    from bot.app.wiring import FLOWS
+    from conversations.commands import complete_command
+    from conversations.registry import REGISTRY
 
-    needs = {**NEEDS, "help": None, "list": None, "paid": "word"}
+    assert FLOWS  # the flow modules' commands (paid, srstatus, …) are declared
+    needs = {name: REGISTRY.spec(name).needs for name in REGISTRY.names()}
+    assert needs["note"] == "case" and needs["paid"] == "word" and needs["list"] is None
     assert complete_command("note BILL-7 x", needs) is not None
     assert complete_command("cancel BILL-2 duplicate of BILL-1", needs) is not None
     assert complete_command("BILL-7", needs) is not None  # a case id alone shows it

@@ -6,6 +6,10 @@ The template ``manifest/teams/manifest.json`` has placeholders
 id, a x.y.z version, https URLs, icons of 192×192 and 32×32 pixels, nothing
 left unfilled) and writes a zip with ``manifest.json``, ``color.png`` and
 ``outline.png`` at its root, as Teams wants it. No botbuilder import here.
+
+The bot's command menu (``commandLists[].commands``, at most 10) is not in the
+template: it is the commands declared with a Teams menu entry
+(:mod:`conversations.registry`, ``teams_menu=TeamsMenu(position, description)``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import Any
 
 from adapters.teams.icons import png_size
 from bot.domain import is_guid
+from conversations import desk  # noqa: F401  (importing it declares the desk's commands)
+from conversations.registry import REGISTRY, Registry
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "manifest" / "teams"
 DEFAULT_OUT = Path("dist/billing-bot-teams.zip")
@@ -69,8 +75,12 @@ def build_package(
     developer: str = "Billing desk",
     website: str = DEFAULT_WEBSITE,
     manifest_dir: Path = TEMPLATE_DIR,
+    commands: Registry = REGISTRY,
 ) -> Path:
-    """Write the app package zip to ``out`` and return its path."""
+    """Write the app package zip to ``out`` and return its path.
+
+    The bot's command menu is the Teams menu of ``commands`` (the declared commands).
+    """
     if not is_guid(app_id):
         raise PackageError(
             f"the app id must be the bot's Microsoft App ID (a GUID), not {app_id!r}: "
@@ -94,6 +104,12 @@ def build_package(
             "WEBSITE_URL": website.rstrip("/"),
         },
     )
+    menu = commands.teams_commands()
+    if len(menu) > 10:
+        raise PackageError(f"Teams shows at most 10 commands in its menu, not {len(menu)}")
+    for bot in manifest.get("bots", []):
+        for command_list in bot.get("commandLists", []):
+            command_list["commands"] = menu
     icons: dict[str, bytes] = {}
     for name, size in ICONS.items():
         path = manifest_dir / name

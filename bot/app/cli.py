@@ -130,10 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"billing-bot: config error: {exc}", file=sys.stderr)
         return 2
-    if args.command in STORE_COMMANDS:
+    if args.command in STORE_COMMANDS or args.command == "teams-package":
         from bot.app.wiring import FLOWS
 
-        assert FLOWS  # importing the flow modules declares their tables before a store opens
+        # Importing the flow modules declares their tables before a store opens, and
+        # their commands (the Teams package's command menu is the declared one).
+        assert FLOWS
     if args.command == "serve":
         return serve(settings, args.host, args.port)
     if args.command == "chat":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from bot.domain import State
-from conversations.commands import COMMANDS
+from conversations.registry import REGISTRY
 from tests.slack.slackfake import SlackEnv, new_case
 
 
@@ -143,7 +143,7 @@ async def test_every_command_of_the_table(slack: SlackEnv) -> None:
 
 async def test_no_command_goes_unanswered(slack: SlackEnv) -> None:
     await new_case(slack, "Why two charges?")
-    for name in COMMANDS:
+    for name in REGISTRY.names():
         before = (len(slack.fake.messages), len(slack.fake.views))
         await slack.command(f"{name} BILL-1" if name not in ("customer",) else "customer Contoso")
         after = (len(slack.fake.messages), len(slack.fake.views))
