@@ -71,7 +71,6 @@ from conversations.formengine import (
     NewValue,
     Rule,
     case_context,
-    conversation_key,
 )
 from conversations.forms import (
     CATEGORY_LABELS,
@@ -174,7 +173,7 @@ class Desk:
             try:
                 return await self._dispatch(turn)
             except _Stale as stale:
-                return await self._stale_reply(turn, stale.case)
+                return await self.stale_reply(turn, stale.case)
             except (DomainError, MoneyError) as exc:
                 return await self._error(turn, exc)
             except StorageError as exc:
@@ -195,7 +194,7 @@ class Desk:
             if case:
                 out.replies[0].kind = "stale"
                 out.replies.append(
-                    Reply(card=await self._card(turn, case), replace=turn.clicked is not None)
+                    Reply(card=await self.card_for(turn, case), replace=turn.clicked is not None)
                 )
         return out
 
@@ -213,7 +212,7 @@ class Desk:
             [
                 Reply(
                     text=_("Already done: {case}.").format(case=case.id),
-                    card=await self._card(turn, case),
+                    card=await self.card_for(turn, case),
                     kind="stale",
                 )
             ]
@@ -257,7 +256,7 @@ class Desk:
         try:
             return await self._command(turn, cmd)
         except _Stale as stale:
-            return await self._stale_reply(turn, stale.case)
+            return await self.stale_reply(turn, stale.case)
         except (DomainError, MoneyError) as exc:
             return await self._error(turn, exc)
 
@@ -268,10 +267,6 @@ class Desk:
     @staticmethod
     def _click_command(action: ActionRef) -> Command:
         return Command(action.name, " ".join(p for p in (action.case_id, action.value) if p))
-
-    @staticmethod
-    def _conv_key(msg: Message) -> str:
-        return conversation_key(msg)
 
     async def _command(self, turn: Turn, cmd: Command) -> Result:
         handler = self.handlers.get(cmd.name)
@@ -295,7 +290,7 @@ class Desk:
         customer = await self.store.get_customer(case.customer_id)
         return tenant_key(customer) if customer else None
 
-    async def _card(self, turn: Turn, case: Case) -> Any:
+    async def card_for(self, turn: Turn, case: Case) -> Any:
         customer = await self.store.get_customer(case.customer_id)
         return case_card(
             case,
@@ -307,7 +302,7 @@ class Desk:
             tenant_key(customer) if customer else None,
         )
 
-    async def _load_case(self, turn: Turn, number: int | None, action: Action, usage: str) -> Case:
+    async def load_case(self, turn: Turn, number: int | None, action: Action, usage: str) -> Case:
         if number is None:
             raise DomainError(_("Which case? Use it like this: `{usage}`").format(usage=usage))
         case = await self.store.get_case(number)
@@ -330,7 +325,7 @@ class Desk:
             and clicked.version != case.stage
         )
 
-    async def _stale_reply(self, turn: Turn, case: Case) -> Result:
+    async def stale_reply(self, turn: Turn, case: Case) -> Result:
         return Result(
             [
                 Reply(
@@ -340,11 +335,11 @@ class Desk:
                     kind="stale",
                     private=True,
                 ),
-                Reply(card=await self._card(turn, case), replace=True),
+                Reply(card=await self.card_for(turn, case), replace=True),
             ]
         )
 
-    async def _save_and_show(
+    async def save_and_show(
         self,
         turn: Turn,
         case: Case,
@@ -353,13 +348,13 @@ class Desk:
         extra_ops: list[Op] | None = None,
     ) -> Result:
         await self.store.save_case(case, [*(extra_ops or []), *self._applied(turn, case.number)])
-        card = await self._card(turn, case)
+        card = await self.card_for(turn, case)
         return Result(
             [Reply(text=text, card=card, replace=turn.clicked is not None)],
             notifications or [],
         )
 
-    def _ensure_started(self, turn: Turn, case: Case) -> None:
+    def ensure_started(self, turn: Turn, case: Case) -> None:
         """Work on an open or reopened case starts it (and gives it an owner if it has none)."""
         if case.state in (State.OPEN, State.REOPENED):
             if case.owner is None:
@@ -437,8 +432,8 @@ class Desk:
     )
     async def cmd_status(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
-        case = await self._load_case(turn, number, Action.STATUS, "status BILL-7")
-        card = await self._card(turn, case)
+        case = await self.load_case(turn, number, Action.STATUS, "status BILL-7")
+        card = await self.card_for(turn, case)
         history = full_history(case, turn.actor, turn.user.time_zone, await self._names())
         text = _("History of {case}:").format(case=case.id) + "\n" + "\n".join(history)
         return Result([Reply(card=card, replace=turn.clicked is not None), Reply(text=text)])
@@ -552,7 +547,7 @@ class Desk:
     )
     async def cmd_take(self, turn: Turn, cmd: Command) -> Result:
         number, _rest = cmd.case_and_rest()
-        case = await self._load_case(turn, number, Action.TAKE, "take BILL-7")
+        case = await self.load_case(turn, number, Action.TAKE, "take BILL-7")
         if case.state in (State.CANCELLED, State.CLOSED):
             raise DomainError(transition_error(case, State.IN_PROGRESS))
         if case.owner == turn.actor.user_id and case.state not in (State.OPEN, State.REOPENED):
@@ -561,7 +556,7 @@ class Desk:
             case.set_owner(turn.actor.user_id, turn.actor, turn.now)
         if case.state in (State.OPEN, State.REOPENED):
             case.start(turn.actor, turn.now)
-        return await self._save_and_show(turn, case, _("{case} is yours now.").format(case=case.id))
+        return await self.save_and_show(turn, case, _("{case} is yours now.").format(case=case.id))
 
     @command(
         "assign",
@@ -575,7 +570,7 @@ class Desk:
     )
     async def cmd_assign(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
-        case = await self._load_case(turn, number, Action.ASSIGN, "assign BILL-7 @maria")
+        case = await self.load_case(turn, number, Action.ASSIGN, "assign BILL-7 @maria")
         if not rest:
             return await self.forms.start(turn, "assign", case_context(case), prefill={})
         return await self._do_assign(turn, case, rest.split()[0])
@@ -604,7 +599,7 @@ class Desk:
                     who=turn.user.display_name, case=case.id
                 )
             ops.append(self._notify_op(assignee.id, case, "assigned", note, turn))
-        return await self._save_and_show(
+        return await self.save_and_show(
             turn,
             case,
             _("{case} now belongs to {name}.").format(case=case.id, name=u(assignee.display_name)),
@@ -623,7 +618,7 @@ class Desk:
     )
     async def cmd_note(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
-        case = await self._load_case(turn, number, Action.NOTE, "note BILL-7 called the customer")
+        case = await self.load_case(turn, number, Action.NOTE, "note BILL-7 called the customer")
         to_microsoft = False
         if rest.startswith("--microsoft"):
             to_microsoft = True
@@ -635,7 +630,7 @@ class Desk:
                 _("{case} was cancelled; open a new case instead.").format(case=case.id)
             )
         case.add_note(rest, turn.actor, turn.now, to_microsoft=to_microsoft)
-        return await self._save_and_show(
+        return await self.save_and_show(
             turn, case, _("Internal note added to {case}.").format(case=case.id)
         )
 
@@ -651,7 +646,7 @@ class Desk:
     )
     async def cmd_escalate(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
-        case = await self._load_case(turn, number, Action.ESCALATE, "escalate BILL-7")
+        case = await self.load_case(turn, number, Action.ESCALATE, "escalate BILL-7")
         if case.state not in (State.OPEN, State.IN_PROGRESS, State.REOPENED):
             raise DomainError(transition_error(case, State.ESCALATED))
         if rest:
@@ -663,21 +658,21 @@ class Desk:
             request_id = request_number(None, values.get("request_id", ""))
         except ValidationError as exc:
             raise DomainError(str(exc)) from None
-        self._ensure_started(turn, case)
+        self.ensure_started(turn, case)
         case.escalate(
             ServiceRequest(
                 id=request_id,
                 mode="manual",
                 status="open",
                 filed_at=turn.now,
-                title=self._sr_title(case),
+                title=self.sr_title(case),
             ),
             turn.actor,
             turn.now,
         )
         if values.get("severity"):
             case.audit[-1].details["severity"] = values["severity"]
-        return await self._save_and_show(
+        return await self.save_and_show(
             turn,
             case,
             _("{case} is escalated to Microsoft as service request {sr}.").format(
@@ -698,7 +693,7 @@ class Desk:
     )
     async def cmd_resolve(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
-        case = await self._load_case(turn, number, Action.RESOLVE, "resolve BILL-7 what was done")
+        case = await self.load_case(turn, number, Action.RESOLVE, "resolve BILL-7 what was done")
         if not rest:
             return await self.forms.start(turn, "resolve", case_context(case), prefill={})
         if case.kind == Kind.DISPUTE:
@@ -741,10 +736,10 @@ class Desk:
     async def _do_resolve(
         self, turn: Turn, case: Case, text: str, outcome: Outcome | None, credited: Money | None
     ) -> Result:
-        self._ensure_started(turn, case)
+        self.ensure_started(turn, case)
         case.resolve(text, turn.actor, turn.now, outcome=outcome, credited=credited)
         # The close-the-loop reminders start in the same commit as the resolution.
-        return await self._save_and_show(
+        return await self.save_and_show(
             turn,
             case,
             _(
@@ -767,7 +762,7 @@ class Desk:
     )
     async def cmd_informed(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
-        case = await self._load_case(turn, number, Action.INFORMED, "informed BILL-7 email")
+        case = await self.load_case(turn, number, Action.INFORMED, "informed BILL-7 email")
         if not rest:
             return await self.forms.start(turn, "informed", case_context(case), prefill={})
         head, _sep, text = rest.partition(" ")
@@ -784,7 +779,7 @@ class Desk:
         job = await self.store.get_job(loop_key(case.number))
         if job is not None:
             case.audit[-1].details["reminders_sent"] = int(job.get("count", 0))
-        return await self._save_and_show(
+        return await self.save_and_show(
             turn,
             case,
             _("Recorded: the customer was told about {case} by {via}. Reminders stop.").format(
@@ -795,7 +790,7 @@ class Desk:
 
     async def _do_reopen(self, turn: Turn, case: Case, reason: str) -> Result:
         case.reopen(reason, turn.actor, turn.now)
-        return await self._save_and_show(
+        return await self.save_and_show(
             turn,
             case,
             _("{case} is reopened.").format(case=case.id),
@@ -804,7 +799,7 @@ class Desk:
 
     async def _do_cancel(self, turn: Turn, case: Case, reason: str) -> Result:
         case.cancel(reason, turn.actor, turn.now)
-        return await self._save_and_show(
+        return await self.save_and_show(
             turn,
             case,
             _("{case} is cancelled.").format(case=case.id),
@@ -823,7 +818,7 @@ class Desk:
     )
     async def cmd_reopen(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
-        case = await self._load_case(turn, number, Action.REOPEN, "reopen BILL-7 reason")
+        case = await self.load_case(turn, number, Action.REOPEN, "reopen BILL-7 reason")
         if not rest:
             _require_move(case, State.REOPENED)  # before asking why
             return await self.forms.start(turn, "reopen", case_context(case), prefill={})
@@ -841,7 +836,7 @@ class Desk:
     )
     async def cmd_cancel(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
-        case = await self._load_case(
+        case = await self.load_case(
             turn, number, Action.CANCEL, "cancel BILL-7 duplicate of BILL-3"
         )
         if not rest:
@@ -860,9 +855,9 @@ class Desk:
     )
     async def cmd_close(self, turn: Turn, cmd: Command) -> Result:
         number, _rest = cmd.case_and_rest()
-        case = await self._load_case(turn, number, Action.CLOSE, "close BILL-7")
+        case = await self.load_case(turn, number, Action.CLOSE, "close BILL-7")
         case.close(turn.actor, turn.now)
-        return await self._save_and_show(
+        return await self.save_and_show(
             turn, case, _("{case} is closed.").format(case=case.id), extra_ops=[stop_loop_op(case)]
         )
 
@@ -878,7 +873,7 @@ class Desk:
     )
     async def cmd_snooze(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
-        case = await self._load_case(turn, number, Action.SNOOZE, "snooze BILL-7 4h")
+        case = await self.load_case(turn, number, Action.SNOOZE, "snooze BILL-7 4h")
         if case.state != State.RESOLVED:
             raise DomainError(
                 _("{case} has no reminders to snooze: only resolved cases remind.").format(
@@ -1032,7 +1027,7 @@ class Desk:
         return out
 
     # ------------------------------------------------------------------ forms
-    def _sr_title(self, case: Case) -> str:
+    def sr_title(self, case: Case) -> str:
         if case.kind == Kind.DISPUTE:
             return _("Billing dispute for {case}").format(case=case.id)
         return _("Billing question for {case}").format(case=case.id)
@@ -1061,7 +1056,7 @@ class Desk:
         self.forms.add(decl)
 
     @staticmethod
-    def _sr_description(case: Case, customer: Customer | None) -> str:
+    def sr_description(case: Case, customer: Customer | None) -> str:
         parts = [
             f"Customer: {customer.name if customer else case.customer_id}"
             + (f" (tenant {customer.tenant_id})" if customer and customer.tenant_id else ""),
@@ -1099,7 +1094,7 @@ class Desk:
                 *self._applied(turn, new.number),
             ],
         )
-        card = await self._card(turn, case)
+        card = await self.card_for(turn, case)
         return Result([Reply(text=text.format(case=case.id), card=card)])
 
     async def _customer_of(self, actor: Actor) -> Customer:
@@ -1264,7 +1259,7 @@ def on_case(act: CaseAct) -> Callable[[FormEnv, Answers, Op], Awaitable[Result]]
         await desk.store.commit([clear_op])
         version = env.ctx.get("version")
         if version and version.isdigit() and int(version) != case.stage:
-            return await desk._stale_reply(env.turn, case)
+            return await desk.stale_reply(env.turn, case)
         env.turn.clicked = None
         return await act(desk, env.turn, case, values)
 
@@ -1301,7 +1296,7 @@ async def _snooze(desk: Desk, turn: Turn, case: Case, values: Answers) -> Result
 
 async def _note(desk: Desk, turn: Turn, case: Case, values: Answers) -> Result:
     case.add_note(values["text"], turn.actor, turn.now)
-    return await desk._save_and_show(
+    return await desk.save_and_show(
         turn, case, _("Internal note added to {case}.").format(case=case.id)
     )
 
@@ -1325,8 +1320,8 @@ def _manual_escalation_intro(env: FormEnv) -> str:
         "give me the request number.\n\nTitle: {title}\nDescription: {description}"
     ).format(
         customer=u(customer.name if customer else case.customer_id),
-        title=desk._sr_title(case),
-        description=u(desk._sr_description(case, customer)),
+        title=desk.sr_title(case),
+        description=u(desk.sr_description(case, customer)),
     )
 
 

@@ -209,7 +209,7 @@ class EscalationFlow:
     async def cmd_escalate(self, turn: Turn, cmd: Command) -> Result:
         """``escalate BILL-n`` (form), ``escalate BILL-n NUMBER`` (filed by hand), ``… retry``."""
         number, rest = cmd.case_and_rest()
-        case = await self.desk._load_case(turn, number, Action.ESCALATE, "escalate BILL-7")
+        case = await self.desk.load_case(turn, number, Action.ESCALATE, "escalate BILL-7")
         if case.state not in ESCALATABLE:
             raise DomainError(transition_error(case, State.ESCALATED))
         word = rest.split()[0] if rest else ""
@@ -241,7 +241,7 @@ class EscalationFlow:
 
         def description(env: FormEnv) -> str:
             assert env.case is not None
-            return self.desk._sr_description(env.case, env.data.get("customer"))
+            return self.desk.sr_description(env.case, env.data.get("customer"))
 
         def topics(env: FormEnv) -> tuple[Choice, ...]:
             return _topic_choices(env.data["topics"])
@@ -302,7 +302,7 @@ class EscalationFlow:
             parts.append(f"invoice {case.dispute.invoice}, {case.dispute.amount}")
         elif case.invoice:
             parts.append(f"invoice {case.invoice}")
-        return f"{self.desk._sr_title(case)}: {', '.join(parts)}"
+        return f"{self.desk.sr_title(case)}: {', '.join(parts)}"
 
     def _manual_intro(self, case: Case, customer: Customer | None) -> str:
         return _(
@@ -313,7 +313,7 @@ class EscalationFlow:
         ).format(
             customer=u(customer.name if customer else case.customer_id),
             title=u(self.sr_title(case, customer)),
-            description=u(self.desk._sr_description(case, customer)),
+            description=u(self.desk.sr_description(case, customer)),
         )
 
     async def _topics(self, case: Case) -> list[SupportTopic]:
@@ -354,7 +354,7 @@ class EscalationFlow:
                 if version and version.isdigit() and int(version) != case.stage:
                     # A second submit of the same form, or a form older than the case.
                     await self._flush(first_ops)
-                    return await self.desk._stale_reply(turn, case)
+                    return await self.desk.stale_reply(turn, case)
                 turn.clicked = None
                 if case.state not in ESCALATABLE:
                     raise DomainError(transition_error(case, State.ESCALATED))
@@ -503,7 +503,7 @@ class EscalationFlow:
                         "I only noted the number on the case."
                     ).format(sr=info.id, case=case.id, state=state_label(case.state))
                 )
-            self.desk._ensure_started(turn, case)
+            self.desk.ensure_started(turn, case)
             case.escalate(
                 ServiceRequest(info.id, "api", status, turn.now, body["title"]),
                 turn.actor,
@@ -535,7 +535,7 @@ class EscalationFlow:
             severity=body["severity"],
             minutes=f"{self.settings.partner_center_poll_minutes:g}",
         )
-        card = await self.desk._card(turn, case)
+        card = await self.desk.card_for(turn, case)
         return Result([Reply(text=text, card=card)])
 
     async def _filing_failed(
@@ -602,7 +602,7 @@ class EscalationFlow:
             request_id = request_number(None, number)
         except ValidationError as exc:
             raise DomainError(str(exc)) from None
-        self.desk._ensure_started(turn, case)
+        self.desk.ensure_started(turn, case)
         case.escalate(
             ServiceRequest(
                 request_id,
@@ -627,7 +627,7 @@ class EscalationFlow:
                 "I will ask you to check it in the portal every {hours} hours; record what "
                 "Microsoft says with `srstatus {case} attention_needed|closed text`."
             ).format(hours=f"{self.settings.partner_center_manual_check_hours:g}", case=case.id)
-        out = await self.desk._save_and_show(
+        out = await self.desk.save_and_show(
             turn,
             case,
             _("{case} is escalated to Microsoft as service request {sr}.").format(
@@ -709,7 +709,7 @@ class EscalationFlow:
         """``srstatus BILL-n open|attention_needed|closed [text]``: what the portal shows."""
         usage = "srstatus BILL-7 closed Microsoft credited 120.00 EUR"
         number, rest = cmd.case_and_rest()
-        case = await self.desk._load_case(turn, number, Action.ESCALATE, usage)
+        case = await self.desk.load_case(turn, number, Action.ESCALATE, usage)
         words = rest.split(maxsplit=1)
         status = words[0].lower().replace("-", "_") if words else ""
         status = {"attention": "attention_needed"}.get(status, status)
@@ -758,7 +758,7 @@ class EscalationFlow:
             )
         else:
             reply = _("Recorded: service request {sr} is open.")
-        return await self.desk._save_and_show(
+        return await self.desk.save_and_show(
             turn, case, reply.format(sr=u(sr.id), case=case.id), extra_ops=ops
         )
 

@@ -48,7 +48,7 @@ from bot.kernel.runtime import unique_id
 from bot.kernel.serialize import reply_from_dict, reply_to_dict
 from bot.outbound import READ_SECONDS, client_timeout
 from bot.storage import StorageError
-from conversations.desk import Desk
+from conversations.formengine import conversation_key
 from conversations.runtime import Runtime
 from conversations.text import plain
 
@@ -665,7 +665,7 @@ class SlackChannel:
         answer to a question the user never saw.
         """
         probe = Message(channel=Channel.SLACK, user=origin.user, conversation=origin.conversation)
-        await self.runtime.store.save_conversation(Desk._conv_key(probe), None)
+        await self.runtime.store.save_conversation(conversation_key(probe), None)
 
     # ---- users -------------------------------------------------------------
     async def profile(self, slack_user: str, *, wait: float | None = None) -> Profile | None:

@@ -79,7 +79,7 @@ from bot.kernel.model import Channel, Message, Reply
 from bot.kernel.runtime import unique_id
 from bot.locality import is_local, is_loopback_url
 from bot.storage import VersionConflict
-from conversations.desk import Desk
+from conversations.formengine import conversation_key
 from conversations.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -329,7 +329,7 @@ class TeamsChannel:
         if any(r.form is not None for r in result.replies):
             # The card replaces the desk's field-by-field form in this chat; otherwise the
             # next typed command would be taken as the answer to a question never shown.
-            await self.store.save_conversation(Desk._conv_key(msg), None)
+            await self.store.save_conversation(conversation_key(msg), None)
         staff = await self._staff_in_shared_channel(msg)
         if staff is not None:
             return await self._answer_privately(staff, result.replies)

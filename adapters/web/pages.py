@@ -71,8 +71,8 @@ from conversations.cards import (
     state_label,
     via_label,
 )
-from conversations.desk import Desk
 from conversations.directory import tenant_key
+from conversations.formengine import conversation_key
 from conversations.runtime import Runtime
 from conversations.text import plain
 
@@ -408,7 +408,7 @@ async def chat_send(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     if any(r.form is not None for r in replies):
         # The page shows the whole form: the desk's field-by-field state must not swallow
         # the next typed command as an answer (as Slack does once its modal is open).
-        await runtime.store.save_conversation(Desk._conv_key(msg), None)
+        await runtime.store.save_conversation(conversation_key(msg), None)
     next_ = form.get("next")
     if is_fetch(request):
         return render(request, ctx, "replies.html", {"replies": replies, "echo": echo})
