@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import weakref
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -108,8 +107,6 @@ _LOCALES = {
     "zh": "zh-CN",
 }
 
-_FLOWS: weakref.WeakKeyDictionary[Runtime, EscalationFlow] = weakref.WeakKeyDictionary()
-
 
 def poll_key(number: int) -> str:
     return f"{POLL_JOB}:{number}"
@@ -163,7 +160,7 @@ def case_op(case: Case) -> Op:
 
 def flow_of(runtime: Runtime) -> EscalationFlow:
     """The escalation flow ``register`` attached to ``runtime`` (tests swap its client)."""
-    return _FLOWS[runtime]
+    return runtime.flow(EscalationFlow)
 
 
 class EscalationFlow:
@@ -931,7 +928,7 @@ def register(runtime: Runtime) -> EscalationFlow:
     runtime.scheduler.add_job_type(POLL_JOB, flow.run_poll, describe_poll)
     runtime.scheduler.add_job_type(PENDING_JOB, flow.run_pending)
     runtime.closers.append(flow.close)
-    _FLOWS[runtime] = flow
+    runtime.add_flow(flow)
     return flow
 
 

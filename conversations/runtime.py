@@ -10,6 +10,7 @@ names them explicitly.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TypeVar
 
 from bot.clock import Clock
 from bot.config import Settings
@@ -22,6 +23,8 @@ from conversations.cards import case_card, local_time
 from conversations.desk import Desk, Result
 from conversations.directory import tenant_key
 from conversations.registry import Registry
+
+F = TypeVar("F")
 
 
 class Runtime(Kernel):
@@ -37,6 +40,18 @@ class Runtime(Kernel):
         super().__init__(settings, store, clock)
         self.desk = Desk(store, settings, self.clock, commands)
         self.desk.scheduler_view = self.scheduler.due_for
+        self._flows: dict[type, object] = {}  # each registered flow module's object, by type
+
+    def add_flow(self, flow: object) -> None:
+        """Keep a flow module's object (its ``register`` calls this): found by :meth:`flow`."""
+        self._flows[type(flow)] = flow
+
+    def flow(self, kind: type[F]) -> F:
+        """The registered flow object of type ``kind`` (the composition root registered it)."""
+        found = self._flows.get(kind)
+        if not isinstance(found, kind):
+            raise LookupError(f"no {kind.__name__} is registered on this runtime")
+        return found
 
     async def handle(self, msg: Message) -> Result:
         """One message through the desk; the jobs it made due run (or are woken) after."""
