@@ -91,3 +91,21 @@ def test_the_import_contracts_hold() -> None:
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "0 broken" in proc.stdout
+
+
+def test_no_private_method_of_another_module_is_called() -> None:
+    """``obj._name(...)`` only where ``_name`` is defined in the same file (a public seam else)."""
+    import re
+
+    call = re.compile(r"\b(?!self\b|cls\b|super\(\))([A-Za-z_][\w.]*)\.(_[a-z]\w*)\(")
+    found: list[str] = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            source = path.read_text(encoding="utf-8")
+            for lineno, line in enumerate(source.splitlines(), 1):
+                for match in call.finditer(line.split("#", 1)[0]):
+                    name = match.group(2)
+                    if f"def {name}(" not in source:
+                        rel = path.relative_to(ROOT)
+                        found.append(f"{rel}:{lineno}: {match.group(0)}")
+    assert found == []
