@@ -25,6 +25,19 @@ Send = Callable[[dict[str, Any]], Awaitable[list[Reply]]]
 QUIT = {"quit", "exit", ":q"}
 
 
+class ServerGone(Exception):
+    """The ``serve`` the chat talks to stopped; ``saved`` says whether the last line was.
+
+    ``False``: it never reached the server (nothing was saved); ``None``: the
+    server went away while answering, so it may or may not have been saved.
+    """
+
+    def __init__(self, url: str, saved: bool | None) -> None:
+        super().__init__(url)
+        self.url = url
+        self.saved = saved
+
+
 class ChatSession:
     """One person's terminal session: turns lines into messages, remembers the numbered buttons."""
 
@@ -70,17 +83,22 @@ class ChatSession:
 
 def http_sender(session: aiohttp.ClientSession, base_url: str) -> Send:
     async def send(payload: dict[str, Any]) -> list[Reply]:
-        async with session.post(f"{base_url}/local/messages", json=payload) as resp:
-            body = await resp.json()
-            if resp.status >= 400:
-                return [Reply(text=str(body.get("error", f"HTTP {resp.status}")), kind="error")]
-            return [reply_from_dict(r) for r in body["replies"]]
+        try:
+            async with session.post(f"{base_url}/local/messages", json=payload) as resp:
+                body = await resp.json()
+        except aiohttp.ClientConnectorError:
+            raise ServerGone(base_url, saved=False) from None  # nothing reached it
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            raise ServerGone(base_url, saved=None) from None  # it went away mid-answer
+        if resp.status >= 400:
+            return [Reply(text=str(body.get("error", f"HTTP {resp.status}")), kind="error")]
+        return [reply_from_dict(r) for r in body["replies"]]
 
     return send
 
 
-async def run_terminal(session: ChatSession, stdin: TextIO, stdout: TextIO, intro: str) -> None:
-    """Read lines until EOF or ``quit``; print each answer."""
+async def run_terminal(session: ChatSession, stdin: TextIO, stdout: TextIO, intro: str) -> bool:
+    """Read lines until EOF or ``quit``; print each answer. False when the server stopped."""
     interactive = stdin.isatty()
     if intro:
         print(intro, file=stdout, flush=True)
@@ -98,8 +116,29 @@ async def run_terminal(session: ChatSession, stdin: TextIO, stdout: TextIO, intr
             break
         if not interactive:
             print(f"> {line}", file=stdout)
-        print(await session.line(line), file=stdout, flush=True)
+        try:
+            answer = await session.line(line)
+        except ServerGone as gone:
+            print(server_gone_text(gone, line, session.locale), file=stdout, flush=True)
+            return False
+        print(answer, file=stdout, flush=True)
         print(file=stdout, flush=True)
+    return True
+
+
+def server_gone_text(gone: ServerGone, line: str, locale: str | None) -> str:
+    """What to tell the person whose server stopped: and whether their last line was saved."""
+    with use_locale(locale):
+        if gone.saved is False:
+            return _(
+                "The billing-bot server at {url} has stopped, so your last line “{line}” was "
+                "not saved. Start it again (make run) and type it again."
+            ).format(url=gone.url, line=line)
+        return _(
+            "The billing-bot server at {url} stopped while answering, so your last line "
+            "“{line}” may or may not have been saved: once it runs again, check with status "
+            "or list mine before you type it again."
+        ).format(url=gone.url, line=line)
 
 
 def message_for(payload: dict[str, Any]) -> Message:

@@ -44,14 +44,15 @@ async def through_serve_or_store(
     params: dict[str, str] | None = None,
     payload: dict[str, Any] | None = None,
     timeout: float = 60.0,
-) -> tuple[T, str]:
+) -> tuple[T, str | None]:
     """Do a command through the ``serve`` that owns the store, else on the store itself.
 
     One process owns a store (PRODUCT.md): with a ``serve`` running, the command
     goes to its loopback ``route`` (GET with ``params``, or POST with the JSON
     ``payload``) and ``from_body`` reads the answer; without one, ``directly``
-    runs on the store, which is closed after. Returns the result and where it
-    was done; raises :class:`CommandFailed` with what to print.
+    runs on the store, which is closed after. Returns the result and the URL of
+    the serve that did it (None: done on the store here); raises
+    :class:`CommandFailed` with what to print.
     """
     try:
         store, url = await open_store_or_serve(settings.db_path)
@@ -70,10 +71,10 @@ async def through_serve_or_store(
         if resp.status != 200 or not isinstance(body, dict):
             error = body.get("error") if isinstance(body, dict) else None
             raise CommandFailed(str(error or f"HTTP {resp.status}"))
-        return from_body(body), f"the serve at {url}"
+        return from_body(body), url
     assert store is not None
     try:
-        return await directly(store), settings.db_path
+        return await directly(store), None
     finally:
         await store.close()
 
@@ -264,7 +265,8 @@ async def chat(settings: Settings, user: str | None, locale: str | None) -> int:
                 print(f"billing-bot: cannot reach the serve at {url}: {exc}", file=sys.stderr)
                 return 1
             intro += _mailbox_text([reply_from_dict(i) for i in items], locale)
-            await run_terminal(session, sys.stdin, sys.stdout, intro)
+            if not await run_terminal(session, sys.stdin, sys.stdout, intro):
+                return 1  # the serve stopped: said so, and whether the last line was saved
         return 0
     assert store is not None
     runtime = build_runtime(settings, store)
@@ -407,7 +409,7 @@ async def demo_data_command(settings: Settings) -> int:
             raise CommandFailed(str(exc)) from None
 
     try:
-        summary, where = await through_serve_or_store(
+        summary, url = await through_serve_or_store(
             settings,
             route="/local/demo-data",
             payload={},
@@ -419,6 +421,11 @@ async def demo_data_command(settings: Settings) -> int:
         print(f"billing-bot: demo-data: {exc}", file=sys.stderr)
         return 1
     made = ", ".join(f"{n} {k}" for k, n in summary.items() if n)
+    where = f"the serve at {url}" if url else settings.db_path
     print(f"Demo data is in {where}: {made}.")
-    print("Open http://127.0.0.1:3978/dashboard (make run) to see the desk.")
+    if url:
+        print(f"Open {url}/dashboard to see the desk.")  # the server it filled, on its port
+    else:
+        host = settings.host if ":" not in settings.host else f"[{settings.host}]"
+        print(f"Start billing-bot serve and open http://{host}:{settings.port}/dashboard.")
     return 0

@@ -40,6 +40,9 @@ def test_demo_data_through_a_running_serve(tmp_path: Path) -> None:
         first = demo(db)
         assert first.returncode == 0, first.stderr
         assert f"the serve at http://127.0.0.1:{serve.port}" in first.stdout
+        # The dashboard of the server it filled, on that server's port (issue 19, item 5).
+        assert f"Open http://127.0.0.1:{serve.port}/dashboard" in first.stdout
+        assert ":3978/" not in first.stdout
         second = demo(db)
         assert second.returncode == 1 and "already holds data" in second.stderr
         import urllib.request
