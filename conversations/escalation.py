@@ -65,7 +65,8 @@ from bot.policy import Action
 from bot.storage import Op, Store, VersionConflict
 from conversations.cards import sr_status_label, state_label
 from conversations.commands import Command
-from conversations.desk import REQUEST_ID, SEVERITY, Desk, load_customer
+from conversations.desk import Desk
+from conversations.desk_forms import REQUEST_ID, SEVERITY, load_customer
 from conversations.formengine import Answers, Field, FormEnv, case_context
 from conversations.forms import ValidationError, request_number
 from conversations.registry import command

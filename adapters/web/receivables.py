@@ -1,7 +1,7 @@
 """Overdue accounts for the dashboard, read defensively from the stored receivables.
 
 The receivables model and collections policy live in ``bot/receivables.py``
-and ``conversations/collections.py`` (built separately). The dashboard shows
+and ``conversations/collections/`` (built separately). The dashboard shows
 this section only when that module imports and the store has the receivables
 (the collections flow declared its tables); a document it cannot read is
 skipped (and logged), never the page failed. The stage of each account is the
