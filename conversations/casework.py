@@ -181,7 +181,7 @@ class CaseWork:
             parts.append(case.description)
         return "\n".join(parts)
 
-    async def _new_case(
+    async def new_case(
         self,
         turn: Turn,
         values: dict[str, str],

@@ -275,9 +275,9 @@ class DeskCommands(CaseWork):
         case = await self.load_case(turn, number, Action.ASSIGN, "assign BILL-7 @maria")
         if not rest:
             return await self.forms.start(turn, "assign", case_context(case), prefill={})
-        return await self._do_assign(turn, case, rest.split()[0])
+        return await self.do_assign(turn, case, rest.split()[0])
 
-    async def _do_assign(self, turn: Turn, case: Case, who: str) -> Result:
+    async def do_assign(self, turn: Turn, case: Case, who: str) -> Result:
         assignee = await self.directory.find_assignee(who, turn.msg)
         if assignee is None:
             raise NotFound(
@@ -352,10 +352,10 @@ class DeskCommands(CaseWork):
         if case.state not in (State.OPEN, State.IN_PROGRESS, State.REOPENED):
             raise DomainError(transition_error(case, State.ESCALATED))
         if rest:
-            return await self._do_escalate(turn, case, {"request_id": rest.split()[0]})
+            return await self.do_escalate(turn, case, {"request_id": rest.split()[0]})
         return await self.forms.start(turn, "escalate", case_context(case), prefill={})
 
-    async def _do_escalate(self, turn: Turn, case: Case, values: dict[str, str]) -> Result:
+    async def do_escalate(self, turn: Turn, case: Case, values: dict[str, str]) -> Result:
         try:
             request_id = request_number(None, values.get("request_id", ""))
         except ValidationError as exc:
@@ -400,8 +400,8 @@ class DeskCommands(CaseWork):
             return await self.forms.start(turn, "resolve", case_context(case), prefill={})
         if case.kind == Kind.DISPUTE:
             outcome, credited, text = self._parse_outcome(case, rest)
-            return await self._do_resolve(turn, case, text, outcome, credited)
-        return await self._do_resolve(turn, case, rest, None, None)
+            return await self.do_resolve(turn, case, text, outcome, credited)
+        return await self.do_resolve(turn, case, rest, None, None)
 
     def _parse_outcome(self, case: Case, rest: str) -> tuple[Outcome, Money | None, str]:
         words = rest.split()
@@ -435,7 +435,7 @@ class DeskCommands(CaseWork):
         )
         return outcome, credited, text
 
-    async def _do_resolve(
+    async def do_resolve(
         self, turn: Turn, case: Case, text: str, outcome: Outcome | None, credited: Money | None
     ) -> Result:
         self.ensure_started(turn, case)
@@ -474,9 +474,9 @@ class DeskCommands(CaseWork):
             raise DomainError(
                 _("How was the customer told? One of: email, call, chat, ticket, meeting.")
             ) from None
-        return await self._do_informed(turn, case, via, text.strip())
+        return await self.do_informed(turn, case, via, text.strip())
 
-    async def _do_informed(self, turn: Turn, case: Case, via: InformedVia, text: str) -> Result:
+    async def do_informed(self, turn: Turn, case: Case, via: InformedVia, text: str) -> Result:
         case.mark_informed(via, text, turn.actor, turn.now)
         job = await self.store.get_job(loop_key(case.number))
         if job is not None:
@@ -490,7 +490,7 @@ class DeskCommands(CaseWork):
             extra_ops=[stop_loop_op(case)],
         )
 
-    async def _do_reopen(self, turn: Turn, case: Case, reason: str) -> Result:
+    async def do_reopen(self, turn: Turn, case: Case, reason: str) -> Result:
         case.reopen(reason, turn.actor, turn.now)
         return await self.save_and_show(
             turn,
@@ -499,7 +499,7 @@ class DeskCommands(CaseWork):
             extra_ops=[stop_loop_op(case), watch_op(case, turn.now, self.settings)],
         )
 
-    async def _do_cancel(self, turn: Turn, case: Case, reason: str) -> Result:
+    async def do_cancel(self, turn: Turn, case: Case, reason: str) -> Result:
         case.cancel(reason, turn.actor, turn.now)
         return await self.save_and_show(
             turn,
@@ -524,7 +524,7 @@ class DeskCommands(CaseWork):
         if not rest:
             _require_move(case, State.REOPENED)  # before asking why
             return await self.forms.start(turn, "reopen", case_context(case), prefill={})
-        return await self._do_reopen(turn, case, rest)
+        return await self.do_reopen(turn, case, rest)
 
     @command(
         "cancel",
@@ -544,7 +544,7 @@ class DeskCommands(CaseWork):
         if not rest:
             _require_move(case, State.CANCELLED)  # before asking why
             return await self.forms.start(turn, "cancel", case_context(case), prefill={})
-        return await self._do_cancel(turn, case, rest)
+        return await self.do_cancel(turn, case, rest)
 
     @command(
         "close",
@@ -584,9 +584,9 @@ class DeskCommands(CaseWork):
             )
         if not rest:
             return await self.forms.start(turn, "snooze", case_context(case), prefill={})
-        return await self._do_snooze(turn, case, rest.split()[0].lower())
+        return await self.do_snooze(turn, case, rest.split()[0].lower())
 
-    async def _do_snooze(self, turn: Turn, case: Case, until: str) -> Result:
+    async def do_snooze(self, turn: Turn, case: Case, until: str) -> Result:
         if until not in SNOOZE_LABELS:
             raise DomainError(_("Snooze for 1h, 4h or until tomorrow: `snooze BILL-7 4h`."))
         job = await self.store.get_job(loop_key(case.number))

@@ -152,7 +152,7 @@ async def _question(env: FormEnv, values: Answers, clear_op: Op) -> Result:
         )
 
     text = _("Thanks! Your question is {case}. The billing team will pick it up.")
-    return await env.host._new_case(turn, values, build, clear_op, text)
+    return await env.host.new_case(turn, values, build, clear_op, text)
 
 
 async def _dispute(env: FormEnv, values: Answers, clear_op: Op) -> Result:
@@ -173,7 +173,7 @@ async def _dispute(env: FormEnv, values: Answers, clear_op: Op) -> Result:
         )
 
     text = _("Thanks! Your dispute is {case}. The billing team will report it to Microsoft.")
-    return await env.host._new_case(turn, values, build, clear_op, text)
+    return await env.host.new_case(turn, values, build, clear_op, text)
 
 
 CaseAct = Callable[[DeskCommands, Turn, Case, Answers], Awaitable[Result]]
@@ -205,23 +205,23 @@ async def _resolve(desk: DeskCommands, turn: Turn, case: Case, values: Answers) 
         outcome=_(OUTCOME_LABELS[outcome]) if outcome else "",
         amount=str(credited) if credited else "",
     )
-    return await desk._do_resolve(turn, case, text, outcome, credited)
+    return await desk.do_resolve(turn, case, text, outcome, credited)
 
 
 async def _informed(desk: DeskCommands, turn: Turn, case: Case, values: Answers) -> Result:
-    return await desk._do_informed(turn, case, InformedVia(values["via"]), values.get("text", ""))
+    return await desk.do_informed(turn, case, InformedVia(values["via"]), values.get("text", ""))
 
 
 async def _reopen(desk: DeskCommands, turn: Turn, case: Case, values: Answers) -> Result:
-    return await desk._do_reopen(turn, case, values["reason"])
+    return await desk.do_reopen(turn, case, values["reason"])
 
 
 async def _cancel(desk: DeskCommands, turn: Turn, case: Case, values: Answers) -> Result:
-    return await desk._do_cancel(turn, case, values["reason"])
+    return await desk.do_cancel(turn, case, values["reason"])
 
 
 async def _snooze(desk: DeskCommands, turn: Turn, case: Case, values: Answers) -> Result:
-    return await desk._do_snooze(turn, case, values["until"])
+    return await desk.do_snooze(turn, case, values["until"])
 
 
 async def _note(desk: DeskCommands, turn: Turn, case: Case, values: Answers) -> Result:
@@ -232,11 +232,11 @@ async def _note(desk: DeskCommands, turn: Turn, case: Case, values: Answers) -> 
 
 
 async def _assign(desk: DeskCommands, turn: Turn, case: Case, values: Answers) -> Result:
-    return await desk._do_assign(turn, case, values["user"])
+    return await desk.do_assign(turn, case, values["user"])
 
 
 async def _escalate(desk: DeskCommands, turn: Turn, case: Case, values: Answers) -> Result:
-    return await desk._do_escalate(turn, case, values)
+    return await desk.do_escalate(turn, case, values)
 
 
 def _manual_escalation_intro(env: FormEnv) -> str:

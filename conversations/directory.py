@@ -17,6 +17,7 @@ from bot.domain import Actor, Customer, Role, User, customer_key, utcnow
 from bot.i18n import normalize_locale
 from bot.kernel.model import Channel, Message
 from bot.storage import StorageError, Store
+from conversations.sharing import CustomerConversations
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class Directory:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
+        self.conversations = CustomerConversations(settings.customers)
 
     def _config_for(self, channel: Channel, external_id: str) -> UserConfig | None:
         for cfg in self.settings.users:
@@ -47,11 +49,11 @@ class Directory:
         return None
 
     async def customer_for_conversation(self, msg: Message) -> Customer | None:
-        for cfg in self.settings.customers:
-            mapped = cfg.slack_channels if msg.channel == Channel.SLACK else cfg.teams_conversations
-            if msg.conversation in mapped or (msg.reference.get("channel_id") in mapped):
-                return await self.ensure_customer(cfg.name, tenant_id=cfg.tenant_id)
-        return None
+        where = (msg.conversation, msg.reference.get("channel_id"))
+        cfg = self.conversations.customer(msg.channel, where)
+        if cfg is None:
+            return None
+        return await self.ensure_customer(cfg.name, tenant_id=cfg.tenant_id)
 
     async def ensure_customer(self, name: str, *, tenant_id: str | None = None) -> Customer:
         existing = await self.store.find_customer(name)

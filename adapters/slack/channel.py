@@ -48,8 +48,10 @@ from bot.kernel.runtime import unique_id
 from bot.kernel.serialize import reply_from_dict, reply_to_dict
 from bot.outbound import READ_SECONDS, client_timeout
 from bot.storage import StorageError
+from conversations.clicks import Click, judge_click
 from conversations.formengine import conversation_key
 from conversations.runtime import Runtime
+from conversations.sharing import CustomerConversations, answer_privately
 from conversations.text import plain
 
 log = logging.getLogger(__name__)
@@ -120,7 +122,7 @@ class SlackChannel:
         )
         self._verifier = SignatureVerifier(settings.slack_signing_secret or "")
         self._profiles: dict[str, tuple[float, Profile | None]] = {}
-        self._customer_channels = {c for cfg in settings.customers for c in cfg.slack_channels}
+        self._customer_conversations = CustomerConversations(settings.customers)
         self._telling: set[asyncio.Task[None]] = set()  # notes sent after an ack
         self.bolt.command(re.compile(r"^/"))(self._on_command)
         self.bolt.action(re.compile(r".*"))(self._on_action)
@@ -421,8 +423,10 @@ class SlackChannel:
         else:
             action = msg.action
             stage_before, version_before = await self._case_marks(action)
-            if item.get("duplicate") and stage_before == (action.version if action else None):
-                return  # a second click while the first opened a form: nothing to show
+            # The click's key was claimed (or found claimed: "duplicate") when it was recorded.
+            click = judge_click(action, claimed=bool(item.get("duplicate")), stage=stage_before)
+            if click is Click.NOTHING_NEW:
+                return  # e.g. a second click while the first opened a form: nothing to show
             result = await self.runtime.handle(msg)
             replies = result.replies
             _stage, version_after = await self._case_marks(action)
@@ -744,11 +748,15 @@ class SlackChannel:
             )
 
     async def _private_only(self, origin: t.Origin) -> bool:
-        """Staff in a channel shared with a customer: cards (with internal notes) stay private."""
-        if origin.is_direct or origin.channel not in self._customer_channels:
+        """Staff in a channel shared with a customer: answers (internal notes) stay ephemeral.
+
+        The rule is :func:`conversations.sharing.answer_privately`'s, as on every channel.
+        """
+        where = (origin.channel,)
+        if not self._customer_conversations.shared(Channel.SLACK, where, direct=origin.is_direct):
             return False
-        user = await self.runtime.store.user_by_identity("slack", origin.user)
-        return user is None or user.role in (Role.AGENT, Role.LEAD)
+        sender = await self.runtime.store.user_by_identity("slack", origin.user)
+        return answer_privately(sender, shared=True)
 
 
 def _raised_in_bolt(error: BaseException) -> bool:

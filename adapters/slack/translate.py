@@ -43,6 +43,7 @@ from bot.kernel.model import (
     Message,
     Reply,
 )
+from conversations.clicks import click_key, on_case_card
 from conversations.text import END, START, plain, render
 
 # Slack's documented limits (Block Kit reference).
@@ -63,6 +64,7 @@ MAX_FALLBACK = 300
 FORM_CALLBACK = "billing_form"  # callback_id of every form modal
 NOTICE_CALLBACK = "billing_notice"
 VALUE_ACTION = "value"  # action_id of the one element inside each input block
+CLICK_PREFIX = "slack:click"
 OPEN_FORM = "open_form"  # the button that opens a modal where no trigger_id came along
 # Fields whose "required" depends on another answer (no credit when Microsoft denied a
 # dispute): Slack enforces required inputs in the client, so the desk checks these.
@@ -390,22 +392,23 @@ def clicked_ref(body: dict[str, Any]) -> ActionRef | None:
 
 @_tolerant
 def click_dedupe_key(body: dict[str, Any]) -> str | None:
-    """A double click's key: (case, action, stage) for card buttons, none for "Open form".
+    """A double click's key (:func:`conversations.clicks.click_key`); none for "Open form".
 
-    Other buttons (a form's answer choices) are keyed by the message they sit
-    on and the clicker, so each of them counts once.
+    A case card's button is keyed by (case, action, stage) alone; other buttons
+    (a form's answer choices) by the message they sit on and the clicker too,
+    so each of them counts once.
     """
     ref = clicked_ref(body)
     if ref is None or ref.name == OPEN_FORM:
         return None
-    if ref.case_id and ref.version is not None:
-        return f"slack:click:{ref.case_id}:{ref.name}:{ref.version}"
+    if on_case_card(ref):
+        return click_key(CLICK_PREFIX, ref)  # one click wherever the card is shown
     container = body.get("container") or {}
     ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
     user = (body.get("user") or {}).get("id")
     if not ts:
         return None
-    return f"slack:click:{ts}:{user}:{ref.to_value()}"
+    return click_key(CLICK_PREFIX, ref, (str(ts), str(user)))
 
 
 @_tolerant

@@ -75,12 +75,14 @@ from adapters.teams.auth import (
 from bot.config import Settings
 from bot.domain import Role, User, parse_case_id
 from bot.i18n import _
-from bot.kernel.model import Channel, Message, Reply
+from bot.kernel.model import ActionRef, Channel, Message, Reply
 from bot.kernel.runtime import unique_id
 from bot.locality import is_local, is_loopback_url
 from bot.storage import VersionConflict
+from conversations.clicks import Click, judge_click
 from conversations.formengine import conversation_key
 from conversations.runtime import Runtime
+from conversations.sharing import CustomerConversations, answer_privately
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +231,7 @@ class TeamsChannel:
         self.auth = _Authentication(configuration, loopback_only=self.local_mode)
         self.adapter = CloudAdapter(self.auth)
         runtime.closers.append(self.auth.close)
+        self.customer_conversations = CustomerConversations(settings.customers)
 
     # ------------------------------------------------------------ HTTP
     async def messages(self, request: web.Request) -> web.StreamResponse:
@@ -330,45 +333,55 @@ class TeamsChannel:
             # The card replaces the desk's field-by-field form in this chat; otherwise the
             # next typed command would be taken as the answer to a question never shown.
             await self.store.save_conversation(conversation_key(msg), None)
-        staff = await self._staff_in_shared_channel(msg)
-        if staff is not None:
-            return await self._answer_privately(staff, result.replies)
+        private, sender = await self._private_answer(msg)
+        if private:
+            return await self._answer_privately(msg, sender, result.replies)
         return render.render_replies(
             result.replies,
             from_card=msg.action is not None or msg.form_id is not None,
             form_submitted=msg.form_id is not None,
         )
 
-    async def _staff_in_shared_channel(self, msg: Message) -> User | None:
-        """The sender, when billing staff wrote in a conversation shared with a customer."""
-        if msg.is_direct:
-            return None
-        shared = {c for cfg in self.settings.customers for c in cfg.teams_conversations}
-        where = {msg.conversation, translate.base_conversation(msg.conversation)}
-        if not (where | {msg.reference.get("channel_id")}) & shared:
-            return None
-        user = await self.store.user_by_identity(CHANNEL, msg.user)
-        return user if user is not None and user.role in (Role.AGENT, Role.LEAD) else None
+    async def _private_answer(self, msg: Message) -> tuple[bool, User | None]:
+        """Must the answer stay private (:func:`conversations.sharing.answer_privately`)? And
+        the sender's stored record (None: unknown, which counts as staff there)."""
+        where = (
+            msg.conversation,
+            translate.base_conversation(msg.conversation),
+            msg.reference.get("channel_id"),
+        )
+        if not self.customer_conversations.shared(Channel.TEAMS, where, direct=msg.is_direct):
+            return False, None
+        sender = await self.store.user_by_identity(CHANNEL, msg.user)
+        return answer_privately(sender, shared=True), sender
 
-    async def _answer_privately(self, user: User, replies: list[Reply]) -> list[render.Outgoing]:
+    async def _answer_privately(
+        self, msg: Message, sender: User | None, replies: list[Reply]
+    ) -> list[render.Outgoing]:
         """Staff answers (internal notes, other customers) go to the personal chat, never the
-        shared channel; the channel only learns where the answer went."""
-        if replies and await self.deliver(user, replies):
+        shared channel; the channel only learns where the answer went, or (for a sender
+        without a personal chat) that it cannot be shown there."""
+        if replies and await self._dm_sender(msg, sender, replies):
             text = _("This channel is shared with a customer: I answered you in our personal chat.")
-        else:
+        elif sender is not None:
             text = _(
                 "This channel is shared with a customer, so I answer the billing team only in "
                 "our personal chat. Please write to me there."
             )
+        else:
+            text = _(
+                "This channel is shared with a customer, so I cannot show this answer here. "
+                "Please write to me in our personal chat."
+            )
         return render.render_replies([Reply(text=text)], from_card=False)
 
     async def _first_click(self, body: dict[str, Any], msg: Message, key: str) -> bool:
-        """False for the second of a double click that has nothing new to show.
+        """False for a repeated click that has nothing new to show (:func:`judge_click`).
 
         The click key is claimed durably by the first activity carrying it (a
-        retry of that same activity may claim it again). A repeat whose card
-        is out of date still goes to the desk, which answers "already done"
-        with the current card and changes nothing.
+        retry of that same activity may claim it again), for ``CLICK_WINDOW``.
+        A repeat whose card is out of date still goes to the desk, which
+        answers "already done" with the current card and changes nothing.
         """
         click = translate.click_key(body)
         if click is None:
@@ -377,7 +390,13 @@ class TeamsChannel:
         current = self.store.event(click)
         live = current is not None and current.get("expires", "") > now.isoformat()
         if live and current is not None and current.get("by") != key:
-            return await self._card_moved_on(msg, click)
+            stage = await self._case_stage(msg.action)
+            verdict = judge_click(msg.action, claimed=True, stage=stage)
+            if verdict is Click.MOVED_ON:
+                log.info("repeated click %s on an out-of-date card: answered already done", click)
+                return True
+            log.info("repeated click %s ignored: nothing new to show", click)
+            return False
         version = current.get("version", 0) if current else None
         doc = {
             "expires": (now + CLICK_WINDOW).isoformat(),
@@ -390,19 +409,11 @@ class TeamsChannel:
             return False
         return True
 
-    async def _card_moved_on(self, msg: Message, click: str) -> bool:
-        """A repeated click: True when its case moved on (the desk then says "already done")."""
-        action = msg.action
+    async def _case_stage(self, action: ActionRef | None) -> int | None:
+        """The clicked case's current stage; None when the click names no case there is."""
         number = parse_case_id(action.case_id or "") if action else None
         case = await self.store.get_case(number) if number else None
-        if case is None or action is None or action.version is None:
-            log.info("repeated click %s ignored", click)
-            return False
-        if case.stage == action.version:  # the stage is what a card's buttons were made for
-            log.info("repeated click %s ignored: the first one changed nothing yet", click)
-            return False
-        log.info("repeated click %s on an out-of-date card: answered already done", click)
-        return True
+        return case.stage if case else None
 
     async def _flush(self, outbox_key: str, state: dict[str, Any], body: dict[str, Any]) -> None:
         """Send what is left in the outbox, recording progress after each activity."""
@@ -495,6 +506,23 @@ class TeamsChannel:
     async def deliver(self, user: User, replies: list[Reply]) -> bool:
         """The runtime's deliverer: a direct message to ``user``; False when it cannot go out."""
         doc_key, doc = await self._reference_doc(user)
+        return await self._send_dm(user.id, doc_key, doc, replies)
+
+    async def _dm_sender(self, msg: Message, sender: User | None, replies: list[Reply]) -> bool:
+        """Send ``replies`` to the sender of ``msg`` in the personal chat; False if it cannot go.
+
+        A sender without a stored record is found by the conversation reference kept
+        for them when their message came in (:meth:`_remember_sender`).
+        """
+        if sender is not None:
+            return await self.deliver(sender, replies)
+        doc_key = await self._user_key(msg.user)
+        doc = (await self.store.references(doc_key)).get(CHANNEL)
+        return await self._send_dm(doc_key, doc_key, doc, replies)
+
+    async def _send_dm(
+        self, who: str, doc_key: str, doc: dict[str, Any] | None, replies: list[Reply]
+    ) -> bool:
         if doc is None or doc.get("dead"):
             return False
         dm = doc.get("dm")
@@ -506,7 +534,7 @@ class TeamsChannel:
                     return False
             await self.send(dm, outgoing)
         except ServiceUrlRefused as exc:
-            log.warning("Teams DM to %s not sent: %s", user.id, exc)
+            log.warning("Teams DM to %s not sent: %s", who, exc)
             return False
         except HttpOperationError as exc:
             status = _status(exc)
@@ -515,11 +543,11 @@ class TeamsChannel:
                 log.warning(
                     "Teams DM to %s failed with %s: the bot was blocked or removed; "
                     "reference marked dead",
-                    user.id,
+                    who,
                     status,
                 )
                 return False
-            log.error("Teams DM to %s failed with HTTP %s", user.id, status)
+            log.error("Teams DM to %s failed with HTTP %s", who, status)
             return False
         return True
 

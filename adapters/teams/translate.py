@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.domain import is_guid
 from bot.kernel.model import ActionRef, Channel, Message
+from conversations import clicks
 
 FORM_KEY = "billing_form"
 CONTEXT_KEY = "billing_context"
@@ -129,20 +130,16 @@ def click_of(activity: Activity) -> ActionRef | None:
 
 
 def click_key(activity: Activity) -> str | None:
-    """What makes two clicks "the same click": who, on which card, which button of which version."""
+    """What makes two clicks "the same click" (:func:`conversations.clicks.click_key`).
+
+    On Teams a click counts once per conversation, clicker and card.
+    """
     action = click_of(activity)
     if action is None:
         return None
     conv = base_conversation(_str(_dict(activity.get("conversation")).get("id")))
-    return "|".join(
-        [
-            "teams-click",
-            conv,
-            sender_id(activity),
-            _str(activity.get("replyToId")),
-            action.to_value(),
-        ]
-    )
+    where = (conv, sender_id(activity), _str(activity.get("replyToId")))
+    return clicks.click_key("teams-click", action, where)
 
 
 def mentions_bot(activity: Activity) -> bool:

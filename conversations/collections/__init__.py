@@ -38,7 +38,6 @@ The package, one part a file:
 
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING
 
 from bot.partner_center import PartnerCenterClient
@@ -58,17 +57,15 @@ from conversations.collections.daily import DailyRun
 if TYPE_CHECKING:
     from conversations.runtime import Runtime
 
-_FLOWS: weakref.WeakKeyDictionary[Runtime, Collections] = weakref.WeakKeyDictionary()
-
 
 def register(runtime: Runtime) -> None:
-    """Add the collections commands and job types to ``runtime`` (called by the Runtime)."""
-    _FLOWS[runtime] = Collections(runtime)
+    """Add the collections commands and job types to ``runtime`` (the composition root calls it)."""
+    runtime.add_flow(Collections(runtime))
 
 
 def flow_of(runtime: Runtime) -> Collections:
     """The collections flow registered on ``runtime`` (the CLI route and tests use it)."""
-    return _FLOWS[runtime]
+    return runtime.flow(Collections)
 
 
 # ---- the flow ----------------------------------------------------------------------------
