@@ -2,10 +2,11 @@
 
 ``help``, ``resources``, ``ask`` and ``dispute`` (a new case, through its
 form), ``status`` and ``list``; the changes of a case (``take``, ``assign``,
-``note``, ``escalate``, ``resolve``, ``informed``, ``reopen``, ``cancel``,
-``close``, ``snooze``, with the ``_do_*`` changes the forms end in); then
+``note``, ``resolve``, ``informed``, ``reopen``, ``cancel``, ``close``,
+``snooze``, with the ``do_*`` changes the forms end in); then
 ``reminders``, ``language``, ``customers`` and ``customer``. Each is declared
-with ``@command`` on its handler, in the order ``help`` lists them.
+with ``@command`` on its handler, in the order ``help`` lists them. ``escalate``
+is the escalation flow's (conversations/escalation.py), in API and manual mode.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from bot.domain import (
     NotFound,
     Outcome,
     Role,
-    ServiceRequest,
     State,
     transition_error,
 )
@@ -45,8 +45,6 @@ from conversations.forms import (
     OUTCOME_LABELS,
     SNOOZE_LABELS,
     VIA_LABELS,
-    ValidationError,
-    request_number,
 )
 from conversations.registry import TeamsMenu, command
 from conversations.text import u
@@ -334,52 +332,6 @@ class DeskCommands(CaseWork):
         case.add_note(rest, turn.actor, turn.now, to_microsoft=to_microsoft)
         return await self.save_and_show(
             turn, case, _("Internal note added to {case}.").format(case=case.id)
-        )
-
-    @command(
-        "escalate",
-        needs="case",
-        aliases=("上报",),
-        action=Action.ESCALATE,
-        usage="escalate BILL-n",
-        help=N_("file a Microsoft service request for the case"),
-        form="escalate",
-        handler_checks=True,
-    )
-    async def cmd_escalate(self, turn: Turn, cmd: Command) -> Result:
-        number, rest = cmd.case_and_rest()
-        case = await self.load_case(turn, number, Action.ESCALATE, "escalate BILL-7")
-        if case.state not in (State.OPEN, State.IN_PROGRESS, State.REOPENED):
-            raise DomainError(transition_error(case, State.ESCALATED))
-        if rest:
-            return await self.do_escalate(turn, case, {"request_id": rest.split()[0]})
-        return await self.forms.start(turn, "escalate", case_context(case), prefill={})
-
-    async def do_escalate(self, turn: Turn, case: Case, values: dict[str, str]) -> Result:
-        try:
-            request_id = request_number(None, values.get("request_id", ""))
-        except ValidationError as exc:
-            raise DomainError(str(exc)) from None
-        self.ensure_started(turn, case)
-        case.escalate(
-            ServiceRequest(
-                id=request_id,
-                mode="manual",
-                status="open",
-                filed_at=turn.now,
-                title=self.sr_title(case),
-            ),
-            turn.actor,
-            turn.now,
-        )
-        if values.get("severity"):
-            case.audit[-1].details["severity"] = values["severity"]
-        return await self.save_and_show(
-            turn,
-            case,
-            _("{case} is escalated to Microsoft as service request {sr}.").format(
-                case=case.id, sr=u(request_id)
-            ),
         )
 
     @command(

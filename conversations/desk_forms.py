@@ -3,8 +3,8 @@
 Each form is a declaration (conversations/formengine.py runs them): what it
 asks, the checks at each step, the rules across fields, the policy action that
 guards it and its end — a new question or dispute, or a change of its case
-through the desk's ``_do_*`` methods. ``FORM_ACTIONS`` is what each form does,
-checked before a form is opened by a click or taken as submitted.
+through the desk's ``do_*`` methods. ``FORM_ACTIONS`` is what each of these
+forms does; the running desk's ``forms.actions`` adds the flows' forms (escalate).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from conversations.turn import Result, Turn
 # ---------------------------------------------------------------------------- the forms
 # Each form is a declaration (conversations/formengine.py runs them): what it asks, the
 # checks at each step, the rules across fields, the policy action that guards it and the
-# change it ends in. A flow module may replace one (escalation.py: the escalate form).
+# change it ends in. A flow module adds its own (escalation.py: the escalate form).
 
 
 def _staff(env: FormEnv) -> bool:
@@ -235,26 +235,6 @@ async def _assign(desk: DeskCommands, turn: Turn, case: Case, values: Answers) -
     return await desk.do_assign(turn, case, values["user"])
 
 
-async def _escalate(desk: DeskCommands, turn: Turn, case: Case, values: Answers) -> Result:
-    return await desk.do_escalate(turn, case, values)
-
-
-def _manual_escalation_intro(env: FormEnv) -> str:
-    desk: DeskCommands = env.host
-    case = env.case
-    assert case is not None
-    customer = env.data.get("customer")
-    return _(
-        "No Partner Center credentials are set, so file it by hand: in Partner Center "
-        "open Support → Customer requests → New request for {customer}, paste this, then "
-        "give me the request number.\n\nTitle: {title}\nDescription: {description}"
-    ).format(
-        customer=u(customer.name if customer else case.customer_id),
-        title=desk.sr_title(case),
-        description=u(desk.sr_description(case, customer)),
-    )
-
-
 async def load_customer(env: FormEnv) -> None:
     """The case's customer, for intros and suggestions (``env.data["customer"]``)."""
     if env.case is not None:
@@ -374,17 +354,6 @@ FORMS: tuple[FormDecl, ...] = (
         ),
         on_case(_assign),
         on_case=True,
-    ),
-    # Manual filing only; conversations/escalation.py replaces its fields and end.
-    FormDecl(
-        "escalate",
-        Action.ESCALATE,
-        N_("Escalate {case} to Microsoft"),
-        (SEVERITY, REQUEST_ID),
-        on_case(_escalate),
-        on_case=True,
-        intro=_manual_escalation_intro,
-        load=load_customer,
     ),
 )
 # What each form does, checked before a form is opened by a click or taken as submitted.

@@ -67,7 +67,7 @@ from conversations.cards import sr_status_label, state_label
 from conversations.commands import Command
 from conversations.desk import Desk
 from conversations.desk_forms import REQUEST_ID, SEVERITY, load_customer
-from conversations.formengine import Answers, Field, FormEnv, case_context
+from conversations.formengine import Answers, Field, FormDecl, FormEnv, case_context
 from conversations.forms import ValidationError, request_number
 from conversations.registry import command
 from conversations.text import u
@@ -204,6 +204,17 @@ class EscalationFlow:
         return self.store.job_op(poll_key(case.number), doc)
 
     # ---- escalate -----------------------------------------------------------------
+    @command(
+        "escalate",
+        needs="case",
+        aliases=("上报",),
+        action=Action.ESCALATE,
+        usage="escalate BILL-n",
+        help=N_("file a Microsoft service request for the case"),
+        form="escalate",
+        handler_checks=True,
+        after="note",
+    )
     async def cmd_escalate(self, turn: Turn, cmd: Command) -> Result:
         """``escalate BILL-n`` (form), ``escalate BILL-n NUMBER`` (filed by hand), ``… retry``."""
         number, rest = cmd.case_and_rest()
@@ -223,7 +234,7 @@ class EscalationFlow:
         prefill = dict(pending.get("values") or {}) if pending else {}
         return await self.desk.forms.start(turn, "escalate", ctx, prefill=prefill)
 
-    # The escalate form: the desk's (manual filing) with these fields, intro and end.
+    # The escalate form (see register): these fields, intro and end.
     def fields(self) -> tuple[Field, ...]:
         """API mode: title, description, severity, topic, contact; manual: severity, number."""
 
@@ -915,16 +926,20 @@ def register(runtime: Runtime) -> EscalationFlow:
     """Add the escalation commands, form and job types to ``runtime``."""
     flow = EscalationFlow(runtime)
     desk = runtime.desk
-    # The flow takes over two of the desk's commands (their declarations stay the desk's).
-    desk.add_command("escalate", flow.cmd_escalate)
-    desk.add_command("note", flow.cmd_note)
+    # The flow's own commands (escalate, srstatus), and note with its --microsoft option.
     desk.add_commands(flow)
-    desk.forms.change(
-        "escalate",
-        fields=flow.fields(),
-        intro=flow.form_intro,
-        load=flow.form_load,
-        complete=flow.form_complete,
+    desk.add_command("note", flow.cmd_note)
+    desk.forms.add(
+        FormDecl(
+            "escalate",
+            Action.ESCALATE,
+            N_("Escalate {case} to Microsoft"),
+            flow.fields(),
+            flow.form_complete,
+            on_case=True,
+            intro=flow.form_intro,
+            load=flow.form_load,
+        )
     )
     runtime.scheduler.add_job_type(POLL_JOB, flow.run_poll, describe_poll)
     runtime.scheduler.add_job_type(PENDING_JOB, flow.run_pending)

@@ -16,9 +16,11 @@ import pytest
 from bot.domain import Role
 from bot.kernel.model import ActionRef
 from bot.policy import MATRIX
-from conversations.desk import FORM_ACTIONS
 from conversations.text import plain
 from tests.harness import DeskEnv
+
+# Every form of the running desk (the desk's own and the flow modules', e.g. escalate).
+FORM_ACTIONS = DeskEnv().runtime.desk.forms.actions
 
 SECRET = "the-secret-description-42"
 
