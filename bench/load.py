@@ -92,8 +92,11 @@ Maker = Callable[[int], Request]
 def card_blocks_sample() -> list[dict[str, Any]]:
     """The Block Kit blocks of a real case card (what a click's ``message`` carries)."""
     from adapters.slack.translate import card_blocks
+    from bot.app.wiring import FLOWS
     from bot.domain import Actor, Case, Category, Kind, Role
     from conversations.cards import case_card
+
+    assert FLOWS  # the flow modules declare their commands (Escalate) as in a serve
 
     now = datetime.now(UTC)
     actor = Actor("u-agent0", Role.AGENT, "slack")
