@@ -1,7 +1,8 @@
 """Escalation to Microsoft: Partner Center service requests from chat, in API or manual mode.
 
-``register(runtime)`` replaces the desk's built-in (manual-only) ``escalate``
-command and form, wraps ``note`` so ``note BILL-n --microsoft text`` also
+``register(runtime, partner_center)`` (called by the composition root, with the
+Partner Center client every flow shares) adds the ``escalate`` command and its
+form (API or manual mode), wraps ``note`` so ``note BILL-n --microsoft text`` also
 reaches the service request, adds ``srstatus`` (record a status by hand), and
 adds two job types to the scheduler:
 
@@ -167,13 +168,13 @@ def flow_of(runtime: Runtime) -> EscalationFlow:
 class EscalationFlow:
     """The escalate / note --microsoft / srstatus flows and the service request jobs."""
 
-    def __init__(self, runtime: Runtime, client: PartnerCenterClient | None = None) -> None:
+    def __init__(self, runtime: Runtime, client: PartnerCenterClient) -> None:
         self.runtime = runtime
         self.desk: Desk = runtime.desk
         self.store = runtime.store
         self.settings = runtime.settings
         self.scheduler = runtime.scheduler
-        self.client = client or PartnerCenterClient(runtime.settings, clock=runtime.clock)
+        self.client = client  # handed over by the composition root (shared by the flows)
         self._builtin_note = self.desk.handlers["note"]
         # One filing per case at a time in this process; the pending record covers the rest.
         self._locks: dict[int, asyncio.Lock] = {}
@@ -190,9 +191,6 @@ class EscalationFlow:
     @property
     def manual_every(self) -> timedelta:
         return timedelta(hours=self.settings.partner_center_manual_check_hours)
-
-    async def close(self) -> None:
-        await self.client.close()
 
     def _lock(self, number: int) -> asyncio.Lock:
         return self._locks.setdefault(number, asyncio.Lock())
@@ -922,9 +920,9 @@ def describe_poll(job: dict[str, Any], user: User, case: Case | None) -> str | N
     return _("check the Microsoft service request in the Partner Center portal")
 
 
-def register(runtime: Runtime) -> EscalationFlow:
+def register(runtime: Runtime, partner_center: PartnerCenterClient) -> EscalationFlow:
     """Add the escalation commands, form and job types to ``runtime``."""
-    flow = EscalationFlow(runtime)
+    flow = EscalationFlow(runtime, partner_center)
     desk = runtime.desk
     # The flow's own commands (escalate, srstatus), and note with its --microsoft option.
     desk.add_commands(flow)
@@ -943,7 +941,6 @@ def register(runtime: Runtime) -> EscalationFlow:
     )
     runtime.scheduler.add_job_type(POLL_JOB, flow.run_poll, describe_poll)
     runtime.scheduler.add_job_type(PENDING_JOB, flow.run_pending)
-    runtime.closers.append(flow.close)
     runtime.add_flow(flow)
     return flow
 

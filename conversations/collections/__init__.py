@@ -1,6 +1,7 @@
 """Collections: receivables, the daily collections policy, and suspend / reactivate.
 
-Registered by the runtime (``register(runtime)``):
+Registered by the composition root (``register(runtime, partner_center)``, with
+the Partner Center client every flow shares):
 
 * commands ``overdue``, ``paid INVOICE [amount]``, ``suspend CUSTOMER``,
   ``reactivate CUSTOMER`` and ``collections`` (the policy; "I sent it" clicks);
@@ -58,9 +59,9 @@ if TYPE_CHECKING:
     from conversations.runtime import Runtime
 
 
-def register(runtime: Runtime) -> None:
+def register(runtime: Runtime, partner_center: PartnerCenterClient) -> None:
     """Add the collections commands and job types to ``runtime`` (the composition root calls it)."""
-    runtime.add_flow(Collections(runtime))
+    runtime.add_flow(Collections(runtime, partner_center))
 
 
 def flow_of(runtime: Runtime) -> Collections:
@@ -74,13 +75,12 @@ def flow_of(runtime: Runtime) -> Collections:
 class Collections(DailyRun, Suspensions, OverdueCommands):
     """The collections commands and jobs of one runtime."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, client: PartnerCenterClient) -> None:
         self.runtime = runtime
         self.store = runtime.store
         self.settings = runtime.settings
         self.policy = runtime.settings.collections
-        self.client = PartnerCenterClient(runtime.settings, clock=runtime.clock)
-        runtime.closers.append(self.client.close)
+        self.client = client  # handed over by the composition root (shared by the flows)
         desk = runtime.desk
         desk.add_commands(self)
         runtime.scheduler.add_job_type(RUN_TYPE, self.run_job)
