@@ -123,3 +123,36 @@ def test_what_counts_as_a_destination_failure() -> None:
         assert destination_failure(outer)
     assert not destination_failure(ValueError("bad payload"))
     assert not destination_failure(KeyError("x"))
+
+
+async def test_in_a_burst_items_run_one_at_a_time_unless_one_waits_on_io(
+    env: DeskEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Acks first: while requests come in, one fresh item at a time; a stuck one holds no one."""
+    monkeypatch.setattr(runtime_module, "FRESH_SECONDS", 30.0)  # no item ages out here
+    monkeypatch.setattr(runtime_module, "BURST_SECONDS", 0.3)
+    release = asyncio.Event()
+    started: list[str] = []
+
+    async def handler(payload: dict[str, Any]) -> None:
+        started.append(payload["n"])
+        await release.wait()
+
+    env.runtime.request_handlers["test"] = handler
+    for i in range(4):
+        await env.runtime.enqueue("test", {"n": str(i), "dest": "ok", "lane": f"l{i}"})
+    with env.runtime.answering():  # a request between arrival and its HTTP answer: a burst
+        drain = asyncio.create_task(env.runtime.drain_requests())
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            if started:
+                break
+        await asyncio.sleep(0.1)
+        assert started == ["0"]  # one at a time while the acks go first
+    for _ in range(300):  # the burst is over (BURST_SECONDS after the last request)
+        if len(started) == 4:
+            break
+        await asyncio.sleep(0.01)
+    assert sorted(started) == ["0", "1", "2", "3"]  # all lanes at once after the burst
+    release.set()
+    assert await asyncio.wait_for(drain, 10) == 4

@@ -44,7 +44,9 @@ RequestRoute = Callable[[dict[str, Any]], tuple[str, str]]
 EVENT_TTL = timedelta(days=2)
 MAX_REQUEST_ATTEMPTS = 5
 REQUEST_RETRY_SECONDS = 1.0  # after the request queue itself could not be written
-MAX_REQUEST_LANES = 32  # lanes worked on at once (each a person or conversation)
+MAX_REQUEST_LANES = 32  # lanes worked on at once (each a person or conversation) ...
+BURST_SECONDS = 1.0  # ... but while requests came in this recently (a burst, acks first) ...
+FRESH_SECONDS = 0.25  # ... one item at a time, not counting those waiting this long (on I/O)
 DESTINATION_PAUSE_AFTER = 3  # network failures in a row that pause a destination ...
 DESTINATION_MAX_PAUSE = 60.0  # ... for 1 s, doubling up to this many seconds
 # The request worker lets requests waiting for their HTTP answer go first (see _answers_first):
@@ -112,6 +114,7 @@ class Kernel:
         self._ready: set[str] = set()  # lanes whose first item may start now
         self._parked: set[str] = set()  # lanes waiting for a paused destination
         self._busy: dict[str, str] = {}  # lane -> id of its running item
+        self._started_at: dict[str, float] = {}  # lane -> monotonic time its item started
         self._retry_at: dict[str, float] = {}  # lane -> monotonic time its first item retries
         self._destination_failures: dict[str, int] = {}  # network failures in a row
         self._paused_until: dict[str, float] = {}  # destination -> monotonic time of next probe
@@ -201,14 +204,32 @@ class Kernel:
                 log.warning("no route for a queued %s request; it runs on its own lane", channel)
         return channel, f"{channel}|?"
 
-    def _start_ready(self, running: dict[str, asyncio.Task[str]], now: float) -> list[str]:
+    def _start_budget(self, running: dict[str, asyncio.Task[str]], now: float) -> int:
+        """How many more items may start now.
+
+        Out of a burst, up to ``MAX_REQUEST_LANES`` lanes run at once: the whole
+        answer comes sooner. In a burst (a request within ``BURST_SECONDS``) the
+        acks go first, so items run one at a time as before lanes: one starts
+        only when no item started less than ``FRESH_SECONDS`` ago is still
+        running. An item waiting longer than that is waiting on I/O (a slow or
+        hung destination), costs no CPU, and holds up nobody.
+        """
+        free = MAX_REQUEST_LANES - len(running)
+        if free <= 0 or now - self._last_request >= BURST_SECONDS:
+            return max(free, 0)
+        fresh = sum(1 for lane in running if now - self._started_at.get(lane, 0.0) < FRESH_SECONDS)
+        return 0 if fresh else 1
+
+    def _start_ready(
+        self, running: dict[str, asyncio.Task[str]], now: float, budget: int
+    ) -> list[str]:
         """The lanes' first items to start now: lanes free, due, destination not paused."""
         self._ready |= self._parked
         self._parked.clear()
         busy_destinations = {self._lane_destination.get(lane) for lane in self._busy}
         start: list[str] = []
         for lane in sorted(self._ready, key=lambda name: self._lanes.get(name) or [""]):
-            if len(running) + len(start) >= MAX_REQUEST_LANES:
+            if len(start) >= budget:
                 break  # the rest stay ready
             self._ready.discard(lane)
             keys = self._lanes.get(lane)
@@ -238,9 +259,14 @@ class Kernel:
         return start
 
     def _next_due(self) -> float | None:
-        """When a backed-off item or a paused destination may be tried again (monotonic)."""
+        """When a backed-off item, a paused destination or a held start may go on (monotonic)."""
         now = time.monotonic()
-        times = [t for t in (*self._retry_at.values(), *self._paused_until.values()) if t > now]
+        held = [t + FRESH_SECONDS for t in self._started_at.values()]
+        if self._ready and now - self._last_request < BURST_SECONDS:
+            held.append(self._last_request + BURST_SECONDS)
+        times = [
+            t for t in (*self._retry_at.values(), *self._paused_until.values(), *held) if t > now
+        ]
         return min(times) if times else None
 
     def _place_stored(self) -> None:
@@ -280,12 +306,16 @@ class Kernel:
                 for lane, at in list(self._retry_at.items()):
                     if at <= now:
                         self._ready.add(lane)
-                for lane in self._start_ready(running, now):
-                    key = self._busy[lane]
+                while (budget := self._start_budget(running, time.monotonic())) > 0:
+                    lanes = self._start_ready(running, time.monotonic(), min(budget, 1))
+                    if not lanes:
+                        break
+                    key = self._busy[lanes[0]]
                     await self._answers_first(self._queued_at.pop(key, None))
-                    running[lane] = asyncio.create_task(
-                        self._work_item(key, lane), name=f"request:{key}"
+                    running[lanes[0]] = asyncio.create_task(
+                        self._work_item(key, lanes[0]), name=f"request:{key}"
                     )
+                    self._started_at[lanes[0]] = time.monotonic()
                 if not running and not self._lanes:
                     self._requests_idle.set()
                     return done
@@ -301,6 +331,7 @@ class Kernel:
                     if task not in finished:
                         continue
                     del running[lane]
+                    self._started_at.pop(lane, None)
                     key = self._busy.pop(lane)
                     outcome = task.result()
                     if outcome != "retry":
@@ -320,6 +351,7 @@ class Kernel:
                 task.cancel()
             for lane in running:
                 self._busy.pop(lane, None)
+                self._started_at.pop(lane, None)
                 self._ready.add(lane)
 
     async def _work_item(self, key: str, lane: str) -> str:
