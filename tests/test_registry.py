@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from adapters.teams.package import build_package
-from bot.app.wiring import FLOWS, build_runtime
+from bot.app.wiring import build_runtime, wire_flows
 from bot.clock import FakeClock
 from bot.domain import Role
 from bot.kernel.model import Reply
@@ -71,8 +71,7 @@ async def test_a_throw_away_command_gets_everything_from_its_declaration(tmp_pat
     assert parse("say hi") == Command("say", "hi")  # the application's parser knows no echo
 
     runtime = Runtime(make_settings(), Store(MemoryEngine()), FakeClock(START), commands=registry)
-    for flow in FLOWS:
-        flow.register(runtime)
+    wire_flows(runtime)
     runtime.desk.add_commands(Echo())
     await runtime.store.open()
 

@@ -25,8 +25,13 @@ FLOWS: tuple[ModuleType, ...] = (escalation, collections)
 def build_runtime(settings: Settings, store: Store, clock: Clock | None = None) -> Runtime:
     """The desk's runtime on ``store`` with every flow module registered."""
     runtime = Runtime(settings, store, clock)
-    partner_center = PartnerCenterClient(settings, clock=runtime.clock)
+    wire_flows(runtime)
+    return runtime
+
+
+def wire_flows(runtime: Runtime) -> None:
+    """Register every flow module on ``runtime``, with the Partner Center client they share."""
+    partner_center = PartnerCenterClient(runtime.settings, clock=runtime.clock)
     runtime.closers.append(partner_center.close)
     for flow in FLOWS:
         flow.register(runtime, partner_center)
-    return runtime
