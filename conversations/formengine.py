@@ -441,7 +441,17 @@ class FormEngine:
         try:
             value, also = await self._check(f, env, answer)
         except ValidationError as exc:
-            return self._ask_again(decl, env, state, str(exc))
+            cmd = complete_command(answer, self._commands()) if typed and not as_typed else None
+            if cmd is None:
+                return self._ask_again(decl, env, state, str(exc))
+            # No answer but a whole command line (`list`, `status BILL-7` typed mid-form):
+            # nothing to guess, so it runs, and the form waits at this step.
+            out = await self._run(decl, env, state, answer)
+            note = _("“{answer}” is no answer to “{label}”, so I ran it as a command.").format(
+                answer=u(answer), label=_(f.label)
+            )
+            out.replies.insert(0, Reply(text=note))
+            return out
         if typed and not as_typed and f.kind in FREE_TEXT:
             cmd = complete_command(answer, self._commands())
             if cmd is not None:

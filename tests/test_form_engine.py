@@ -37,7 +37,8 @@ async def test_too_many_decimals_for_the_currency_asks_the_amount_again(
     chat.expect("Disputed amount", "step 3 of 5")
     assert chat.kinds[0] == "error"
     await chat.send("help")  # not a trap: an ordinary wrong answer to the amount
-    chat.expect("is not an amount", "Disputed amount")
+    chat.expect("“help” is no answer to “Disputed amount”, so I ran it as a command")
+    chat.expect("Disputed amount", "step 3 of 5")
     await chat.send(fixed)
     chat.expect("Reason", "step 5 of 5")  # customer, invoice and currency were kept
     await chat.send("Seats billed twice")
@@ -189,3 +190,24 @@ def test_complete_command_lines() -> None:
     assert complete_command("paid", needs) is None
     assert complete_command("Seats billed twice", needs) is None
     assert complete_command("", needs) is None
+
+
+async def test_a_command_that_is_no_answer_to_a_step_runs_and_the_form_waits(
+    env: DeskEnv,
+) -> None:
+    """Walkthrough finding: `status BILL-1` typed at the amount step was only "not an
+    amount", and so was every further command. A line that cannot be the answer but is a
+    whole command runs (nothing to guess), and the form waits at its step."""
+    await env.new_question()
+    alice = env.chat("alice")
+    await alice.say("dispute G099887766", "Contoso", "ok")
+    alice.expect("Disputed amount")
+    await alice.send("status BILL-1")
+    alice.expect("“status BILL-1” is no answer to “Disputed amount”, so I ran it as a command")
+    alice.expect("BILL-1 · Question", "Disputed amount", "step 3 of 5")
+    await alice.send("客户列表")  # an alias is a command too
+    alice.expect("so I ran it as a command", "Customers (", "step 3 of 5")
+    await alice.send("120.00")  # the answer: the form goes on
+    alice.expect("Currency")
+    await alice.say("EUR", "Seats billed twice")
+    alice.expect("Your dispute is BILL-2", "120.00 EUR")

@@ -253,18 +253,20 @@ async def chat(settings: Settings, user: str | None, locale: str | None) -> int:
         return 1
     if url is not None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
-            session = ChatSession(http_sender(http, url), name, locale)
-            with use_locale(locale):
-                intro = _(
-                    "Connected to the billing-bot at {url} as {name}. Type help, or quit."
-                ).format(url=url, name=name)
             try:
                 async with http.get(f"{url}/local/inbox", params={"user": name}) as resp:
-                    items = (await resp.json()).get("items", [])
+                    body = await resp.json()
             except aiohttp.ClientError as exc:
                 print(f"billing-bot: cannot reach the serve at {url}: {exc}", file=sys.stderr)
                 return 1
-            intro += _mailbox_text([reply_from_dict(i) for i in items], locale)
+            items = body.get("items", [])
+            session = ChatSession(http_sender(http, url), name, locale)
+            shown = locale or body.get("locale")  # else the person's own language
+            with use_locale(shown):
+                intro = _(
+                    "Connected to the billing-bot at {url} as {name}. Type help, or quit."
+                ).format(url=url, name=name)
+            intro += _mailbox_text([reply_from_dict(i) for i in items], shown)
             if not await run_terminal(session, sys.stdin, sys.stdout, intro):
                 return 1  # the serve stopped: said so, and whether the last line was saved
         return 0

@@ -101,7 +101,9 @@ async def local_mailbox(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     found = await runtime.desk.directory.store.find_user(user)
     items = await runtime.take_mailbox(found.id if found else user)
-    return web.json_response({"items": items})
+    # The person's language (their own `language` choice, else the configured one): the
+    # terminal chat greets them in it.
+    return web.json_response({"items": items, "locale": found.locale if found else None})
 
 
 async def local_reminders(request: web.Request) -> web.Response:
