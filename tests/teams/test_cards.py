@@ -70,7 +70,7 @@ async def test_a_click_updates_the_card_in_place(
     assert card.action("Take")["data"] == {
         "action": "take",
         "case_id": case_id,
-        "version": (await _case(bot, case_id)).stage,
+        "stage": (await _case(bot, case_id)).stage,
         "value": None,
     }
     (update,) = await send(bot, connector, teams.click(BOB, card, "Take"))
