@@ -73,7 +73,7 @@ def adaptive_card(body: list[dict[str, Any]], actions: list[dict[str, Any]] | No
     card: Card = {
         "type": "AdaptiveCard",
         "$schema": CARD_SCHEMA,
-        "version": CARD_VERSION,
+        "version": CARD_VERSION,  # the Adaptive Card schema's version
         "body": body,
         "msteams": {"width": "Full"},
     }

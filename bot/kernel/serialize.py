@@ -1,8 +1,9 @@
 """Replies and messages as plain JSON, for the local-chat endpoint, the web page and tests.
 
 Readers also take what was written before the card's stage was renamed from
-``version`` (mailbox items and Slack forms on disk, local requests in the
-request queue): see :func:`bot.kernel.model.read_stage`.
+``version`` (mailbox items, Slack deliveries in the request queue and Slack's
+stored forms on disk, a click from a chat client started before): see
+:func:`bot.kernel.model.read_stage`.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def message_from_dict(d: dict[str, Any], channel: Channel) -> Message:
         a = d["action"]
         if not isinstance(a, dict):
             raise ValueError("action must be an object with a name")
-        action = ActionRef.from_dict(a)  # "stage", or "version" from a client or queue item before
+        action = ActionRef.from_dict(a)  # back-compat: also "version", as clients sent it before
     form_values = d.get("form_values")
     if form_values is not None and (
         not isinstance(form_values, dict)
