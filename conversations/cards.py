@@ -227,7 +227,7 @@ def case_card(
         facts=facts,
         history=history,
         buttons=buttons_for(case, viewer, customer_tenant),
-        version=case.stage,
+        stage=case.stage,
     )
 
 

@@ -107,8 +107,8 @@ class CaseWork:
         return bool(
             clicked
             and clicked.case_id == case.id
-            and clicked.version is not None
-            and clicked.version != case.stage
+            and clicked.stage is not None
+            and clicked.stage != case.stage
         )
 
     async def stale_reply(self, turn: Turn, case: Case) -> Result:

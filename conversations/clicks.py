@@ -34,7 +34,7 @@ class Click(Enum):
 
 def on_case_card(ref: ActionRef) -> bool:
     """A button of a case card: it names the case and the stage the card was made for."""
-    return bool(ref.case_id) and ref.version is not None
+    return bool(ref.case_id) and ref.stage is not None
 
 
 def click_key(prefix: str, ref: ActionRef, scope: Sequence[str] = ()) -> str:
@@ -44,7 +44,7 @@ def click_key(prefix: str, ref: ActionRef, scope: Sequence[str] = ()) -> str:
     button everywhere, other buttons per message and clicker; Teams: per
     conversation, clicker and card).
     """
-    what = f"{ref.case_id}:{ref.name}:{ref.version}" if on_case_card(ref) else ref.to_value()
+    what = f"{ref.case_id}:{ref.name}:{ref.stage}" if on_case_card(ref) else ref.to_value()
     return ":".join([prefix, *scope, what])
 
 
@@ -59,7 +59,7 @@ def judge_click(ref: ActionRef | None, *, claimed: bool, stage: int | None) -> C
     """
     if not claimed:
         return Click.FIRST
-    if ref is None or not on_case_card(ref) or stage is None or stage == ref.version:
+    if ref is None or not on_case_card(ref) or stage is None or stage == ref.stage:
         return Click.NOTHING_NEW
     return Click.MOVED_ON
 

@@ -3,8 +3,9 @@
 :meth:`Desk.handle` takes one :class:`Message` (typed text, a click or a form
 submission) and returns the replies for the sender plus notifications for
 other people. Every action is checked by the one authorization policy; every
-change goes through the domain and is stored with an optimistic version, so
-a stale card or a second click answers "already done" and changes nothing.
+change goes through the domain and is stored guarded by the case's write
+counter (``version``); a click carries the card's stage (``stage``), so a
+stale card or a second click answers "already done" and changes nothing.
 
 The pipeline is here: a request already applied (redone after a crash), an open
 form, a click, a typed command, each to its handler; errors become friendly

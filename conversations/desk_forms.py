@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from bot.domain import Case, Category, Customer, Dispute, InformedVia, Kind, Outcome, Role
 from bot.i18n import N_, _
-from bot.kernel.model import FieldKind
+from bot.kernel.model import FieldKind, read_stage
 from bot.money import CURRENCIES, Money, MoneyError, parse_money
 from bot.policy import Action
 from bot.storage import Op
@@ -187,8 +187,8 @@ def on_case(act: CaseAct) -> Callable[[FormEnv, Answers, Op], Awaitable[Result]]
         case = env.case
         assert case is not None  # the engine loaded it (or said it no longer exists)
         await desk.store.commit([clear_op])
-        version = env.ctx.get("version")
-        if version and version.isdigit() and int(version) != case.stage:
+        stage = read_stage(env.ctx)  # also the older "version" of a form sent before
+        if stage is not None and stage != case.stage:
             return await desk.stale_reply(env.turn, case)
         env.turn.clicked = None
         return await act(desk, env.turn, case, values)

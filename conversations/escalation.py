@@ -48,7 +48,7 @@ from bot.domain import (
     transition_error,
 )
 from bot.i18n import N_, _, use_locale
-from bot.kernel.model import ActionRef, Button, ButtonStyle, Choice, FieldKind, Reply
+from bot.kernel.model import ActionRef, Button, ButtonStyle, Choice, FieldKind, Reply, read_stage
 from bot.kernel.scheduler import iso, notify_key
 from bot.partner_center import (
     PartnerCenterAuthError,
@@ -357,8 +357,8 @@ class EscalationFlow:
                 case = await self.store.get_case(number) if number else None
                 if case is None:
                     raise NotFound(_("That case no longer exists."))
-                version = ctx.get("version")
-                if version and version.isdigit() and int(version) != case.stage:
+                stage = read_stage(ctx)  # also the older "version" of a form sent before
+                if stage is not None and stage != case.stage:
                     # A second submit of the same form, or a form older than the case.
                     await self._flush(first_ops)
                     return await self.desk.stale_reply(turn, case)

@@ -33,6 +33,7 @@ from typing import Any
 from bot.domain import Case, DomainError, NotFound, parse_case_id
 from bot.i18n import _
 from bot.kernel.model import (
+    STAGE,
     ActionRef,
     Button,
     ButtonStyle,
@@ -42,6 +43,7 @@ from bot.kernel.model import (
     FormField,
     Message,
     Reply,
+    read_stage,
 )
 from bot.policy import Action, check
 from bot.storage import Op, Store
@@ -133,7 +135,7 @@ class FormDecl:
     """A form: what it asks, what guards it, what it ends in.
 
     ``title`` is an ``N_()`` message (``{case}`` is the form's case id).
-    ``on_case``: the context names a case (``{"case": "BILL-7", "version": "3"}``),
+    ``on_case``: the context names a case (``{"case": "BILL-7", "stage": "3"}``),
     loaded before anything is asked and guarded with its customer's tenant.
     ``complete(env, values, clear_op)`` acts on the checked values and should
     commit ``clear_op`` (which ends the form) with its own change.
@@ -152,7 +154,7 @@ class FormDecl:
 
 def case_context(case: Case) -> dict[str, str]:
     """The context of a form about ``case``: its id and the stage it was opened at."""
-    return {"case": case.id, "version": str(case.stage)}
+    return {"case": case.id, STAGE: str(case.stage)}
 
 
 def conversation_key(msg: Message) -> str:
@@ -506,8 +508,8 @@ class FormEngine:
         if after != before:
             return out  # the command opened another form (or ended this one)
         case = await self._case_of(state.context) if decl.on_case else None
-        version = state.context.get("version")
-        if decl.on_case and (case is None or (version and version != str(case.stage))):
+        stage = read_stage(state.context)  # also the older "version" of a form left open before
+        if decl.on_case and (case is None or (stage is not None and stage != case.stage)):
             await self._save(env.turn, None)
             out.replies.append(
                 Reply(

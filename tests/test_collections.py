@@ -287,7 +287,7 @@ async def test_a_late_import_fires_only_the_latest_stage_and_dms_have_buttons(
     from bot.kernel.model import ActionRef
 
     ref = sent["buttons"][0]["action"]
-    action = ActionRef(ref["name"], ref.get("case_id"), ref.get("version"), ref.get("value"))
+    action = ActionRef(ref["name"], ref.get("case_id"), ref.get("stage"), ref.get("value"))
     await lena.press(action)
     lena.expect("Recorded: the customer was sent the friendly reminder.")
     await lena.press(action)

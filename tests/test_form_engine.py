@@ -112,6 +112,41 @@ async def test_an_old_form_in_progress_resumes_after_the_upgrade(env: DeskEnv) -
     chat.expect("Internal note added to BILL-1")
 
 
+async def test_an_old_form_in_progress_for_an_older_stage_is_refused_as_stale(
+    env: DeskEnv,
+) -> None:
+    """As above, but the case moved on since the form was opened: nothing is added."""
+    await env.new_question()
+    await env.chat("bob").send("take BILL-1")
+    case = await env.store.get_case(1)
+    assert case is not None and case.stage > 1
+    await env.store.save_conversation(
+        "local|dm:alice|alice",
+        {
+            "form": "note",
+            "values": {},
+            "prefill": {},
+            "context": {"case": "BILL-1", "version": "1"},
+            "confirm": None,
+        },
+    )
+    chat = DeskEnv(store=env.store).chat("alice")
+    await chat.send("called the customer")
+    chat.expect("Already done")
+    after = await env.store.get_case(1)
+    assert after is not None and not after.notes and after.version == case.version
+
+
+async def test_a_form_about_a_case_is_stored_with_the_cards_stage(env: DeskEnv) -> None:
+    """The form context names the case and its stage: ``{"case", "stage"}`` (no "version")."""
+    await env.new_question()
+    await env.chat("alice").send("note BILL-1")
+    stored = await env.store.get_conversation("local|dm:alice|alice")
+    case = await env.store.get_case(1)
+    assert stored is not None and case is not None
+    assert stored["context"] == {"case": "BILL-1", "stage": str(case.stage)}
+
+
 async def test_a_command_typed_as_a_note_asks_run_it_or_use_it(env: DeskEnv) -> None:
     await env.new_question()
     alice = env.chat("alice")

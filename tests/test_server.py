@@ -6,13 +6,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app.server import build_app
 from bot.storage import open_store
-from tests.harness import make_settings
+from tests.harness import PARITY_SCRIPT, make_settings
 from tests.processes import ROOT, Serve, bot_env, chat, free_port
 
 QUESTION = """ask Why was Contoso charged twice?
@@ -160,6 +161,39 @@ async def test_local_endpoint_runs_flows(client: TestClient) -> None:  # type: i
     resp = await client.post("/local/messages", json={"user": "alice", "text": "resources"})
     replies = (await resp.json())["replies"]
     assert "vKB" in replies[0]["text"]
+
+
+def _keys(node: Any) -> set[str]:
+    """Every key of every object in a JSON tree."""
+    if isinstance(node, dict):
+        return set(node).union(*(_keys(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_keys(v) for v in node))
+    return set()
+
+
+async def test_local_clicks_carry_the_stage_and_old_ones_still_work(client: TestClient) -> None:  # type: ignore[type-arg]
+    """Today's replies say "stage"; a click as 79a86d9's chat sent it ("version") acts, once."""
+
+    async def local(user: str, **body: Any) -> list[dict[str, Any]]:
+        resp = await client.post("/local/messages", json={"user": user, **body})
+        assert resp.status == 200, await resp.text()
+        return list((await resp.json())["replies"])
+
+    for line in PARITY_SCRIPT[:7]:  # alice asks: BILL-1
+        replies = await local("alice", text=line)
+    (card,) = [r["card"] for r in await local("bob", text="status BILL-1") if r["card"]]
+    take = next(b["action"] for b in card["buttons"] if b["action"]["name"] == "take")
+    assert take == {"name": "take", "case_id": "BILL-1", "stage": card["stage"], "value": None}
+    assert "version" not in _keys(replies) | _keys(card)  # the new writers write "stage"
+    old = {"name": "take", "case_id": "BILL-1", "version": card["stage"], "value": None}
+    replies = await local("bob", action=old)
+    assert any("BILL-1 is yours now" in r["text"] for r in replies), replies
+    # alice clicks the same old button: the card is out of date, nothing changes.
+    replies = await local("alice", action=old)
+    assert any("Already done" in r["text"] for r in replies), replies
+    status = await local("alice", text="status BILL-1")
+    assert "Bob Agent" in json.dumps(status)
 
 
 async def test_second_app_on_same_store_is_refused(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import aiohttp
 
 from adapters.local.render import render_replies
 from bot.i18n import _, use_locale
-from bot.kernel.model import ActionRef, Button, Channel, Message, Reply
+from bot.kernel.model import Button, Channel, Message, Reply
 from bot.kernel.serialize import reply_from_dict
 
 Send = Callable[[dict[str, Any]], Awaitable[list[Reply]]]
@@ -53,13 +53,7 @@ class ChatSession:
         if self.locale:
             payload["locale"] = self.locale
         if self._is_choice(text) and 1 <= int(text) <= len(self.buttons):
-            action: ActionRef = self.buttons[int(text) - 1].action
-            payload["action"] = {
-                "name": action.name,
-                "case_id": action.case_id,
-                "version": action.version,
-                "value": action.value,
-            }
+            payload["action"] = self.buttons[int(text) - 1].action.to_dict()
         else:
             payload["text"] = text
         return payload

@@ -438,7 +438,7 @@ class SlackChannel:
         await self._queue_delivery(origin, replies, marker, keep_text_form=keep_text_form)
 
     async def _case_marks(self, action: ActionRef | None) -> tuple[int | None, int | None]:
-        """The (stage, version) of the clicked case, to tell whether a click changed it."""
+        """The clicked case's (stage, write counter ``version``): did a click change it?"""
         number = parse_case_id(action.case_id or "") if action else None
         case = await self.runtime.store.get_case(number) if number else None
         return (case.stage, case.version) if case else (None, None)

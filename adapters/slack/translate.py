@@ -42,6 +42,7 @@ from bot.kernel.model import (
     FormField,
     Message,
     Reply,
+    read_stage,
 )
 from conversations.clicks import click_key, on_case_card
 from conversations.text import END, START, plain, render
@@ -639,13 +640,12 @@ def card_blocks(card: CaseCard, ids: _Ids | None = None) -> list[dict[str, Any]]
 
 def open_form_button(form: Form) -> Button:
     """The button that stands in for a modal where Slack gave no ``trigger_id``."""
-    version = form.context.get("version", "")
     return Button(
         _("Open form"),
         ActionRef(
             OPEN_FORM,
             form.context.get("case") or None,
-            int(version) if version.isdigit() else None,
+            read_stage(form.context),  # also the older "version" of a form stored before
             form.form_id,
         ),
         ButtonStyle.PRIMARY,

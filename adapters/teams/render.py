@@ -5,7 +5,7 @@
   message, forge a link or a mention;
 * a case card is an Adaptive Card: title, state, a FactSet, the latest
   history and one ``Action.Submit`` per button with data
-  ``{action, case_id, version, value}``;
+  ``{action, case_id, stage, value}``;
 * a form is an Adaptive Card with inputs (``f_<field>``) and a submit button
   whose data names the form and its context; errors from the server-side
   validation are shown under their field;
@@ -24,7 +24,7 @@ from typing import Any
 
 from adapters.teams.translate import CONTEXT_KEY, FORM_KEY, INPUT_PREFIX
 from bot.i18n import _
-from bot.kernel.model import Button, ButtonStyle, CaseCard, FieldKind, Form, Reply
+from bot.kernel.model import STAGE, Button, ButtonStyle, CaseCard, FieldKind, Form, Reply
 from conversations.text import render
 
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
@@ -73,7 +73,7 @@ def adaptive_card(body: list[dict[str, Any]], actions: list[dict[str, Any]] | No
     card: Card = {
         "type": "AdaptiveCard",
         "$schema": CARD_SCHEMA,
-        "version": CARD_VERSION,
+        "version": CARD_VERSION,  # the Adaptive Card schema's version
         "body": body,
         "msteams": {"width": "Full"},
     }
@@ -105,7 +105,7 @@ def submit_action(button: Button) -> dict[str, Any]:
         "data": {
             "action": action.name,
             "case_id": action.case_id,
-            "version": action.version,
+            STAGE: action.stage,
             "value": action.value,
         },
     }

@@ -9,7 +9,8 @@ server. What an activity means for the desk:
   out; every other person's mention becomes one ``@Name`` word, with the
   person's id in :attr:`Message.mentions` (``assign BILL-7 @Maria`` works);
 * a click: ``value`` is the ``Action.Submit`` data of a card button,
-  ``{action, case_id, version, value}``;
+  ``{action, case_id, stage, value}`` (``version`` instead of ``stage`` on
+  cards posted before the rename: both are read);
 * a form submission: ``value`` carries ``billing_form`` and
   ``billing_context`` plus the card's inputs, named ``f_<field>``.
 
@@ -26,7 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.domain import is_guid
-from bot.kernel.model import ActionRef, Channel, Message
+from bot.kernel.model import ActionRef, Channel, Message, read_stage
 from conversations import clicks
 
 FORM_KEY = "billing_form"
@@ -117,14 +118,11 @@ def click_of(activity: Activity) -> ActionRef | None:
     if not isinstance(name, str) or not name.strip() or len(name) > 40:
         return None
     case_id = value.get("case_id")
-    version = value.get("version")
-    if isinstance(version, str) and version.isdigit():
-        version = int(version)
     extra = value.get("value")
     return ActionRef(
         name=name.strip(),
         case_id=case_id if isinstance(case_id, str) and case_id else None,
-        version=version if isinstance(version, int) and not isinstance(version, bool) else None,
+        stage=read_stage(value),  # "stage", or "version" on a card posted before the rename
         value=str(extra) if isinstance(extra, str | int) and str(extra) else None,
     )
 

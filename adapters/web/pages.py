@@ -386,12 +386,7 @@ async def chat_send(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         echo = str(form.get("form_title") or _("Form sent"))
     elif action:
         ref = ActionRef.from_value(action)
-        fields["action"] = {
-            "name": ref.name,
-            "case_id": ref.case_id,
-            "version": ref.version,
-            "value": ref.value,
-        }
+        fields["action"] = ref.to_dict()
         echo = str(form.get("label") or ref.as_text())
     elif text.strip():
         fields["text"] = text[:4000]

@@ -47,7 +47,7 @@ def first_line(text: str | None) -> str:
 
 
 def action_value(action: ActionRef) -> str:
-    """What a button posts: the compact ``name|case|version|value`` form."""
+    """What a button posts: the compact ``name|case|stage|value`` form."""
     return action.to_value()
 
 

@@ -228,7 +228,7 @@ class AwaitingRow:
 
     case_id: str
     number: int
-    version: int
+    stage: int  # the case's stage, for the "informed" form's context
     customer: str
     owner: str
     resolution: str
@@ -256,7 +256,7 @@ def awaiting(
             AwaitingRow(
                 case_id=case.id,
                 number=case.number,
-                version=case.stage,
+                stage=case.stage,
                 customer=customer.name if customer else case.customer_id,
                 owner=names.get(case.owner, case.owner) if case.owner else "",
                 resolution=case.resolution or "",

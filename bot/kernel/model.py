@@ -8,9 +8,31 @@ adapter renders natively (Block Kit, Adaptive Cards, numbered choices, HTML).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+#: The key of the card's stage in a click's data, a card and a form's context.
+STAGE = "stage"
+#: Back-compat: the key cards, clicks and form contexts written before the rename
+#: (up to commit 79a86d9) used for the card's stage. Read, never written.
+OLD_STAGE = "version"
+
+
+def read_stage(data: Mapping[str, Any]) -> int | None:
+    """The card's stage in a click's data, a card or a form's context (None: none or not a number).
+
+    ``"stage"`` if present, else the older ``"version"`` (back-compat: cards
+    and forms already in chat, request-queue items and conversation records
+    on disk, all written before the rename). An int, or a string of digits.
+    """
+    value = data[STAGE] if STAGE in data else data.get(OLD_STAGE)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
 
 
 class Channel(StrEnum):
@@ -24,19 +46,23 @@ class Channel(StrEnum):
 class ActionRef:
     """A clicked button: the command it fires, on which case, as the card showed it.
 
-    ``version`` is the case's stage (state and owner changes) the card was
+    ``stage`` is the case's stage (state and owner changes) the card was
     rendered from: a click on an older card, or a second click, is recognised
     as stale and changes nothing.
     """
 
     name: str
     case_id: str | None = None
-    version: int | None = None
+    stage: int | None = None
     value: str | None = None
 
     def to_value(self) -> str:
-        """A compact string form for platforms that carry one value per button."""
-        parts = [self.name, self.case_id or "", "" if self.version is None else str(self.version)]
+        """A compact string form for platforms that carry one value per button.
+
+        ``name|case|stage|value``: positional, so values written before the
+        rename (when the third part was called the version) read the same.
+        """
+        parts = [self.name, self.case_id or "", "" if self.stage is None else str(self.stage)]
         if self.value:
             parts.append(self.value)
         return "|".join(parts)
@@ -46,11 +72,33 @@ class ActionRef:
         parts = (value or "").split("|", 3)
         name = parts[0].strip()
         case_id = parts[1].strip() if len(parts) > 1 and parts[1].strip() else None
-        version: int | None = None
+        stage: int | None = None
         if len(parts) > 2 and parts[2].strip().isdigit():
-            version = int(parts[2])
+            stage = int(parts[2])
         extra = parts[3] if len(parts) > 3 and parts[3] else None
-        return cls(name=name, case_id=case_id, version=version, value=extra)
+        return cls(name=name, case_id=case_id, stage=stage, value=extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of a click (local chat, web): ``{name, case_id, stage, value}``."""
+        return {"name": self.name, "case_id": self.case_id, STAGE: self.stage, "value": self.value}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ActionRef:
+        """A click from its JSON form; the stage also under the older key (:func:`read_stage`).
+
+        Fields of the wrong type are dropped; ``name`` must be a string
+        (ValueError otherwise).
+        """
+        name = d.get("name")
+        if not isinstance(name, str):
+            raise ValueError("action must be an object with a name")
+        case_id, value = d.get("case_id"), d.get("value")
+        return cls(
+            name=name,
+            case_id=case_id if isinstance(case_id, str) else None,
+            stage=read_stage(d),
+            value=value if isinstance(value, str) else None,
+        )
 
     def as_text(self) -> str:
         """The command a click stands for, as a person would type it."""
@@ -137,7 +185,7 @@ class Form:
     submit_label: str
     intro: str | None = None
     errors: dict[str, str] = field(default_factory=dict)
-    context: dict[str, str] = field(default_factory=dict)  # e.g. case id and version
+    context: dict[str, str] = field(default_factory=dict)  # e.g. {"case", "stage"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +205,7 @@ class CaseCard:
     facts: list[CardFact]
     history: list[str]
     buttons: list[Button]
-    version: int
+    stage: int  # the case's stage its buttons were made for
 
 
 @dataclass(slots=True)

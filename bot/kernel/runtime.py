@@ -151,7 +151,7 @@ class Kernel:
         """Record a request durably before it is acknowledged; False if ``dedupe`` was seen.
 
         The dedupe key (a Slack ``event_id``, a Teams activity id, a click's
-        case/action/version) and the queued request are written in one commit, so a
+        case/action/stage) and the queued request are written in one commit, so a
         retry or a double click can never be queued twice, and a queued item
         survives a crash and is worked off after a restart. ``handed_over``: the
         payload is a request body as parsed from JSON or a form, which the caller

@@ -1,4 +1,10 @@
-"""Replies and messages as plain JSON, for the local-chat endpoint, the web page and tests."""
+"""Replies and messages as plain JSON, for the local-chat endpoint, the web page and tests.
+
+Readers also take what was written before the card's stage was renamed from
+``version`` (mailbox items, Slack deliveries in the request queue and Slack's
+stored forms on disk, a click from a chat client started before): see
+:func:`bot.kernel.model.read_stage`.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from bot.kernel.model import (
     FormField,
     Message,
     Reply,
+    read_stage,
 )
 
 
@@ -26,7 +33,9 @@ def reply_to_dict(reply: Reply) -> dict[str, Any]:
 
 
 def _button(d: dict[str, Any]) -> Button:
-    return Button(d["label"], ActionRef(**d["action"]), ButtonStyle(d.get("style", "default")))
+    return Button(
+        d["label"], ActionRef.from_dict(d["action"]), ButtonStyle(d.get("style", "default"))
+    )
 
 
 def reply_from_dict(d: dict[str, Any]) -> Reply:
@@ -65,7 +74,7 @@ def reply_from_dict(d: dict[str, Any]) -> Reply:
             facts=[CardFact(**x) for x in c["facts"]],
             history=list(c["history"]),
             buttons=[_button(b) for b in c["buttons"]],
-            version=c["version"],
+            stage=read_stage(c) or 0,  # "version" in mailbox items written before the rename
         )
     return Reply(
         text=d.get("text", ""),
@@ -91,15 +100,9 @@ def message_from_dict(d: dict[str, Any], channel: Channel) -> Message:
     action = None
     if d.get("action") is not None:
         a = d["action"]
-        if not isinstance(a, dict) or not isinstance(a.get("name"), str):
+        if not isinstance(a, dict):
             raise ValueError("action must be an object with a name")
-        version = a.get("version")
-        action = ActionRef(
-            name=a["name"],
-            case_id=a.get("case_id") if isinstance(a.get("case_id"), str) else None,
-            version=version if isinstance(version, int) else None,
-            value=a.get("value") if isinstance(a.get("value"), str) else None,
-        )
+        action = ActionRef.from_dict(a)  # back-compat: also "version", as clients sent it before
     form_values = d.get("form_values")
     if form_values is not None and (
         not isinstance(form_values, dict)

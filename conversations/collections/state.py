@@ -4,7 +4,7 @@ The job keys and types, the flow's tables (declared when this module is
 imported, before a store opens), today in the desk's time zone, the
 append-only audit entries, a customer's collections state (``customer:<id>``:
 the stages already fired, the subscription status) read and written with its
-version, the owner's DM jobs, and what a customer with nothing overdue any more
+write counter (``version``), the owner's DM jobs, and what a customer with nothing overdue any more
 gets: its stages start over and Reactivate is offered.
 """
 

@@ -204,7 +204,7 @@ async def test_teams_activities(live: LiveBot, tracebacks: Tracebacks, data: Any
         value = {
             "action": data.draw(st.one_of(TEXT, JSON)),
             "case_id": data.draw(st.one_of(TEXT, JSON)),
-            "version": data.draw(JSON),
+            "stage": data.draw(JSON),
         }
         activity = live.teams.activity(who, value=value, reply_to="act-1")
     if kind in ("text", "form", "click"):

@@ -368,7 +368,7 @@ class TeamsDriver:
         value = {
             "action": ref.name,
             "case_id": ref.case_id,
-            "version": ref.version,
+            "stage": ref.stage,
             "value": ref.value,
         }
         return await self._post(self._activity(who, value=value, reply_to=self._card_id()))

@@ -463,7 +463,7 @@ async def run_cell(driver: Driver, cell: Cell) -> None:
         ref = ActionRef(op.name, case.id if case else None, case.stage if case else None, op.value)
         answer = await driver.click(cell.who, ref)
     else:
-        ctx = {"case": case.id, "version": str(case.stage)} if case else {}
+        ctx = {"case": case.id, "stage": str(case.stage)} if case else {}
         answer = await driver.submit(cell.who, op.name, dict(FORM_VALUES[op.name]), ctx)
     after_case = await store.get_case(case.number) if case else None
     found = leaks(cell.who, answer)

@@ -33,7 +33,7 @@ async def test_slack_assign_to_a_customer_workspace_user_is_refused() -> None:
         assert "now belongs to" in shown.text, shown.text
         # The assign form's user picker sends the same mention.
         other = await seed_case(slack.runtime, State.IN_PROGRESS)
-        ctx = {"case": other.id, "version": str(other.stage)}
+        ctx = {"case": other.id, "stage": str(other.stage)}
         shown = await slack.submit(LEAD, "assign", {"user": "<@UFABI>"}, ctx)
         assert "not on the billing team" in shown.text, shown.text
 

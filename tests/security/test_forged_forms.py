@@ -69,7 +69,7 @@ async def test_a_forged_submission_shows_and_changes_nothing(
     before = snapshot(env)
     chat = env.chat(who)
     for values in ({}, {"customer": "EvilCorp", "request_id": "SR-1", "description": "x"}):
-        await chat.submit(form_id, values, {"case": "BILL-1", "version": "1"})
+        await chat.submit(form_id, values, {"case": "BILL-1", "stage": "1"})
         text = every_text(chat.replies)
         assert SECRET not in text and "aaaaaaaa-0000" not in text, text
         assert chat.kinds == ["error"], chat.transcript

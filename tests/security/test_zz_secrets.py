@@ -98,7 +98,7 @@ async def test_errors_with_every_credential_set_are_logged_without_them() -> Non
                 lead,
                 "escalate",
                 {"title": "t", "description": "d", "severity": "moderate", "topic": "1"},
-                {"case": case.id, "version": str(case.stage)},
+                {"case": case.id, "stage": str(case.stage)},
             )
             await slack.send(lead, "suspend Contoso")
     assert any("Slack" in r or "slack" in r for r in RECORDS)

@@ -292,7 +292,7 @@ def card(buttons: list[Button] | None = None, description: str = "Why?") -> Case
             Button("Cancel case", ActionRef("cancel", "BILL-7", 1), ButtonStyle.DANGER),
             Button("Note", ActionRef("note", "BILL-7", 1)),
         ],
-        version=1,
+        stage=1,
     )
 
 
@@ -351,7 +351,7 @@ FORM = Form(
     ],
     submit_label="Submit",
     intro="File it by hand: " + u("<!here>"),
-    context={"case": "BILL-1042", "version": "3"},
+    context={"case": "BILL-1042", "stage": "3"},
 )
 
 
@@ -379,7 +379,7 @@ def test_modal_view() -> None:
     meta = json.loads(view["private_metadata"])
     assert meta == {
         "f": "resolve",
-        "x": {"case": "BILL-1042", "version": "3"},
+        "x": {"case": "BILL-1042", "stage": "3"},
         "cv": "C1",
         "ch": "C1",
         "d": False,

@@ -70,7 +70,7 @@ async def test_a_click_updates_the_card_in_place(
     assert card.action("Take")["data"] == {
         "action": "take",
         "case_id": case_id,
-        "version": (await _case(bot, case_id)).stage,
+        "stage": (await _case(bot, case_id)).stage,
         "value": None,
     }
     (update,) = await send(bot, connector, teams.click(BOB, card, "Take"))
@@ -81,6 +81,27 @@ async def test_a_click_updates_the_card_in_place(
     assert "Take" not in [a["title"] for a in update.actions()]
     case = await _case(bot, case_id)
     assert case.owner == "bob" and case.audit[-1].channel == "teams"
+
+
+async def test_a_card_posted_before_the_rename_acts_once_then_is_stale(
+    bot: BotServer, connector: FakeConnector, teams: Teams
+) -> None:
+    """A card 79a86d9 posted names the card's stage ``version`` in its buttons' data."""
+    case_id = await new_case(bot, connector, teams, ALICE)
+    (card, _history) = await say(bot, connector, teams, BOB, f"status {case_id}")
+    stage = (await _case(bot, case_id)).stage
+    old = {"action": "take", "case_id": case_id, "version": stage, "value": None}
+    (update,) = await send(bot, connector, teams.activity(BOB, value=old, reply_to=card.card_id))
+    assert f"{case_id} is yours now." in update.text
+    case = await _case(bot, case_id)
+    assert case.owner == "bob" and case.stage != stage
+    # Alice clicks the same old card in her chat: out of date, refused as stale.
+    (alice_card, _history) = await say(bot, connector, teams, ALICE, f"status {case_id}")
+    stale = teams.activity(ALICE, value=old, reply_to=alice_card.card_id)
+    texts = [c.text for c in await send(bot, connector, stale)]
+    assert any("Already done" in t for t in texts), texts
+    after = await _case(bot, case_id)
+    assert (after.owner, after.stage, after.version) == ("bob", case.stage, case.version)
 
 
 async def test_a_redelivered_activity_is_done_once(

@@ -56,7 +56,7 @@ def _card() -> CaseCard:
             Button("Take", ActionRef("take", "BILL-7", 1), ButtonStyle.PRIMARY),
             Button("Cancel case", ActionRef("cancel", "BILL-7", 1), ButtonStyle.DANGER),
         ],
-        version=1,
+        stage=1,
     )
 
 
@@ -71,7 +71,7 @@ def test_case_card_is_adaptive_1_4_with_submit_buttons() -> None:
     assert take == {
         "type": "Action.Submit",
         "title": "Take",
-        "data": {"action": "take", "case_id": "BILL-7", "version": 1, "value": None},
+        "data": {"action": "take", "case_id": "BILL-7", "stage": 1, "value": None},
         "style": "positive",
     }
     assert cancel["style"] == "destructive"
@@ -102,7 +102,7 @@ def test_form_card_has_inputs_errors_and_submit_data() -> None:
         ],
         submit_label="Submit",
         errors={"amount": "Use a dot for decimals: 12.50"},
-        context={"case": "BILL-7", "version": "2"},
+        context={"case": "BILL-7", "stage": "2"},
     )
     activity = render.render_reply(Reply(text="Please fix the form:", form=form, kind="error"))
     card = activity["attachments"][0]["content"]
@@ -119,7 +119,7 @@ def test_form_card_has_inputs_errors_and_submit_data() -> None:
     (submit,) = card["actions"]
     assert submit["data"] == {
         "billing_form": "dispute",
-        "billing_context": {"case": "BILL-7", "version": "2"},
+        "billing_context": {"case": "BILL-7", "stage": "2"},
     }
 
 
@@ -150,7 +150,7 @@ def test_buttons_without_a_card_become_a_small_card() -> None:
     assert card["actions"][0]["data"] == {
         "action": "answer",
         "case_id": None,
-        "version": None,
+        "stage": None,
         "value": "yes",
     }
 

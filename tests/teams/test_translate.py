@@ -46,12 +46,12 @@ def test_bot_name_inside_the_text_survives() -> None:
     assert mentions == {}
 
 
-def test_click_key_ignores_the_activity_id_but_not_the_card_or_version() -> None:
+def test_click_key_ignores_the_activity_id_but_not_the_card_or_stage() -> None:
     activity = json.loads((FIXTURES / "card_click.json").read_text())["activity"]
     key = translate.click_key(activity)
     again = {**activity, "id": "other-activity-id"}
     assert translate.click_key(again) == key
-    newer = {**activity, "value": {**activity["value"], "version": 4}}
+    newer = {**activity, "value": {**activity["value"], "stage": 4}}
     assert translate.click_key(newer) != key
     other_card = {**activity, "replyToId": "another-card"}
     assert translate.click_key(other_card) != key
@@ -82,8 +82,8 @@ def test_time_zone(activity: dict[str, Any], expected: str | None) -> None:
 
 def test_strange_click_values_are_not_trusted() -> None:
     base = json.loads((FIXTURES / "card_click.json").read_text())["activity"]
-    weird = {**base, "value": {"action": "take", "case_id": 7, "version": True, "value": {"x": 1}}}
+    weird = {**base, "value": {"action": "take", "case_id": 7, "stage": True, "value": {"x": 1}}}
     action = translate.click_of(weird)
     assert action is not None
-    assert (action.case_id, action.version, action.value) == (None, None, None)
+    assert (action.case_id, action.stage, action.value) == (None, None, None)
     assert translate.click_of({**base, "value": {"action": "x" * 41}}) is None

@@ -169,8 +169,8 @@ async def test_ask_take_resolve_inform_in_the_chat_and_dashboard(web: Web) -> No
     dash = await b.get("/dashboard")
     awaiting = dash[dash.index('id="awaiting"') : dash.index('id="requests"')]
     assert 'data-case="BILL-1"' in awaiting and "Duplicate reversed" in awaiting
-    version = re.search(r'name="ctx_version" value="(\d+)"', awaiting)
-    assert version
+    stage = re.search(r'name="ctx_stage" value="(\d+)"', awaiting)
+    assert stage
     resp = await b.client.post(
         "/chat/send",
         data={
@@ -178,7 +178,7 @@ async def test_ask_take_resolve_inform_in_the_chat_and_dashboard(web: Web) -> No
             "next": "/dashboard#awaiting",
             "form_id": "informed",
             "ctx_case": "BILL-1",
-            "ctx_version": version.group(1),
+            "ctx_stage": stage.group(1),
             "f_via": "email",
         },
         allow_redirects=False,
