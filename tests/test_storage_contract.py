@@ -36,13 +36,13 @@ from bot.domain import (
 from bot.money import Money
 from bot.storage import (
     COLLECTIONS_TABLES,
+    WEB_TABLES,
     MemoryEngine,
     Op,
     StorageError,
     Store,
     StoreLocked,
     TinyDBEngine,
-    WEB_TABLES,
     VersionConflict,
     declare_tables,
     known_tables,

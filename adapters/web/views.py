@@ -72,7 +72,7 @@ def visible_cases(
 
 
 def visible_customers(customers: Iterable[Customer], actor: Actor) -> list[Customer]:
-    """The customers ``actor`` may see, by name: all for staff, their own tenant's for a customer."""
+    """The customers ``actor`` may see, by name: all for staff, a customer's own tenant's."""
     if is_staff(actor):
         seen = list(customers)
     elif actor.role == Role.CUSTOMER and actor.tenant_id:

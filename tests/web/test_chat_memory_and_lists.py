@@ -33,7 +33,9 @@ def transcript(page: str) -> str:
 
 async def new_case(b: Browser, customer: str, question: str) -> str:
     await b.say(f"ask {question}")
-    out = await b.submit("ask", {"customer": customer, "category": "charges", "description": question})
+    out = await b.submit(
+        "ask", {"customer": customer, "category": "charges", "description": question}
+    )
     found = re.search(r'data-case="(BILL-\d+)"', out)
     assert found, out
     return found.group(1)
@@ -59,7 +61,9 @@ async def test_the_chat_history_survives_a_reload_and_the_dashboard(make_web: Ap
     assert all("superseded" in c for c in cards[:-1]) and "superseded" not in cards[-1]
     assert f'value="take|{case}|' not in again and f'value="resolve|{case}|' in again
     # The sent ask form is shown as sent, not as a form to fill again.
-    sent = re.search(r'<form class="([^"]*)"[^>]*data-form-id="ask"[^>]*>\s*<fieldset([^>]*)>', again)
+    sent = re.search(
+        r'<form class="([^"]*)"[^>]*data-form-id="ask"[^>]*>\s*<fieldset([^>]*)>', again
+    )
     assert sent and sent.group(1) == "bot-form sent" and "disabled" in sent.group(2)
     # Someone else's chat is their own.
     client.session.cookie_jar.clear()
