@@ -64,7 +64,7 @@ from bot.kernel.model import ActionRef, Channel, Message, Reply
 from bot.kernel.runtime import mailbox_key
 from bot.kernel.scheduler import loop_key
 from bot.kernel.serialize import message_from_dict, reply_from_dict, reply_to_dict
-from bot.storage import WEB_TABLES, declare_tables
+from bot.storage import WEB_TABLES, StorageError, declare_tables
 from conversations.cards import (
     case_card,
     local_time,
@@ -495,9 +495,12 @@ async def chat_send(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         await runtime.store.save_conversation(conversation_key(msg), None)
     # The chat page shows the person's turns again after a reload, or coming back from the
     # dashboard: kept per person, on the server.
-    await runtime.store.add_web_chat_turn(
-        ctx.user.id, _turn_doc(echo, replies, sent_form, runtime.clock.now()), keep=CHAT_KEEP
-    )
+    try:
+        await runtime.store.add_web_chat_turn(
+            ctx.user.id, _turn_doc(echo, replies, sent_form, runtime.clock.now()), keep=CHAT_KEEP
+        )
+    except StorageError:  # the answer is done and counts more than its copy in the history
+        log.exception("could not keep a web chat turn of %s", ctx.user.id)
     next_ = form.get("next")
     if is_fetch(request):
         values = {"replies": replies, "echo": echo, "known_customers": await _known_customers(ctx)}
