@@ -81,6 +81,21 @@ class Directory:
             return await self.ensure_customer(name)
         return None
 
+    async def known_customers(self) -> list[Customer]:
+        """Every customer the desk knows: the stored ones and those the config names.
+
+        A configured customer is stored on first mention (:meth:`find_customer`); until
+        then it is given here as it will be stored, without being stored.
+        """
+        stored = await self.store.customers()
+        keys = {customer_key(c.name) for c in stored}
+        named = [
+            Customer(id=customer_key(c.name), name=c.name, tenant_id=c.tenant_id)
+            for c in self.settings.customers
+            if customer_key(c.name) not in keys
+        ]
+        return [*stored, *named]
+
     def first_lead(self) -> str | None:
         for cfg in self.settings.users:
             if cfg.role == Role.LEAD:

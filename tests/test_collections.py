@@ -300,6 +300,32 @@ async def test_a_late_import_fires_only_the_latest_stage_and_dms_have_buttons(
     assert len(dms(env)) == 2
 
 
+async def test_every_channel_shows_a_dms_explanation_above_its_draft(env: DeskEnv) -> None:
+    """The collections DM: what is due and what to do first, then the notice to send."""
+    from adapters.local.render import render_replies as local_text
+    from adapters.slack.translate import message_payload
+    from adapters.teams.render import render_replies as teams_activities
+    from bot.kernel.serialize import reply_from_dict
+
+    await import_csv(env)
+    await env.runtime.scheduler.tick()
+    replies = [reply_from_dict(i) for i in await env.runtime.take_mailbox("lena")]
+    shown = {
+        "terminal": local_text(replies)[0],
+        "slack": json.dumps(message_payload(replies)["blocks"], ensure_ascii=False),
+        "teams": json.dumps(
+            [o.activity for o in teams_activities(replies, from_card=False)], ensure_ascii=False
+        ),
+    }
+    for channel, text in shown.items():
+        for head, draft in (
+            ("Fabrikam is 3 days overdue", "Subject: Friendly reminder: invoice INV-2"),
+            ("Contoso is 35 days overdue", "Subject: Your Microsoft subscriptions are"),
+        ):
+            assert head in text and draft in text, (channel, text)
+            assert text.index(head) < text.index(draft), channel
+
+
 async def test_dms_wait_for_the_owners_working_hours() -> None:
     users = (
         UserConfig(

@@ -36,6 +36,7 @@ from bot.domain import (
 from bot.money import Money
 from bot.storage import (
     COLLECTIONS_TABLES,
+    WEB_TABLES,
     MemoryEngine,
     Op,
     StorageError,
@@ -50,6 +51,7 @@ from bot.storage.tinydb_engine import open_tinydb
 
 # What the collections flow declares when its module is imported (its Store methods need it).
 declare_tables(*COLLECTIONS_TABLES)
+declare_tables(*WEB_TABLES)  # what the web page declares (its chat transcripts)
 
 AGENT = Actor(user_id="u-ana", role=Role.AGENT, channel="local", display_name="Ana")
 TTL = timedelta(hours=1)
@@ -624,6 +626,22 @@ async def test_the_collections_flows_tables(store: Store, now: datetime) -> None
     assert store.collections_states() == {"contoso": state}  # operations left out
     with pytest.raises(VersionConflict):
         await store.commit([store.collections_operation_op("op1", operation, expect=5)])
+
+
+async def test_web_chat_turns_are_kept_per_person_in_order_and_bounded(store: Store) -> None:
+    assert store.web_chat("u-ana") == []
+    for n in range(7):
+        await store.add_web_chat_turn("u-ana", {"echo": f"ana {n}"}, keep=5)
+    await store.add_web_chat_turn("u-bo", {"echo": "bo 0"}, keep=5)
+    await asyncio.gather(  # concurrent turns of one person: none lost
+        *(store.add_web_chat_turn("u-bo", {"echo": f"bo {n}"}, keep=5) for n in (1, 2))
+    )
+    assert [t["echo"] for t in store.web_chat("u-ana")] == [f"ana {n}" for n in range(2, 7)]
+    assert sorted(t["echo"] for t in store.web_chat("u-bo")) == ["bo 0", "bo 1", "bo 2"]
+    # The old turns are gone, not just hidden: the table holds 5 + 3 turns and 2 indexes.
+    assert len(store.engine.view(WEB_TABLES[0])) == 10
+    # A person whose id looks like another's key is still someone else.
+    assert store.web_chat("u-ana|6") == [] and store.web_chat("u-an") == []
 
 
 # ---- declared tables -----------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.storage import COLLECTIONS_TABLES, known_tables
+from bot.storage import COLLECTIONS_TABLES, WEB_TABLES, known_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION = ("bot", "adapters", "conversations")
@@ -30,7 +30,7 @@ def production_files() -> Iterator[Path]:
 
 
 def table_names() -> frozenset[str]:
-    return frozenset(known_tables()) | frozenset(COLLECTIONS_TABLES)
+    return frozenset(known_tables()) | frozenset(COLLECTIONS_TABLES) | frozenset(WEB_TABLES)
 
 
 def violations(source: str, tables: frozenset[str]) -> list[str]:

@@ -41,6 +41,7 @@ from adapters.web.auth import (
 from adapters.web.chart import age_chart_svg
 from adapters.web.csvout import csv_response
 from adapters.web.views import (
+    SORT_LABELS,
     UNASSIGNED,
     Filters,
     Period,
@@ -54,6 +55,7 @@ from adapters.web.views import (
     open_requests,
     state_counts,
     visible_cases,
+    visible_customers,
 )
 from bot.config import Settings
 from bot.domain import Actor, Case, Customer, Role, User, parse_case_id
@@ -61,7 +63,8 @@ from bot.i18n import _, current_locale, negotiate, use_locale
 from bot.kernel.model import ActionRef, Channel, Message, Reply
 from bot.kernel.runtime import mailbox_key
 from bot.kernel.scheduler import loop_key
-from bot.kernel.serialize import message_from_dict, reply_from_dict
+from bot.kernel.serialize import message_from_dict, reply_from_dict, reply_to_dict
+from bot.storage import WEB_TABLES, StorageError, declare_tables
 from conversations.cards import (
     case_card,
     local_time,
@@ -78,7 +81,10 @@ from conversations.text import plain
 
 log = logging.getLogger(__name__)
 
+declare_tables(*WEB_TABLES)  # each person's chat transcript (Store.web_chat)
+
 MAX_ARCHIVED_FOR_KPIS = 5000
+CHAT_KEEP = 200  # turns of a person's web chat kept (and shown again on every page load)
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -236,6 +242,7 @@ def render(
         "via_label": via_label,
         "role_label": role_label,
         "lang": "zh-CN" if current_locale() == "zh_CN" else "en",
+        "known_customers": [],  # a form's customer suggestions, where a page may show a form
     }
     return aiohttp_jinja2.render_template(template, request, {**base, **values}, status=status)
 
@@ -331,25 +338,100 @@ def quick_commands(actor: Actor | None) -> list[tuple[str, str]]:
     ]
 
 
-async def _mailbox(ctx: Ctx) -> list[Reply]:
+async def _mailbox(ctx: Ctx) -> list[list[Reply]]:
+    """The person's mailbox, newest delivery first; the replies of one delivery in their order."""
     assert ctx.user is not None
     stored = await ctx.state.runtime.store.get_conversation(mailbox_key(ctx.user.id))
-    items = (stored or {}).get("items", [])
-    out = []
-    for item in reversed(items):  # newest first
+    deliveries: list[list[Reply]] = []
+    last: object = None
+    for item in (stored or {}).get("items", []):
         try:
-            out.append(reply_from_dict(item))
+            reply = reply_from_dict(item)
         except (KeyError, TypeError, ValueError):
             log.warning("skipping an unreadable mailbox item of %s", ctx.user.id)
+            continue
+        batch = item.get("delivery")  # items stored before deliveries were marked: one each
+        if batch is None or batch != last or not deliveries:
+            deliveries.append([])
+        deliveries[-1].append(reply)
+        last = batch
+    deliveries.reverse()
+    return deliveries
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTurn:
+    """One turn of the web chat as the page shows it again: what was sent, what came back.
+
+    ``stale[i]`` marks a reply whose case card has a newer card of the same case
+    further down, or whose form was sent later: shown dimmed, without its buttons.
+    """
+
+    echo: str
+    replies: list[Reply]
+    stale: list[bool]
+
+
+def _turn_doc(echo: str, replies: list[Reply], sent_form: str, now: datetime) -> dict[str, Any]:
+    return {
+        "at": now.isoformat(),
+        "echo": echo,
+        "form": sent_form,
+        "replies": [reply_to_dict(r) for r in replies],
+    }
+
+
+def _form_key(form_id: str, context: dict[str, str]) -> str:
+    """Which form a sent form answers: its id and its case (a resolve form per case)."""
+    return f"{form_id}|{context.get('case', '')}"
+
+
+def transcript(docs: list[dict[str, Any]]) -> list[ChatTurn]:
+    """Stored turns → what the chat page shows (oldest first), with the stale replies marked."""
+    turns: list[tuple[str, list[Reply], str]] = []
+    for doc in docs:
+        try:
+            replies = [reply_from_dict(r) for r in doc.get("replies", [])]
+        except (KeyError, TypeError, ValueError):
+            log.warning("skipping an unreadable web chat turn")
+            continue
+        turns.append((str(doc.get("echo") or ""), replies, str(doc.get("form") or "")))
+    cards_below: set[str] = set()
+    forms_sent_below: set[str] = set()
+    out: list[ChatTurn] = []
+    for echo, replies, sent_form in reversed(turns):
+        stale = []
+        for reply in reversed(replies):
+            if reply.card is not None:
+                stale.append(reply.card.case_id in cards_below)
+                cards_below.add(reply.card.case_id)
+            elif reply.form is not None:
+                stale.append(_form_key(reply.form.form_id, reply.form.context) in forms_sent_below)
+            else:
+                stale.append(False)
+        stale.reverse()
+        if sent_form:
+            forms_sent_below.add(sent_form)
+        out.append(ChatTurn(echo, replies, stale))
+    out.reverse()
     return out
+
+
+async def _known_customers(ctx: Ctx) -> list[str]:
+    """The customer names the person may pick in a form (a customer contact: their own)."""
+    if ctx.actor is None:
+        return []
+    customers = await ctx.state.runtime.desk.directory.known_customers()
+    return [c.name for c in visible_customers(customers, ctx.actor)]
 
 
 @page()
 async def chat_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    return await _chat(request, ctx, [], "")
+    return await _chat(request, ctx)
 
 
-async def _chat(request: web.Request, ctx: Ctx, replies: list[Reply], echo: str) -> web.Response:
+async def _chat(request: web.Request, ctx: Ctx) -> web.Response:
+    assert ctx.user is not None
     case = request.query.get("case", "")
     number = parse_case_id(case)
     return render(
@@ -357,11 +439,11 @@ async def _chat(request: web.Request, ctx: Ctx, replies: list[Reply], echo: str)
         ctx,
         "chat.html",
         {
-            "replies": replies,
-            "echo": echo,
+            "history": transcript(ctx.state.runtime.store.web_chat(ctx.user.id)),
             "inbox": await _mailbox(ctx),
             "quick": quick_commands(ctx.actor),
             "open_case": f"BILL-{number}" if number else "",
+            "known_customers": await _known_customers(ctx),
         },
     )
 
@@ -372,6 +454,7 @@ async def chat_send(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     form = await request.post()
     fields: dict[str, Any] = {}
     echo = ""
+    sent_form = ""
     text = str(form.get("text") or "")
     action = str(form.get("action") or "")
     form_id = str(form.get("form_id") or "")
@@ -383,11 +466,12 @@ async def chat_send(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         fields["form_context"] = {
             k[4:]: str(v) for k, v in form.items() if k.startswith("ctx_") and len(k) > 4
         }
-        echo = str(form.get("form_title") or _("Form sent"))
+        echo = str(form.get("form_title") or _("Form sent"))[:200]
+        sent_form = _form_key(form_id, fields["form_context"])
     elif action:
         ref = ActionRef.from_value(action)
         fields["action"] = ref.to_dict()
-        echo = str(form.get("label") or ref.as_text())
+        echo = str(form.get("label") or ref.as_text())[:200]
     elif text.strip():
         fields["text"] = text[:4000]
         echo = text[:4000]
@@ -404,20 +488,30 @@ async def chat_send(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         # The page shows the whole form: the desk's field-by-field state must not swallow
         # the next typed command as an answer (as Slack does once its modal is open).
         await runtime.store.save_conversation(conversation_key(msg), None)
+    # The chat page shows the person's turns again after a reload, or coming back from the
+    # dashboard: kept per person, on the server.
+    try:
+        await runtime.store.add_web_chat_turn(
+            ctx.user.id, _turn_doc(echo, replies, sent_form, runtime.clock.now()), keep=CHAT_KEEP
+        )
+    except StorageError:  # the answer is done and counts more than its copy in the history
+        log.exception("could not keep a web chat turn of %s", ctx.user.id)
     next_ = form.get("next")
     if is_fetch(request):
-        return render(request, ctx, "replies.html", {"replies": replies, "echo": echo})
+        values = {"replies": replies, "echo": echo, "known_customers": await _known_customers(ctx)}
+        return render(request, ctx, "replies.html", values)
     if next_ and not any(r.form is not None for r in replies):
         for reply in replies:
             if reply.text:
                 ctx.session.flash.append((reply.kind, plain(reply.text)))
         return redirect(safe_next(next_))
-    return await _chat(request, ctx, replies, echo)
+    return await _chat(request, ctx)
 
 
 @page()
 async def mailbox_fragment(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    return render(request, ctx, "inbox.html", {"inbox": await _mailbox(ctx)})
+    values = {"inbox": await _mailbox(ctx), "known_customers": await _known_customers(ctx)}
+    return render(request, ctx, "inbox.html", values)
 
 
 @page()
@@ -500,6 +594,7 @@ async def dashboard(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     period = Period.from_query(request.query, data.now.date())
     values: dict[str, Any] = {
         "f": f,
+        "sorts": [(key, _(label)) for key, label in SORT_LABELS.items()],
         "rows": rows,
         "total_live": len(data.live),
         "by_state": state_counts(around),

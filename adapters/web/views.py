@@ -71,15 +71,36 @@ def visible_cases(
     return out
 
 
+def visible_customers(customers: Iterable[Customer], actor: Actor) -> list[Customer]:
+    """The customers ``actor`` may see, by name: all for staff, a customer's own tenant's."""
+    if is_staff(actor):
+        seen = list(customers)
+    elif actor.role == Role.CUSTOMER and actor.tenant_id:
+        seen = [c for c in customers if tenant_key(c) == actor.tenant_id]
+    else:
+        seen = []
+    return sorted(seen, key=lambda c: c.name.casefold())
+
+
+# How the case list may be sorted (``sort=`` in the query): the default, then by age.
+SORT_ACTIVITY, SORT_OLDEST, SORT_NEWEST = "", "oldest", "newest"
+SORT_LABELS = {
+    SORT_ACTIVITY: N_("last activity, newest first"),
+    SORT_OLDEST: N_("age, oldest first"),
+    SORT_NEWEST: N_("age, newest first"),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Filters:
-    """The dashboard's filters, as given in the query string ('' = any)."""
+    """The dashboard's filters, as given in the query string ('' = any), and the list's sort."""
 
     state: str = ""
     owner: str = ""
     customer: str = ""
     kind: str = ""
     q: str = ""
+    sort: str = SORT_ACTIVITY
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> Filters:
@@ -88,32 +109,50 @@ class Filters:
 
         state = get("state")
         kind = get("kind")
+        sort = get("sort")
         return cls(
             state=state if state in {s.value for s in State} else "",
             owner=get("owner"),
             customer=get("customer"),
             kind=kind if kind in {k.value for k in Kind} else "",
             q=get("q", 200),
+            sort=sort if sort in SORT_LABELS else SORT_ACTIVITY,
         )
 
     def query(self, **change: str) -> dict[str, str]:
-        """The non-empty filters as query parameters, with ``change`` applied."""
+        """The non-empty filters and sort as query parameters, with ``change`` applied."""
         values = {
             "state": self.state,
             "owner": self.owner,
             "customer": self.customer,
             "kind": self.kind,
             "q": self.q,
+            "sort": self.sort,
         }
         values.update(change)
         return {k: v for k, v in values.items() if v}
 
     @property
     def active(self) -> bool:
+        """Whether any filter is set (a sort filters nothing)."""
         return any((self.state, self.owner, self.customer, self.kind, self.q))
 
+    @property
+    def sort_label(self) -> str:
+        return _(SORT_LABELS[self.sort])
+
+    @property
+    def age_sort(self) -> str:
+        """``aria-sort`` of the age column: oldest first is the largest age first."""
+        return {SORT_OLDEST: "descending", SORT_NEWEST: "ascending"}.get(self.sort, "none")
+
+    @property
+    def next_age_sort(self) -> str:
+        """Where a click on the age column's heading goes: oldest first, then newest first."""
+        return SORT_NEWEST if self.sort == SORT_OLDEST else SORT_OLDEST
+
     def without_state(self) -> Filters:
-        return Filters("", self.owner, self.customer, self.kind, self.q)
+        return Filters("", self.owner, self.customer, self.kind, self.q, self.sort)
 
 
 def matches(case: Case, f: Filters, customers: Mapping[str, Customer]) -> bool:
@@ -151,9 +190,14 @@ def search_hit(case: Case, q: str, customers: Mapping[str, Customer]) -> bool:
 
 
 def apply(cases: Iterable[Case], f: Filters, customers: Mapping[str, Customer]) -> list[Case]:
-    """Matching cases, newest activity first."""
+    """Matching cases, sorted as ``f.sort`` says (default: newest activity first)."""
     out = [c for c in cases if matches(c, f, customers)]
-    out.sort(key=lambda c: (c.updated_at or c.created_at, c.number), reverse=True)
+    if f.sort == SORT_OLDEST:
+        out.sort(key=lambda c: (c.created_at, c.number))
+    elif f.sort == SORT_NEWEST:
+        out.sort(key=lambda c: (c.created_at, c.number), reverse=True)
+    else:
+        out.sort(key=lambda c: (c.updated_at or c.created_at, c.number), reverse=True)
     return out
 
 

@@ -520,10 +520,16 @@ class Kernel:
         return True
 
     async def add_to_mailbox(self, user_id: str, replies: list[Reply]) -> None:
-        """A person's mailbox (the local channel): shown when ``billing-bot chat`` starts."""
+        """A person's mailbox (the local channel): shown when ``billing-bot chat`` starts.
+
+        The replies of one delivery share a ``delivery`` id, so that a page showing the
+        newest first still shows each delivery's replies in their order (an explanation
+        above the text it explains).
+        """
         key = mailbox_key(user_id)
         current = await self.store.get_conversation(key) or {"items": []}
-        current["items"].extend(reply_to_dict(r) for r in replies)
+        delivery = unique_id()
+        current["items"].extend({**reply_to_dict(r), "delivery": delivery} for r in replies)
         current["items"] = current["items"][-50:]
         await self.store.save_conversation(key, current)
 

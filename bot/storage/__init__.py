@@ -11,7 +11,8 @@ Flows and adapters go through the typed, named methods of :class:`Store` only:
 no table name and no ``store.engine`` outside this package (``tests/test_layers.py``).
 A flow that needs tables of its own declares them with :func:`declare_tables`
 when its module is imported (the collections flow declares
-:data:`COLLECTIONS_TABLES`); the store's own tables are ``CORE_TABLES``.
+:data:`COLLECTIONS_TABLES`, the web page :data:`WEB_TABLES`); the store's own tables
+are ``CORE_TABLES``.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ __all__ = [
     "StoreLocked",
     "TinyDBEngine",
     "VersionConflict",
+    "WEB_TABLES",
     "declare_tables",
     "known_tables",
     "open_store",
@@ -69,6 +71,19 @@ _RECEIVABLES = "receivables"  # one document per invoice, keyed by ``invoice_key
 _COLLECTIONS = "collections"  # ``customer:<id>`` states, ``op:<id>`` suspend/reactivate ops
 COLLECTIONS_TABLES = (_AUDIT, _RECEIVABLES, _COLLECTIONS)
 """What the collections flow declares (with :func:`declare_tables`) to use its methods."""
+
+
+# The web page's table (declared by ``adapters.web`` at import): each person's chat transcript,
+# one document per turn (``turn|<user>|<n>``) and an index of the numbers kept (``index|<user>``),
+# so that a new turn writes one small document, not the whole transcript.
+_WEB_CHAT = "web_chat"
+WEB_TABLES = (_WEB_CHAT,)
+"""What the web page declares (with :func:`declare_tables`) to keep its chat transcripts."""
+
+
+def _web_chat_key(user_id: str, number: int | None = None) -> str:
+    """The index of ``user_id``'s transcript, or (``number``) one of its turns."""
+    return f"index|{user_id}" if number is None else f"turn|{user_id}|{number}"
 
 
 def _collections_state_key(customer_id: str) -> str:
@@ -586,6 +601,40 @@ class Store:
     @staticmethod
     def collections_operation_op(op_id: str, doc: Doc, expect: Any = ANY) -> Op:
         return Op(_COLLECTIONS, _collections_operation_key(op_id), doc, expect=expect)
+
+    # ---- the web page's table (WEB_TABLES) ------------------------------------------
+    # Each raises StorageError while nobody declared the table (the web page is not loaded).
+    def web_chat(self, user_id: str) -> list[Doc]:
+        """``user_id``'s web chat turns (read-only), oldest first."""
+        index = self.engine.peek(_WEB_CHAT, _web_chat_key(user_id))
+        if not index:
+            return []
+        turns = (
+            self.engine.peek(_WEB_CHAT, _web_chat_key(user_id, n))
+            for n in range(int(index["first"]), int(index["next"]))
+        )
+        return [t for t in turns if t is not None]
+
+    async def add_web_chat_turn(self, user_id: str, turn: Doc, keep: int) -> None:
+        """Append a turn to ``user_id``'s web chat, keeping only the last ``keep`` turns."""
+        key = _web_chat_key(user_id)
+        keep = max(1, keep)
+        while True:
+            index = self.engine.peek(_WEB_CHAT, key)
+            first = int(index["first"]) if index else 0
+            number = int(index["next"]) if index else 0
+            version = int(index.get("version", 0)) if index else None
+            ops = [Op(_WEB_CHAT, _web_chat_key(user_id, number), turn)]
+            while number + 1 - first > keep:
+                ops.append(Op(_WEB_CHAT, _web_chat_key(user_id, first), None))
+                first += 1
+            new_index = {"first": first, "next": number + 1, "version": (version or 0) + 1}
+            ops.append(Op(_WEB_CHAT, key, new_index, expect=version))
+            try:
+                await self.engine.commit(ops)
+                return
+            except VersionConflict:
+                continue
 
 
 def open_store(path: str | Path | None) -> Store:

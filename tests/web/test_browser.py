@@ -313,3 +313,30 @@ def test_a_customer_login_sees_only_its_tenant(browser: Any, login_serve: Serve)
     assert {"Contoso Ltd", "Fabrikam Inc"} <= names
     shot(staff, "11-lead-dashboard-demo-data")
     staff.context.close()
+
+
+def test_the_chat_remembers_across_a_reload_and_the_dashboard(
+    browser: Any, open_serve: Serve
+) -> None:
+    from playwright.sync_api import expect
+
+    page = _page(browser, DESKTOP)
+    _login(page, open_serve.url, "lena")
+    _say(page, "reminders")
+    expect(page.locator("#transcript .msg.me").last).to_contain_text("reminders")
+    _say(page, "ask")
+    form = page.locator('form.bot-form[data-form-id="ask"]').last
+    expect(form.locator('datalist option[value="Contoso Ltd"]')).to_have_count(1)
+    page.reload()
+    expect(page.locator("#transcript .msg.me").filter(has_text="reminders").last).to_be_visible()
+    expect(page.locator('form.bot-form[data-form-id="ask"]').last).to_be_visible()
+    page.get_by_role("link", name="Dashboard").click()
+    expect(page.locator("#sort-note")).to_contain_text("Sorted by last activity, newest first")
+    page.locator("#cases th a.sort").click()
+    expect(page.locator("#sort-note")).to_contain_text("Sorted by age, oldest first")
+    shot(page, "12-dashboard-sorted-by-age")
+    page.get_by_role("link", name="Chat", exact=True).click()
+    expect(page.locator("#transcript .msg.me").last).to_contain_text("ask")
+    shot(page, "13-chat-after-the-dashboard")
+    assert page.errors == []
+    page.context.close()

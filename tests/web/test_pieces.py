@@ -12,7 +12,14 @@ from adapters.web.chart import age_chart_svg
 from adapters.web.csvout import safe_cell, to_csv
 from adapters.web.receivables import overdue_accounts, stage_totals
 from adapters.web.render import rich
-from adapters.web.views import Filters, Period, age_chart, kpis, search_hit
+from adapters.web.views import (
+    Filters,
+    Period,
+    age_chart,
+    kpis,
+    search_hit,
+    visible_customers,
+)
 from bot.domain import Actor, Case, Category, Customer, Kind, Role, State
 from bot.money import Money
 from bot.receivables import Receivable
@@ -186,3 +193,27 @@ async def test_overdue_accounts_by_stage_from_the_receivables_table() -> None:
         ("suspend", 1, 2, "150.00 EUR"),
         ("warn", 1, 1, "50.00 EUR"),
     ]
+
+
+def test_the_customers_a_person_may_pick() -> None:
+    contoso = Customer("contoso", "Contoso", "tenant-a")
+    fabrikam = Customer("fabrikam", "fabrikam", "tenant-b")
+    unknown = Customer("northwind", "Northwind")  # no tenant id yet
+    every = [contoso, unknown, fabrikam]
+    assert visible_customers(every, STAFF) == [contoso, fabrikam, unknown]  # by name
+    lead = Actor("lena", Role.LEAD, "web")
+    assert visible_customers(every, lead) == [contoso, fabrikam, unknown]
+    carol = Actor("carol", Role.CUSTOMER, "web", "tenant-a")
+    assert visible_customers(every, carol) == [contoso]
+    assert visible_customers(every, Actor("x", Role.CUSTOMER, "web", None)) == []
+    assert visible_customers(every, Actor("nora", Role.NONE, "web")) == []
+
+
+def test_the_sort_comes_from_the_query_and_stays_in_its_links() -> None:
+    assert Filters.from_query({}).sort == "" and not Filters.from_query({"sort": "oldest"}).active
+    f = Filters.from_query({"sort": "oldest", "kind": "dispute"})
+    assert f.sort == "oldest" and f.query() == {"kind": "dispute", "sort": "oldest"}
+    assert f.query(sort="") == {"kind": "dispute"}
+    assert (f.age_sort, f.next_age_sort) == ("descending", "newest")
+    assert Filters.from_query({"sort": "newest"}).next_age_sort == "oldest"
+    assert Filters.from_query({"sort": "<script>"}).sort == ""

@@ -121,6 +121,8 @@
     if (open && composer) {
       composer.querySelector('input[name="text"]').value = "status " + open;
       send(composer, null).then(function () { composer.querySelector('input[name="text"]').value = ""; });
+      /* The card is in the chat's history now: a reload must not ask for it again. */
+      if (window.history && history.replaceState) history.replaceState(null, "", location.pathname);
     }
     var last = transcript.lastElementChild;
     if (last) last.scrollIntoView({ block: "end" });
