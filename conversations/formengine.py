@@ -617,7 +617,10 @@ class FormEngine:
         cmd = complete_command(answer, self._commands())
         if cmd is not None:  # another command instead: the question is dropped, not a trap
             await self._save(env.turn, None)
-            return await self._run_command(env.turn, cmd)
+            out = await self._run_command(env.turn, cmd)
+            dropped = _("“{title}” was not done; nothing was saved.")
+            out.replies.insert(0, Reply(text=dropped.format(title=self._title(decl, env))))
+            return out
         question = decl.confirm.question(env, values) if decl.confirm else None
         if question is None:  # nothing to ask any more (the case moved on)
             return await self._complete(decl, env, values, confirmed=True)

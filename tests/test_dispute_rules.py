@@ -245,7 +245,7 @@ async def test_a_command_instead_of_the_answer_drops_the_question(env: DeskEnv) 
     alice = env.chat("alice")
     await alice.send(f"resolve {case} denied usage was correct")
     await alice.send(f"status {case}")
-    alice.expect(f"History of {case}")
+    alice.expect(f"“Resolve {case}” was not done; nothing was saved.", f"History of {case}")
     await alice.send("yes")
     assert await _state(env, case) == State.OPEN
 
