@@ -475,9 +475,7 @@ class Case:
     @property
     def reported_to_microsoft(self) -> bool:
         """A service request was filed for the case (escalated, now or before a reopen)."""
-        return self.service_request is not None or any(
-            a.action == "escalated" for a in self.audit
-        )
+        return self.service_request is not None or any(a.action == "escalated" for a in self.audit)
 
     def check_credit(self, outcome: Outcome, credited: Money) -> None:
         """The one rule for a dispute's credit; :class:`DomainError` names what is wrong.

@@ -485,9 +485,7 @@ def test_a_partial_credit_of_the_whole_disputed_amount_is_refused(amount: str) -
     text = refused(
         case,
         "A partial credit is less than the disputed 120.00 EUR",
-        lambda: case.resolve(
-            "x", AGENT, T0, outcome=Outcome.PARTIAL_CREDIT, credited=eur(amount)
-        ),
+        lambda: case.resolve("x", AGENT, T0, outcome=Outcome.PARTIAL_CREDIT, credited=eur(amount)),
     )
     assert f"`resolve {case.id} credit 120.00 EUR`" in text
 

@@ -65,7 +65,10 @@ async def test_ask_step_by_step_with_new_customer_and_skip(env: DeskEnv) -> None
     await chat.send("skip")
     chat.expect("Invoice number")
     await chat.send("G0123 45")
-    chat.expect("An invoice number may only have letters A-Z, digits and . _ / # -; this one also has a space.")
+    chat.expect(
+        "An invoice number may only have letters A-Z, digits and . _ / # -; "
+        "this one also has a space."
+    )
     await chat.send("G012345678")
     chat.expect("Category")
     await chat.send("9")

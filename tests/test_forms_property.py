@@ -242,9 +242,9 @@ class FormMachine(RuleBasedStateMachine):
                     break
                 label = prompt_label(self.chat().replies, self.chat().text)
                 assert label is not None, f"a form is open but asks nothing:\n{self.chat().text}"
-                answer = {"command?": "2", "create?": "yes", "confirm?": "yes"}.get(
+                answer = {"command?": "2", "create?": "yes", "confirm?": "yes"}.get(label) or VALID[
                     label
-                ) or VALID[label][0]
+                ][0]
                 self.send(answer)
             assert not self.form_open(who), "\n".join(self.chat().transcript[-12:])
 
