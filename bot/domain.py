@@ -165,6 +165,64 @@ def parse_case_id(text: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+# ---- invoice numbers: the one rule ---------------------------------------------------
+# The partner's own invoice numbers (the receivables file: INV-1001, INV/2026/01, 2026#17)
+# and Microsoft's invoice ids (G099887766, D0600ABCDE) all fit it.
+INVOICE_MAX_LENGTH = 64
+INVOICE_PUNCTUATION = "._/#-"
+_INVOICE_CHAR = re.compile(r"[A-Za-z0-9._/#-]")
+_ALNUM = re.compile(r"[A-Za-z0-9]")
+
+
+class InvoiceNumberError(DomainError):
+    """Not an invoice number; ``str(err)`` names the rule it breaks."""
+
+
+def _char_name(ch: str) -> str:
+    if ch == " ":
+        return _("a space")
+    if ch.isspace():
+        return _("a tab or line break")
+    return f"“{ch}”"
+
+
+def check_invoice_number(text: str | None) -> str:
+    """``text`` as an invoice number (surrounding spaces dropped), or :class:`InvoiceNumberError`.
+
+    The one rule of every place that takes an invoice number (the receivables
+    import, ``paid``, the dispute and question forms): letters A–Z, digits and
+    ``. _ / # -``, starting with a letter or a digit, at most 64 characters.
+    Each refusal names the rule that failed.
+    """
+    value = (text or "").strip()
+    if not value:
+        raise InvoiceNumberError(_("The invoice number is empty."))
+    if len(value) > INVOICE_MAX_LENGTH:
+        raise InvoiceNumberError(
+            _("An invoice number has at most {max} characters; this one has {n}.").format(
+                max=INVOICE_MAX_LENGTH, n=len(value)
+            )
+        )
+    bad = list(dict.fromkeys(ch for ch in value if not _INVOICE_CHAR.fullmatch(ch)))
+    if bad:
+        raise InvoiceNumberError(
+            _(
+                "An invoice number may only have letters A-Z, digits and {punctuation}; "
+                "this one also has {chars}."
+            ).format(
+                punctuation=" ".join(INVOICE_PUNCTUATION),
+                chars=", ".join(_char_name(ch) for ch in bad[:5]),
+            )
+        )
+    if not _ALNUM.fullmatch(value[0]):
+        raise InvoiceNumberError(
+            _("An invoice number starts with a letter or a digit, not “{char}”.").format(
+                char=value[0]
+            )
+        )
+    return value
+
+
 @dataclass(slots=True)
 class Customer:
     """A customer tenant of the partner."""
@@ -406,6 +464,56 @@ class Case:
     def is_live(self) -> bool:
         return self.state not in ARCHIVED_STATES
 
+    @property
+    def informed_text(self) -> str:
+        """What was recorded with the last ``informed`` (``informed BILL-7 call <text>``)."""
+        for entry in reversed(self.audit):
+            if entry.action == "customer_informed":
+                return str(entry.details.get("text") or "")
+        return ""
+
+    @property
+    def reported_to_microsoft(self) -> bool:
+        """A service request was filed for the case (escalated, now or before a reopen)."""
+        return self.service_request is not None or any(a.action == "escalated" for a in self.audit)
+
+    def check_credit(self, outcome: Outcome, credited: Money) -> None:
+        """The one rule for a dispute's credit; :class:`DomainError` names what is wrong.
+
+        In the dispute's currency, more than zero, at most the disputed amount; a
+        partial credit is strictly less than it (the whole amount is a full credit).
+        """
+        assert self.dispute is not None
+        disputed = self.dispute.amount
+        if credited.currency != disputed.currency:
+            raise DomainError(
+                _(
+                    "The credit must be in {currency}, the currency of the dispute "
+                    "(leave the currency out and it is {currency})."
+                ).format(currency=disputed.currency)
+            )
+        if credited.amount <= 0:
+            raise DomainError(_("The amount must be more than zero."))
+        if credited.amount > disputed.amount:
+            raise DomainError(
+                _("The credit ({credit}) is more than the disputed {amount}.").format(
+                    credit=str(credited), amount=str(disputed)
+                )
+            )
+        if outcome == Outcome.PARTIAL_CREDIT and credited.amount == disputed.amount:
+            raise DomainError(
+                _(
+                    "A partial credit is less than the disputed {amount}; {credit} is all of it. "
+                    "Record the whole amount as a full credit: `resolve {case} credit {plain}` "
+                    "(Credit granted in the form)."
+                ).format(
+                    amount=str(disputed),
+                    credit=str(credited),
+                    case=self.id,
+                    plain=f"{disputed.amount} {disputed.currency}",
+                )
+            )
+
     # ---- creation -------------------------------------------------------
     @classmethod
     def new(
@@ -531,19 +639,7 @@ class Case:
         if outcome in (Outcome.CREDIT_GRANTED, Outcome.PARTIAL_CREDIT):
             if credited is None:
                 raise DomainError(_("Say how much was credited, e.g. 120.00 EUR."))
-            assert self.dispute is not None
-            if credited.currency != self.dispute.amount.currency:
-                raise DomainError(
-                    _("The credit must be in {currency}, the currency of the dispute.").format(
-                        currency=self.dispute.amount.currency
-                    )
-                )
-            if credited.amount > self.dispute.amount.amount:
-                raise DomainError(
-                    _("The credit ({credit}) is more than the disputed {amount}.").format(
-                        credit=str(credited), amount=str(self.dispute.amount)
-                    )
-                )
+            self.check_credit(outcome, credited)
         details: dict[str, Any] = {"resolution": resolution}
         if outcome:
             details["outcome"] = outcome.value

@@ -94,6 +94,11 @@ def unknown_currency_message(code: str) -> str:
     ).format(code=code)
 
 
+def is_currency(word: str) -> bool:
+    """A word that is an ISO 4217 code (``EUR``, ``eur``)."""
+    return len(word) == 3 and word.isascii() and word.upper() in CURRENCIES
+
+
 def parse_currency(text: str) -> str:
     """A three-letter ISO 4217 code, upper-cased, or :class:`MoneyError`."""
     code = text.strip().upper()

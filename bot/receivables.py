@@ -28,7 +28,13 @@ from decimal import Decimal
 from typing import Any
 
 from bot.config import CollectionsStage
-from bot.domain import DomainError, customer_key, is_guid
+from bot.domain import (
+    DomainError,
+    InvoiceNumberError,
+    check_invoice_number,
+    customer_key,
+    is_guid,
+)
 from bot.i18n import _
 from bot.money import CURRENCIES, Money, MoneyError, parse_amount, parse_currency
 
@@ -44,10 +50,8 @@ REQUIRED_COLUMNS = (
 )
 OPTIONAL_COLUMNS = ("amount_paid",)
 MAX_NAME = 200
-MAX_INVOICE = 64
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_INVOICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/#-]*$")
 ZERO = Decimal(0)
 
 
@@ -348,14 +352,14 @@ def parse_csv(text: str) -> ParsedCsv:
                     )
                 )
         invoice = cell("invoice_number")
-        if not invoice:
-            problems.append(_("invoice_number is empty"))
-        elif len(invoice) > MAX_INVOICE or not _INVOICE.match(invoice):
+        try:
+            invoice = check_invoice_number(invoice)
+        except InvoiceNumberError as exc:
+            typed, invoice = invoice, ""
             problems.append(
-                _(
-                    'invoice_number "{value}" must be letters, digits and . _ / # - '
-                    "(no spaces, at most {n} characters)"
-                ).format(value=invoice[:80], n=MAX_INVOICE)
+                _('invoice_number "{value}": {why}').format(value=typed[:80], why=exc)
+                if typed
+                else _("invoice_number: {why}").format(why=exc)
             )
         currency: str | None = None
         try:

@@ -176,14 +176,12 @@ def case_card(
     if case.cancel_reason:
         facts.append(CardFact(_("Cancelled because"), u(case.cancel_reason)))
     if case.informed_at and case.informed_via:
-        facts.append(
-            CardFact(
-                _("Customer told"),
-                _("{via}, {when}").format(
-                    via=via_label(case.informed_via), when=local_time(case.informed_at, viewer_tz)
-                ),
-            )
+        told = _("{via}, {when}").format(
+            via=via_label(case.informed_via), when=local_time(case.informed_at, viewer_tz)
         )
+        if case.informed_text:
+            told = _("{how} — {text}").format(how=told, text=u(case.informed_text))
+        facts.append(CardFact(_("Customer told"), told))
     if internal and case.service_request:
         sr = case.service_request
         facts.append(
@@ -253,7 +251,12 @@ def full_history(case: Case, viewer: Actor, viewer_tz: str, names: dict[str, str
             continue
         details = ""
         if entry.action in ("resolved", "cancelled", "reopened", "customer_informed"):
-            text = entry.details.get("resolution") or entry.details.get("reason") or ""
+            text = (
+                entry.details.get("resolution")
+                or entry.details.get("reason")
+                or entry.details.get("text")  # what `informed BILL-7 call <text>` recorded
+                or ""
+            )
             via = entry.details.get("via")
             via = via_label(via) if via else via
             details = " — " + ", ".join(str(x) for x in (via, text) if x) if (via or text) else ""

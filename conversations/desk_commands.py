@@ -26,12 +26,13 @@ from bot.domain import (
     Outcome,
     Role,
     State,
+    check_invoice_number,
     transition_error,
 )
 from bot.i18n import N_, _, use_locale
 from bot.kernel.model import Reply
 from bot.kernel.scheduler import loop_key, loop_op, snooze_op, stop_loop_op, watch_op
-from bot.money import Money, parse_money
+from bot.money import Money, is_currency, parse_money
 from bot.policy import Action, check
 from bot.storage import Op
 from bot.workhours import WorkingHours
@@ -42,7 +43,6 @@ from conversations.commands import LIST_FILTERS, Command
 from conversations.directory import tenant_key
 from conversations.formengine import case_context
 from conversations.forms import (
-    OUTCOME_LABELS,
     SNOOZE_LABELS,
     VIA_LABELS,
 )
@@ -117,7 +117,8 @@ class DeskCommands(CaseWork):
     )
     async def cmd_dispute(self, turn: Turn, cmd: Command) -> Result:
         check(turn.actor, Action.DISPUTE)
-        invoice = cmd.words[0] if cmd.words else ""
+        # Refused at once, with the rule it breaks, rather than at the form's step.
+        invoice = check_invoice_number(cmd.words[0]) if cmd.words else ""
         return await self.forms.start(turn, "dispute", {}, prefill={"invoice": invoice})
 
     @command(
@@ -350,12 +351,14 @@ class DeskCommands(CaseWork):
         case = await self.load_case(turn, number, Action.RESOLVE, "resolve BILL-7 what was done")
         if not rest:
             return await self.forms.start(turn, "resolve", case_context(case), prefill={})
+        values = {"resolution": rest}
         if case.kind == Kind.DISPUTE:
-            outcome, credited, text = self._parse_outcome(case, rest)
-            return await self.do_resolve(turn, case, text, outcome, credited)
-        return await self.do_resolve(turn, case, rest, None, None)
+            values = self._parse_outcome(case, rest)
+        # The resolve form's end, as if filled in: a dispute never reported asks first.
+        return await self.forms.end(turn, "resolve", case_context(case), values)
 
-    def _parse_outcome(self, case: Case, rest: str) -> tuple[Outcome, Money | None, str]:
+    def _parse_outcome(self, case: Case, rest: str) -> dict[str, str]:
+        """``credit 120.00 [EUR] [text]``, ``partial …``, ``denied text``: the form's answers."""
         words = rest.split()
         head = words[0].lower()
         usage = _(
@@ -378,14 +381,21 @@ class DeskCommands(CaseWork):
                         case=case.id
                     )
                 )
-            return outcome, None, text
-        if len(words) < 3:
+            return {"outcome": outcome.value, "resolution": text}
+        if len(words) < 2:
             raise DomainError(usage)
-        credited = parse_money(" ".join(words[1:3]))
-        text = " ".join(words[3:]) or _("{outcome}: {amount}").format(
-            outcome=_(OUTCOME_LABELS[outcome]), amount=str(credited)
+        assert case.dispute is not None
+        # The currency may follow the amount (or lead it); left out, it is the dispute's.
+        size = 2 if len(words) >= 3 and any(is_currency(w) for w in words[1:3]) else 1
+        credited = parse_money(
+            " ".join(words[1 : 1 + size]), default_currency=case.dispute.amount.currency
         )
-        return outcome, credited, text
+        case.check_credit(outcome, credited)
+        return {
+            "outcome": outcome.value,
+            "credited": str(credited.amount),
+            "resolution": " ".join(words[1 + size :]),
+        }
 
     async def do_resolve(
         self, turn: Turn, case: Case, text: str, outcome: Outcome | None, credited: Money | None

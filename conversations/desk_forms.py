@@ -12,14 +12,32 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
-from bot.domain import Case, Category, Customer, Dispute, InformedVia, Kind, Outcome, Role
+from bot.domain import (
+    Case,
+    Category,
+    Customer,
+    Dispute,
+    DomainError,
+    InformedVia,
+    Kind,
+    Outcome,
+    Role,
+)
 from bot.i18n import N_, _
 from bot.kernel.model import FieldKind, read_stage
 from bot.money import CURRENCIES, Money, MoneyError, parse_money
 from bot.policy import Action
 from bot.storage import Op
 from conversations.desk_commands import DeskCommands
-from conversations.formengine import Answers, Field, FormDecl, FormEnv, NewValue, Rule
+from conversations.formengine import (
+    Answers,
+    Confirm,
+    Field,
+    FormDecl,
+    FormEnv,
+    NewValue,
+    Rule,
+)
 from conversations.forms import (
     CATEGORY_LABELS,
     OUTCOME_LABELS,
@@ -94,25 +112,16 @@ def amount_fits_currency(env: FormEnv, values: Answers) -> None:
 
 
 def credit_fits_dispute(env: FormEnv, text: str) -> str:
-    """A credit in the dispute's currency, at most the disputed amount."""
+    """A credit for the dispute's outcome (the domain's rule); no currency: the dispute's."""
     assert env.case is not None and env.case.dispute is not None
     disputed = env.case.dispute.amount
     try:
         credit = parse_money(text, default_currency=disputed.currency)
-    except MoneyError as exc:
+        # Until the outcome is known (a whole form's first pass) the rule of a full credit.
+        outcome = Outcome(env.values.get("outcome") or Outcome.CREDIT_GRANTED.value)
+        env.case.check_credit(outcome, credit)
+    except (MoneyError, DomainError) as exc:
         raise ValidationError(str(exc)) from None
-    if credit.currency != disputed.currency:
-        raise ValidationError(
-            _("The credit must be in {currency}, the currency of the dispute.").format(
-                currency=disputed.currency
-            )
-        )
-    if credit.amount > disputed.amount:
-        raise ValidationError(
-            _("The credit ({credit}) is more than the disputed {amount}.").format(
-                credit=str(credit), amount=str(disputed)
-            )
-        )
     return str(credit.amount)
 
 
@@ -206,6 +215,17 @@ async def _resolve(desk: DeskCommands, turn: Turn, case: Case, values: Answers) 
         amount=str(credited) if credited else "",
     )
     return await desk.do_resolve(turn, case, text, outcome, credited)
+
+
+def _unreported(env: FormEnv, values: Answers) -> str | None:
+    """A dispute never reported to Microsoft is resolved only when the person confirms."""
+    case = env.case
+    if case is None or case.kind != Kind.DISPUTE or case.reported_to_microsoft:
+        return None
+    return _(
+        "{case} was never reported to Microsoft (no service request; `escalate {case}` "
+        "files one), so there is no answer from Microsoft yet. Resolve it anyway?"
+    ).format(case=case.id)
 
 
 async def _informed(desk: DeskCommands, turn: Turn, case: Case, values: Answers) -> Result:
@@ -306,6 +326,7 @@ FORMS: tuple[FormDecl, ...] = (
             ),
         ),
         complete=on_case(_resolve),
+        confirm=Confirm(_unreported, N_("Resolve anyway")),
     ),
     FormDecl(
         "informed",

@@ -131,6 +131,19 @@ class Rule:
 
 
 @dataclass(frozen=True, slots=True)
+class Confirm:
+    """A question before a form's end (``question`` returns None: nothing to ask).
+
+    Asked whichever way the form was filled (text, a whole form, a typed command
+    with all its arguments: :meth:`FormEngine.end`), with the buttons ``yes`` (an
+    ``N_()`` label) and Cancel; the answers wait in the conversation record.
+    """
+
+    question: Callable[[FormEnv, Answers], str | None]
+    yes: str
+
+
+@dataclass(frozen=True, slots=True)
 class FormDecl:
     """A form: what it asks, what guards it, what it ends in.
 
@@ -150,6 +163,7 @@ class FormDecl:
     on_case: bool = False
     intro: Callable[[FormEnv], str | None] | None = None
     load: Callable[[FormEnv], Awaitable[None]] | None = None
+    confirm: Confirm | None = None
 
 
 def case_context(case: Case) -> dict[str, str]:
@@ -172,6 +186,7 @@ class _State:
     context: dict[str, str]
     confirm: str | None = None
     question: dict[str, str] | None = None
+    confirm_end: bool = False  # every answer is in: the form's Confirm question is open
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> _State:
@@ -183,6 +198,7 @@ class _State:
             context={str(k): str(v) for k, v in (doc.get("context") or {}).items()},
             confirm=doc.get("confirm") or None,
             question=dict(question) if isinstance(question, Mapping) else None,
+            confirm_end=bool(doc.get("confirm_end")),
         )
 
     def to_doc(self) -> dict[str, Any]:
@@ -195,6 +211,8 @@ class _State:
         }
         if self.question:
             doc["question"] = dict(self.question)
+        if self.confirm_end:
+            doc["confirm_end"] = True
         return doc
 
 
@@ -411,6 +429,8 @@ class FormEngine:
             await self._save(turn, None)  # a form that cannot go on is over, not a trap
             raise
         env.values = state.values
+        if state.confirm_end:
+            return await self._confirm_end(decl, env, state, answer)
         if state.confirm:
             return await self._confirm(decl, env, state, low)
         if state.question:
@@ -575,14 +595,78 @@ class FormEngine:
         values = {name: state.values[name] for name in asked}
         return await self._complete(decl, env, values)
 
-    async def _complete(self, decl: FormDecl, env: FormEnv, values: Answers) -> Result:
-        """Hand the checked values to the form's completion; a failure ends the form."""
+    async def end(
+        self, turn: Turn, form_id: str, ctx: dict[str, str], values: Mapping[str, str]
+    ) -> Result:
+        """A form's end with answers already checked (a command typed with all its arguments).
+
+        Asks the form's :class:`Confirm` question first, like a form filled in. A form
+        open in the conversation stays open (the command was run from inside it).
+        """
+        decl = self._decl(form_id)
+        env = await self._env(turn, decl, ctx)
+        return await self._complete(decl, env, dict(values), keep=True)
+
+    def _confirm_reply(self, decl: FormDecl, question: str) -> Result:
+        assert decl.confirm is not None
+        buttons = [
+            Button(_(decl.confirm.yes), ActionRef("answer", value="yes"), ButtonStyle.PRIMARY),
+            Button(_("Cancel"), ActionRef("answer", value="cancel")),
+        ]
+        return Result([Reply(text=question, buttons=buttons, kind="form")])
+
+    async def _confirm_end(
+        self, decl: FormDecl, env: FormEnv, state: _State, answer: str
+    ) -> Result:
+        """The answer to the form's Confirm question: yes ends the form, a command runs."""
+        low = answer.casefold()
+        values = dict(state.values)
+        if low in YES or (decl.confirm and low == _(decl.confirm.yes).casefold()):
+            return await self._complete(decl, env, values, confirmed=True)
+        if low in NO:
+            await self._save(env.turn, None)
+            return reply(_("Cancelled. Nothing was saved."))
+        cmd = complete_command(answer, self._commands())
+        if cmd is not None:  # another command instead: the question is dropped, not a trap
+            await self._save(env.turn, None)
+            out = await self._run_command(env.turn, cmd)
+            dropped = _("“{title}” was not done; nothing was saved.")
+            out.replies.insert(0, Reply(text=dropped.format(title=self._title(decl, env))))
+            return out
+        question = decl.confirm.question(env, values) if decl.confirm else None
+        if question is None:  # nothing to ask any more (the case moved on)
+            return await self._complete(decl, env, values, confirmed=True)
+        out = reply(_("Please answer with one of the buttons, or `cancel`."), kind="error")
+        out.replies.extend(self._confirm_reply(decl, question).replies)
+        return out
+
+    async def _complete(
+        self,
+        decl: FormDecl,
+        env: FormEnv,
+        values: Answers,
+        *,
+        confirmed: bool = False,
+        keep: bool = False,
+    ) -> Result:
+        """Hand the checked values to the form's completion; a failure ends the form.
+
+        A form with a :class:`Confirm` asks its question first (unless ``confirmed``): the
+        answers are kept in the conversation record until the answer. ``keep``: the
+        conversation record is left as it is (:meth:`end`).
+        """
         key = conversation_key(env.turn.msg)
-        clear_op = self.store.conversation_op(key, None)
         before = await self.store.get_conversation(key)
+        clear_op = self.store.conversation_op(key, before if keep else None)
         env.values = values
         try:
             await self.guard(env.turn, decl.id, env.ctx)  # the policy, once more, as it is now
+            question = (
+                decl.confirm.question(env, values) if decl.confirm and not confirmed else None
+            )
+            if question is not None:
+                await self._save(env.turn, _State(decl.id, values, {}, env.ctx, confirm_end=True))
+                return self._confirm_reply(decl, question)
             return await decl.complete(env, values, clear_op)
         except Exception:
             # Nothing is left half-open: every answer was checked at its step, so what
@@ -663,6 +747,7 @@ class FormEngine:
 
 __all__ = [
     "CANCEL_WORDS",
+    "Confirm",
     "Field",
     "FormDecl",
     "FormEngine",

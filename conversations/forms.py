@@ -11,12 +11,18 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bot.domain import Category, InformedVia, Outcome, is_guid
+from bot.domain import (
+    Category,
+    InformedVia,
+    InvoiceNumberError,
+    Outcome,
+    check_invoice_number,
+    is_guid,
+)
 from bot.i18n import N_, _
 from bot.kernel.model import Choice, FieldKind, FormField
 from bot.money import MoneyError, parse_amount, parse_currency, parse_money
 
-_INVOICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{2,39}$")
 _REQUEST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{4,39}$")
 
 CATEGORY_LABELS = {
@@ -125,11 +131,11 @@ def subscription_id(env: object, text: str) -> str:
 
 
 def invoice_number(env: object, text: str) -> str:
-    if not _INVOICE.match(text):
-        raise ValidationError(
-            _("An invoice number has letters, digits and dashes only, like G012345678.")
-        )
-    return text
+    """The domain's one rule for invoice numbers (:func:`bot.domain.check_invoice_number`)."""
+    try:
+        return check_invoice_number(text)
+    except InvoiceNumberError as exc:
+        raise ValidationError(str(exc)) from None
 
 
 def request_number(env: object, text: str) -> str:

@@ -455,8 +455,14 @@ def refused(case: Case, match: str, call: Callable[[], None]) -> str:
     return str(err.value)
 
 
-@pytest.mark.parametrize("outcome", [Outcome.CREDIT_GRANTED, Outcome.PARTIAL_CREDIT])
-@pytest.mark.parametrize("amount", ["120.00", "120", "0.01", "50.00"])
+@pytest.mark.parametrize(
+    ("outcome", "amount"),
+    [
+        *((Outcome.CREDIT_GRANTED, a) for a in ("120.00", "120", "0.01", "50.00")),
+        # A partial credit is strictly less than the disputed 120.00 EUR.
+        *((Outcome.PARTIAL_CREDIT, a) for a in ("119.99", "0.01", "50.00")),
+    ],
+)
 def test_credit_up_to_the_disputed_amount(outcome: Outcome, amount: str) -> None:
     case = dispute_in_progress()
     case.resolve(
@@ -471,6 +477,17 @@ def test_credit_up_to_the_disputed_amount(outcome: Outcome, amount: str) -> None
     assert case.audit[-1].details["outcome"] == outcome.value
     assert case.audit[-1].details["credited"] == str(eur(amount))
     assert case.resolved_at == T0 + timedelta(days=1)
+
+
+@pytest.mark.parametrize("amount", ["120.00", "120", "120.000"])
+def test_a_partial_credit_of_the_whole_disputed_amount_is_refused(amount: str) -> None:
+    case = dispute_in_progress()
+    text = refused(
+        case,
+        "A partial credit is less than the disputed 120.00 EUR",
+        lambda: case.resolve("x", AGENT, T0, outcome=Outcome.PARTIAL_CREDIT, credited=eur(amount)),
+    )
+    assert f"`resolve {case.id} credit 120.00 EUR`" in text
 
 
 @pytest.mark.parametrize("outcome", [Outcome.CREDIT_GRANTED, Outcome.PARTIAL_CREDIT])

@@ -65,7 +65,10 @@ async def test_ask_step_by_step_with_new_customer_and_skip(env: DeskEnv) -> None
     await chat.send("skip")
     chat.expect("Invoice number")
     await chat.send("G0123 45")
-    chat.expect("An invoice number has letters, digits and dashes only")
+    chat.expect(
+        "An invoice number may only have letters A-Z, digits and . _ / # -; "
+        "this one also has a space."
+    )
     await chat.send("G012345678")
     chat.expect("Category")
     await chat.send("9")
@@ -367,11 +370,15 @@ async def test_dispute_outcomes(env: DeskEnv) -> None:
     await env.new_dispute()
     await env.new_dispute()
     alice = env.chat("alice")
+    # None was reported to Microsoft: each asks first (tests/test_dispute_rules.py).
     await alice.send("resolve BILL-1 credit 120.00 EUR")
+    await alice.click("Resolve anyway")
     alice.expect("Outcome: Credit granted: 120.00 EUR")
     await alice.send("resolve BILL-2 partial 50.00 EUR half of it")
+    await alice.click("Resolve anyway")
     alice.expect("Outcome: Partial credit: 50.00 EUR", "Resolution: half of it")
     await alice.send("resolve BILL-3 denied usage was correct")
+    await alice.click("Resolve anyway")
     alice.expect("Outcome: Denied", "usage was correct")
     case = await env.store.get_case(2)
     assert case is not None and case.dispute is not None and case.dispute.credited is not None
@@ -386,6 +393,8 @@ async def test_dispute_resolve_form_with_credit(env: DeskEnv) -> None:
     alice.expect("Credited amount")
     await alice.send("60.00 EUR")
     await alice.send("skip")
+    alice.expect("was never reported to Microsoft")
+    await alice.click("Resolve anyway")
     alice.expect("Partial credit: 60.00 EUR")
 
 
@@ -531,7 +540,7 @@ async def test_whole_form_submission_validates_every_field(env: DeskEnv) -> None
         "dispute",
         {
             "customer": "Contoso",
-            "invoice": "G1",
+            "invoice": "G1@2",
             "amount": "12,50",
             "currency": "EUR",
             "reason": "",
@@ -541,7 +550,8 @@ async def test_whole_form_submission_validates_every_field(env: DeskEnv) -> None
         "Please fix the form",
         "Use a dot for decimals: 12.50",
         "Reason is required",
-        "invoice number",
+        "Invoice number: An invoice number may only have letters A-Z, digits and . _ / # -; "
+        "this one also has “@”.",
     )
     form = alice.replies[0].form
     assert form is not None and set(form.errors) == {"amount", "reason", "invoice"}

@@ -117,6 +117,8 @@ def prompt_label(replies: list[Reply], text: str) -> str | None:
         return "command?"
     if "Create it?" in text or "Please answer yes or no." in text:
         return "create?"
+    if "Resolve it anyway?" in text:  # a form's Confirm question before its end
+        return "confirm?"
     found = _PROMPT.findall(text)
     if not found:
         return None
@@ -193,6 +195,8 @@ class FormMachine(RuleBasedStateMachine):
             fitting: tuple[str, ...] = ("1", "2", "Run it", "Use as answer")
         elif label == "create?":
             fitting = ("yes", "no")
+        elif label == "confirm?":
+            fitting = ("yes", "no", "Resolve anyway")
         elif label is not None:
             fitting = VALID[label] + TRICKY.get(label, ())
         else:
@@ -238,7 +242,9 @@ class FormMachine(RuleBasedStateMachine):
                     break
                 label = prompt_label(self.chat().replies, self.chat().text)
                 assert label is not None, f"a form is open but asks nothing:\n{self.chat().text}"
-                answer = {"command?": "2", "create?": "yes"}.get(label) or VALID[label][0]
+                answer = {"command?": "2", "create?": "yes", "confirm?": "yes"}.get(label) or VALID[
+                    label
+                ][0]
                 self.send(answer)
             assert not self.form_open(who), "\n".join(self.chat().transcript[-12:])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from bot.config import CollectionsStage
-from bot.domain import DomainError, NotFound, Role
+from bot.domain import DomainError, NotFound, Role, check_invoice_number
 from bot.i18n import N_, _, format_date
 from bot.kernel.model import ActionRef, Button, ButtonStyle, Reply
 from bot.money import MoneyError, parse_money
@@ -116,7 +116,7 @@ class OverdueCommands(CollectionsBase):
         words = cmd.words
         if not words:
             raise DomainError(_("Which invoice? `paid INV-1001` or `paid INV-1001 250.00`"))
-        invoice, amount_text = words[0], " ".join(words[1:])
+        invoice, amount_text = check_invoice_number(words[0]), " ".join(words[1:])
         for _attempt in range(3):
             doc = self.store.receivable_doc(invoice_key(invoice))
             if doc is None:

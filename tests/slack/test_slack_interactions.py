@@ -344,8 +344,16 @@ async def test_an_error_no_field_shows_is_pushed_over_the_form(slack: SlackEnv) 
         view, {"outcome": "denied", "credited": "", "resolution": "Microsoft says no"}
     )
     assert answer == {}
+    # Never reported to Microsoft: the bot asks first; a double click resolves once.
+    asked = slack.fake.last_message()
+    assert "was never reported to Microsoft" in asked.text
+    assert (await slack.case(1)).state != State.RESOLVED
+    assert asked.button("answer")["text"]["text"] == "Resolve anyway"
+    await slack.click(asked, "answer", settle=False)
+    await slack.click(asked, "answer")
     case = await slack.case(1)
     assert case.state == State.RESOLVED and case.dispute.credited is None
+    assert [a.action for a in case.audit].count("resolved") == 1
     # An error only the change itself finds (the case is already hers) belongs to no field.
     await slack.command("assign BILL-1")
     status, answer = await slack.submit(slack.fake.last_view(), {"user": "UANA"})

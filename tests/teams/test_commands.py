@@ -14,7 +14,7 @@ from .conftest import (
     FakeConnector,
     Teams,
 )
-from .helpers import new_case, say
+from .helpers import new_case, say, send
 
 
 async def test_help_and_resources(bot: BotServer, connector: FakeConnector, teams: Teams) -> None:
@@ -209,3 +209,28 @@ async def test_reminder_language_escalation_and_collections_commands(
         calls = await say(bot, connector, teams, user, text)
         assert calls, text
         assert "I don't know the command" not in calls[0].text, text
+
+
+async def test_dispute_rules_on_teams_cards(
+    bot: BotServer, connector: FakeConnector, teams: Teams
+) -> None:
+    """Issue 19: an invoice number with slashes, a partial credit of the whole amount refused
+    on the resolve card, and a dispute never reported to Microsoft confirmed once."""
+    (form,) = await say(bot, connector, teams, ALICE, "dispute INV/2026/01")
+    values = {"customer": "Contoso", "amount": "1234.56", "currency": "CNY", "reason": "Twice"}
+    calls = await send(bot, connector, teams.submit(ALICE, form, values))
+    assert any("Your dispute is BILL-1" in c.text for c in calls), [c.text for c in calls]
+    (form,) = await say(bot, connector, teams, ALICE, "resolve BILL-1")
+    partial = {"outcome": "partial_credit", "credited": "1234.56", "resolution": ""}
+    calls = await send(bot, connector, teams.submit(ALICE, form, partial))
+    shown = " ".join(c.text + c.card_text() for c in calls)
+    assert "A partial credit is less than the disputed 1,234.56 CNY" in shown
+    calls = await send(
+        bot, connector, teams.submit(ALICE, form, {**partial, "outcome": "credit_granted"})
+    )
+    (asked,) = [c for c in calls if "never reported to Microsoft" in c.text + c.card_text()]
+    await send(bot, connector, teams.click(ALICE, asked, "Resolve anyway"))
+    await send(bot, connector, teams.click(ALICE, asked, "Resolve anyway"))  # a double click
+    case = await bot.runtime.store.get_case(1)
+    assert case is not None and case.invoice == "INV/2026/01"
+    assert [a.action for a in case.audit].count("resolved") == 1
