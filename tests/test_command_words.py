@@ -25,7 +25,8 @@ from conversations.help import help_text
 from conversations.registry import REGISTRY, CommandSpec, command
 from tests.harness import START, TENANT_A, DeskEnv, comparable
 
-Setup = Callable[[DeskEnv], Awaitable[None]]
+# A setup may name values its lines use (``suspend confirm {op}``: the proposal's id).
+Setup = Callable[[DeskEnv], Awaitable[dict[str, str] | None]]
 _OP = re.compile(r"\b[0-9a-f]{12}\b")  # a suspension's operation id, new each time
 SUB = "11111111-0000-4000-8000-000000000001"
 
@@ -76,7 +77,31 @@ async def _overdue(env: DeskEnv) -> None:
     await flow_of(env.runtime).import_csv(csv, actor="lena", channel="cli", file="ar.csv")
 
 
-# The typical lines of each command with a Chinese alias: (who types, setup, English lines).
+async def _proposed(env: DeskEnv, verb: str, *then: str) -> dict[str, str]:
+    await _overdue(env)
+    lena = env.chat("lena")
+    await lena.send(f"{verb} Contoso")
+    found = re.search(r"confirm ([0-9a-f]{12})`", lena.text)
+    assert found, lena.text
+    for line in then:
+        await lena.send(line.format(op=found.group(1)))
+    return {"op": found.group(1)}
+
+
+async def _suspend_proposed(env: DeskEnv) -> dict[str, str]:
+    return await _proposed(env, "suspend")
+
+
+async def _suspend_confirmed(env: DeskEnv) -> dict[str, str]:
+    return await _proposed(env, "suspend", "suspend confirm {op}")
+
+
+async def _reactivate_proposed(env: DeskEnv) -> dict[str, str]:
+    return await _proposed(env, "reactivate")
+
+
+# The typical lines of each command with a Chinese alias: (who types, setup, English lines);
+# ``name-more`` keys add lines of ``name`` on another setup.
 LINES: dict[str, tuple[str, Setup, tuple[str, ...]]] = {
     "help": ("alice", _nothing, ("help", "help list", "help take")),
     "resources": ("alice", _nothing, ("resources",)),
@@ -152,7 +177,18 @@ LINES: dict[str, tuple[str, Setup, tuple[str, ...]]] = {
     "overdue": ("lena", _overdue, ("overdue",)),
     "paid": ("lena", _overdue, ("paid INV-1 200.00", "paid INV-1")),
     "suspend": ("lena", _overdue, ("suspend Contoso",)),
+    "suspend-steps": (
+        "lena",
+        _suspend_proposed,
+        ("suspend confirm {op}", "suspend cancel {op}", "suspend retry {op}"),
+    ),
+    "suspend-done": ("lena", _suspend_confirmed, ("suspend done {op}",)),
     "reactivate": ("lena", _overdue, ("reactivate Contoso",)),
+    "reactivate-steps": (
+        "lena",
+        _reactivate_proposed,
+        ("reactivate confirm {op}", "reactivate cancel {op}"),
+    ),
 }
 
 
@@ -181,12 +217,13 @@ def chinese_lines(spec: CommandSpec, line: str) -> list[str]:
 
 def _params() -> list[Any]:
     out = []
-    for spec in REGISTRY:
-        if spec.native_alias() is None or spec.name not in LINES:
+    for key, (_who, _setup, lines) in LINES.items():
+        spec = REGISTRY.spec(key.split("-")[0])
+        if spec.native_alias() is None:
             continue
-        for line in LINES[spec.name][2]:
+        for line in lines:
             for chinese in chinese_lines(spec, line):
-                out.append(pytest.param(spec.name, line, chinese, id=f"{chinese} = {line}"))
+                out.append(pytest.param(key, line, chinese, id=f"{chinese} = {line}"))
     return out
 
 
@@ -208,9 +245,9 @@ async def _run(name: str, line: str) -> tuple[Any, ...]:
     who, setup, _lines = LINES[name]
     env = DeskEnv()
     await env.store.open()
-    await setup(env)
+    values = await setup(env) or {}
     chat = env.chat(who)
-    await chat.send(line)
+    await chat.send(line.format(**values))
     actions = [_OP.sub("<op>", b.action.as_text()) for b in chat.buttons]
     cases = [comparable(c.to_doc()) for n in (1, 2) if (c := await env.store.get_case(n))]
     user = await env.store.get_user(who)
