@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.domain import parse_case_id
-from conversations.registry import REGISTRY, Registry
+from conversations.registry import REGISTRY, CommandSpec, Registry
 
 LIST_FILTERS = ("mine", "open", "unassigned", "escalated", "awaiting-customer", "all")
 
@@ -21,10 +21,21 @@ _MENTION = re.compile(r"^<@([A-Za-z0-9_.-]+)(?:\|[^>]*)?>$")
 class Command:
     name: str
     args: str  # the rest of the line, as typed (stripped)
+    # The declaration, set by the desk before the handler runs: its argument words.
+    spec: CommandSpec | None = field(default=None, compare=False, repr=False)
 
     @property
     def words(self) -> list[str]:
         return self.args.split()
+
+    def keyword(self, typed: str) -> str:
+        """The declared argument word ``typed`` means (``全部`` → ``all``), else it lower-cased."""
+        return self.spec.word(typed) if self.spec is not None else typed.lower()
+
+    def word(self, index: int) -> str:
+        """The ``index``-th argument word as :meth:`keyword` reads it; ``""`` past the end."""
+        words = self.words
+        return self.keyword(words[index]) if -len(words) <= index < len(words) else ""
 
     def case_and_rest(self) -> tuple[int | None, str]:
         """The leading case id (``BILL-7``) and the text after it."""

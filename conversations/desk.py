@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -195,15 +196,26 @@ class Desk(DeskCommands):
         handler = self.handlers.get(cmd.name)
         spec = self.commands.get(cmd.name)
         if handler is None or spec is None:
-            text = _("I don't know the command “{word}”.").format(word=u(cmd.name[:40]))
-            out = await self.cmd_help(turn, Command("help", ""))
-            out.replies.insert(0, Reply(text=text, kind="error"))
-            return out
+            return self._unknown(turn, cmd)
+        if cmd.spec is None:
+            cmd = replace(cmd, spec=spec)  # the handler reads its argument words through it
         if not spec.handler_checks:
             # The declared action; a ``handler_checks`` handler checks it itself (on the
             # case it loads: tenant and owner rules; or auditing a refusal).
             check(turn.actor, spec.action)
         return await handler(turn, cmd)
+
+    def _unknown(self, turn: Turn, cmd: Command) -> Result:
+        """One line for a word that is no command: the closest one the person may use."""
+        said = _("I don't know the command “{word}”.").format(word=u(cmd.name[:40]))
+        found = self.commands.closest(cmd.name, turn.actor.role, self.handlers)
+        if found is None:
+            return _reply(said + " " + _("Type `help` to see what I can do."), kind="error")
+        word, glued = found
+        line = " ".join(p for p in (word, glued, cmd.args) if p)
+        if len(line) > 80:
+            line = line[:79] + "…"
+        return _reply(said + " " + _("Did you mean `{line}`?").format(line=u(line)), kind="error")
 
     # ------------------------------------------- commands and forms of flow modules
     def add_command(self, name: str, handler: Handler) -> None:

@@ -29,8 +29,8 @@ from bot.domain import (
     check_invoice_number,
     transition_error,
 )
-from bot.i18n import N_, _, use_locale
-from bot.kernel.model import Reply
+from bot.i18n import N_, _, ngettext, use_locale
+from bot.kernel.model import ActionRef, Button, Reply
 from bot.kernel.scheduler import loop_key, loop_op, snooze_op, stop_loop_op, watch_op
 from bot.money import Money, is_currency, parse_money
 from bot.policy import Action, check
@@ -143,28 +143,48 @@ class DeskCommands(CaseWork):
         "list",
         aliases=("ls", "cases", "列表"),
         action=Action.LIST,
-        usage="list [mine|open|unassigned|escalated|awaiting-customer|all] [customer NAME]",
+        usage=(
+            "list [mine|open|unassigned|escalated|awaiting-customer|all] [customer NAME] [page N]"
+        ),
         help=N_("cases, newest activity first"),
         teams_menu=TeamsMenu(4, "Cases: mine, open, unassigned, escalated, all"),
+        words={
+            "mine": ("我的",),
+            "open": ("未结", "未关闭"),
+            "unassigned": ("未分配",),
+            "escalated": ("已上报",),
+            "awaiting-customer": ("待告知",),
+            "all": ("全部", "所有"),
+            "customer": ("客户",),
+            "page": ("页", "第"),
+        },
     )
     async def cmd_list(self, turn: Turn, cmd: Command) -> Result:
         check(turn.actor, Action.LIST)
         words = cmd.words
         flt = "open"
+        page = 1
         customer_name: str | None = None
-        if words and words[0].lower() in LIST_FILTERS:
-            flt = words[0].lower()
+        if words and cmd.keyword(words[0]) in LIST_FILTERS:
+            flt = cmd.keyword(words[0])
             words = words[1:]
-        if words and words[0].lower() == "customer":
+        # ``page N`` before or after ``customer NAME`` (the More button puts it first).
+        if len(words) >= 2 and cmd.keyword(words[0]) == "page" and words[1].isdigit():
+            page, words = int(words[1]), words[2:]
+        elif len(words) >= 2 and cmd.keyword(words[-2]) == "page" and words[-1].isdigit():
+            page, words = int(words[-1]), words[:-2]
+        if words and cmd.keyword(words[0]) == "customer":
             customer_name = " ".join(words[1:]).strip()
             if not customer_name:
                 raise DomainError(_("Which customer? `list customer Contoso`"))
         elif words:
             raise DomainError(
-                _("I can list: {filters}, optionally followed by `customer NAME`.").format(
-                    filters=", ".join(LIST_FILTERS)
-                )
+                _(
+                    "I can list: {filters}, optionally followed by `customer NAME` and `page N`."
+                ).format(filters=", ".join(LIST_FILTERS))
             )
+        if page < 1:
+            raise DomainError(_("Pages start at 1: `list open page 2`."))
         customer: Customer | None = None
         if customer_name:
             customer = await self.directory.find_customer(customer_name)
@@ -212,6 +232,7 @@ class DeskCommands(CaseWork):
                 visible(s.customer_id) and (customer is None or s.customer_id == customer.id)
             ),
             limit=LIST_LIMIT,
+            offset=(page - 1) * LIST_LIMIT,
         )
         titles = {
             "mine": _("Your cases"),
@@ -224,17 +245,34 @@ class DeskCommands(CaseWork):
         title = titles[flt]
         if customer:
             title = _("{title} of {customer}").format(title=title, customer=u(customer.name))
-        if not cases:
+        if not total:
             return _reply(_("{title}: none.").format(title=title), kind="list")
+        pages = -(-total // LIST_LIMIT)
+        count = ngettext("{n} case", "{n} cases", total).format(n=total)
+        if page > pages:
+            raise DomainError(
+                ngettext(
+                    "{title}: there is only {pages} page ({count}).",
+                    "{title}: there are only {pages} pages ({count}).",
+                    pages,
+                ).format(title=title, pages=pages, count=count)
+            )
         names = await self._names()
         customers = {
             cid: await self.store.get_customer(cid) for cid in {c.customer_id for c in cases}
         }
         lines = [list_line(c, customers.get(c.customer_id), names, turn.now) for c in cases]
-        text = f"{title} ({total}):\n" + "\n".join(lines)
-        if total > len(cases):
-            text += "\n" + _("…and {n} more.").format(n=total - len(cases))
-        return _reply(text, kind="list")
+        if pages == 1:
+            head = f"{title} ({total}):"
+        else:
+            head = _("{title}, page {page} of {pages} · {count}:").format(
+                title=title, page=page, pages=pages, count=count
+            )
+        buttons: list[Button] = []
+        if page < pages:
+            more = f"{flt} page {page + 1}" + (f" customer {customer.name}" if customer else "")
+            buttons.append(Button(_("More"), ActionRef("list", value=more)))
+        return Result([Reply(text=head + "\n" + "\n".join(lines), buttons=buttons, kind="list")])
 
     @command(
         "take",
@@ -345,6 +383,11 @@ class DeskCommands(CaseWork):
         form="resolve",
         handler_checks=True,
         teams_menu=TeamsMenu(7, "Record the outcome: resolve BILL-7 what was done"),
+        words={
+            "credit": ("抵免", "全额抵免"),
+            "partial": ("部分抵免", "部分"),
+            "denied": ("拒绝", "已拒绝"),
+        },
     )
     async def cmd_resolve(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
@@ -353,14 +396,14 @@ class DeskCommands(CaseWork):
             return await self.forms.start(turn, "resolve", case_context(case), prefill={})
         values = {"resolution": rest}
         if case.kind == Kind.DISPUTE:
-            values = self._parse_outcome(case, rest)
+            values = self._parse_outcome(case, rest, cmd)
         # The resolve form's end, as if filled in: a dispute never reported asks first.
         return await self.forms.end(turn, "resolve", case_context(case), values)
 
-    def _parse_outcome(self, case: Case, rest: str) -> dict[str, str]:
+    def _parse_outcome(self, case: Case, rest: str, cmd: Command) -> dict[str, str]:
         """``credit 120.00 [EUR] [text]``, ``partial …``, ``denied text``: the form's answers."""
         words = rest.split()
-        head = words[0].lower()
+        head = cmd.keyword(words[0])
         usage = _(
             "Resolve a dispute with Microsoft's outcome: `resolve {case} credit 120.00 EUR`, "
             "`resolve {case} partial 50.00 EUR` or `resolve {case} denied reason`."
@@ -423,6 +466,13 @@ class DeskCommands(CaseWork):
         form="informed",
         handler_checks=True,
         teams_menu=TeamsMenu(8, "The customer was told: informed BILL-7 email"),
+        words={
+            "email": ("邮件", "电子邮件"),
+            "call": ("电话",),
+            "chat": ("聊天",),
+            "ticket": ("工单", "支持票证"),
+            "meeting": ("会议",),
+        },
     )
     async def cmd_informed(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
@@ -431,7 +481,7 @@ class DeskCommands(CaseWork):
             return await self.forms.start(turn, "informed", case_context(case), prefill={})
         head, _sep, text = rest.partition(" ")
         try:
-            via = InformedVia(head.lower())
+            via = InformedVia(cmd.keyword(head))
         except ValueError:
             raise DomainError(
                 _("How was the customer told? One of: email, call, chat, ticket, meeting.")
@@ -534,6 +584,7 @@ class DeskCommands(CaseWork):
         help=N_("pause the close-the-loop reminders"),
         form="snooze",
         handler_checks=True,
+        words={"1h": ("1小时",), "4h": ("4小时",), "tomorrow": ("明天", "明早")},
     )
     async def cmd_snooze(self, turn: Turn, cmd: Command) -> Result:
         number, rest = cmd.case_and_rest()
@@ -546,7 +597,7 @@ class DeskCommands(CaseWork):
             )
         if not rest:
             return await self.forms.start(turn, "snooze", case_context(case), prefill={})
-        return await self.do_snooze(turn, case, rest.split()[0].lower())
+        return await self.do_snooze(turn, case, cmd.keyword(rest.split()[0]))
 
     async def do_snooze(self, turn: Turn, case: Case, until: str) -> Result:
         if until not in SNOOZE_LABELS:
@@ -608,18 +659,15 @@ class DeskCommands(CaseWork):
         action=Action.LANGUAGE,
         usage="language en|zh",
         help=N_("the language I answer you in"),
+        words={
+            "en": ("english", "英文", "英语"),
+            "zh": ("zh_cn", "zh-cn", "chinese", "中文", "汉语"),
+        },
     )
     async def cmd_language(self, turn: Turn, cmd: Command) -> Result:
         check(turn.actor, Action.LANGUAGE)
-        choice = cmd.args.strip().lower()
-        locales = {
-            "en": "en",
-            "english": "en",
-            "zh": "zh_CN",
-            "zh_cn": "zh_CN",
-            "zh-cn": "zh_CN",
-            "中文": "zh_CN",
-        }
+        locales = {"en": "en", "zh": "zh_CN"}
+        choice = cmd.word(0) if len(cmd.words) == 1 else ""
         if choice not in locales:
             return _reply(_("Choose `language en` or `language zh` (中文)."), kind="error")
         user = turn.user

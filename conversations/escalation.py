@@ -707,10 +707,16 @@ class EscalationFlow:
         "srstatus",
         needs="case",
         action=Action.ESCALATE,
+        aliases=("请求状态",),
         usage="srstatus BILL-n open|attention_needed|closed [text]",
         help=N_("record the Microsoft service request's status by hand (manual mode)"),
         handler_checks=True,
         after="escalate",
+        words={
+            "open": ("打开", "未结"),
+            "attention_needed": ("attention", "需要关注", "需关注"),
+            "closed": ("已关闭", "关闭"),
+        },
     )
     async def cmd_srstatus(self, turn: Turn, cmd: Command) -> Result:
         """``srstatus BILL-n open|attention_needed|closed [text]``: what the portal shows."""
@@ -718,8 +724,7 @@ class EscalationFlow:
         number, rest = cmd.case_and_rest()
         case = await self.desk.load_case(turn, number, Action.ESCALATE, usage)
         words = rest.split(maxsplit=1)
-        status = words[0].lower().replace("-", "_") if words else ""
-        status = {"attention": "attention_needed"}.get(status, status)
+        status = cmd.keyword(words[0].replace("-", "_")) if words else ""
         if status not in MANUAL_STATUSES:
             raise DomainError(
                 _("Which status? `srstatus {case} open|attention_needed|closed [text]`").format(

@@ -25,7 +25,9 @@ registry with :meth:`Registry.copy`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import difflib
+import re
+from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -38,6 +40,7 @@ TEAMS_TITLE_MAX = 32
 TEAMS_DESCRIPTION_MAX = 128
 
 _MARK = "__billing_command__"
+_WORD = re.compile(r"(?<![\w-])[a-z0-9][a-z0-9_-]*")  # a lower-case word of a usage
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -67,6 +70,10 @@ class CommandSpec:
     command in ``help`` after another one (a flow's command next to its kin); ``needs``
     is what it needs to run as typed (``"case"``: a case id, ``"word"``: any argument),
     so that a full command line typed into an open form is recognised as one.
+    ``words`` are the argument words the command understands (a list filter, a
+    language, a dispute's outcome…), each with the words that mean the same (the
+    Chinese ones): ``(("all", ("全部", "所有")), …)``; the handler reads a typed
+    argument word with :meth:`word` (``Command.word``), so ``列表 全部`` is ``list all``.
     """
 
     name: str
@@ -79,6 +86,32 @@ class CommandSpec:
     teams_menu: TeamsMenu | None = None
     after: str | None = None
     needs: str | None = None  # what it needs to run as typed: "case" (a BILL-n), "word", None
+    words: tuple[tuple[str, tuple[str, ...]], ...] = ()  # argument words and their aliases
+
+    def word(self, typed: str) -> str:
+        """The argument word ``typed`` means (``全部`` → ``all``); else ``typed`` lower-cased."""
+        low = typed.lower()
+        for word, aliases in self.words:
+            if low == word or low in aliases:
+                return word
+        return low
+
+    def native_alias(self) -> str | None:
+        """The first alias in another script than English (the Chinese word), if any."""
+        return next((a for a in self.aliases if not a.isascii()), None)
+
+    def native_usage(self) -> str | None:
+        """``usage`` in the native aliases' words (``列表 [我的|…|全部] [客户 NAME]``).
+
+        Upper-case placeholders (``BILL-n``, ``NAME``) stay; None without a native alias.
+        """
+        alias = self.native_alias()
+        if alias is None:
+            return None
+        native = {w: next((a for a in al if not a.isascii()), w) for w, al in self.words}
+        head, _sep, rest = self.usage.partition(" ")
+        rest = _WORD.sub(lambda m: native.get(m.group(0), m.group(0)), rest)
+        return f"{alias} {rest}".strip()
 
     def roles(self) -> tuple[Role, ...]:
         """The roles the policy allows this command (in the order of :class:`Role`)."""
@@ -111,6 +144,14 @@ class Registry:
                 raise RegistryError(f"{word!r}: commands and aliases are one lower-case word")
             if word in words or (word != spec.name and word in self._specs):
                 raise RegistryError(f"{word!r} of {spec.name!r} is already a command or alias")
+        seen: set[str] = set()
+        for word, aliases in spec.words:
+            for typed in (word, *aliases):
+                if typed != typed.lower() or not typed or " " in typed or typed in seen:
+                    raise RegistryError(
+                        f"{typed!r} of {spec.name!r}: argument words are distinct lower-case words"
+                    )
+                seen.add(typed)
         if spec.teams_menu is not None:
             self._check_menu(spec)
         if spec.after is not None and spec.after in self._specs:
@@ -182,6 +223,26 @@ class Registry:
         """The commands ``help`` shows ``role``: those with help whose action it may do."""
         return [s for s in self._specs.values() if s.help and s.action in MATRIX[role]]
 
+    def closest(
+        self, typed: str, role: Role, available: Container[str] | None = None
+    ) -> tuple[str, str] | None:
+        """The command word (a name or an alias) ``typed`` was probably meant to be.
+
+        Only the commands ``help`` shows ``role`` (and ``available`` ones) count. A
+        word glued to a Chinese command word is split off (``列表全部`` → ``("列表",
+        "全部")``); else the closest word by :mod:`difflib` (``stauts`` → ``status``),
+        with the rest ``""``. None when nothing is close.
+        """
+        specs = [s for s in self.listed(role) if available is None or s.name in available]
+        words = [w for s in specs for w in (s.name, *s.aliases)]
+        glued = [w for w in words if not w.isascii() and typed.startswith(w) and typed != w]
+        if glued:
+            word = max(glued, key=len)
+            return word, typed[len(word) :]
+        cutoff = 0.6 if typed.isascii() else 0.5  # a Chinese command word is two characters
+        close = difflib.get_close_matches(typed, words, n=1, cutoff=cutoff)
+        return (close[0], "") if close else None
+
     def menu(self) -> list[CommandSpec]:
         """The Teams menu's commands, by position."""
         marked = [s for s in self._specs.values() if s.teams_menu is not None]
@@ -212,12 +273,26 @@ def command(
     teams_menu: TeamsMenu | None = None,
     after: str | None = None,
     needs: str | None = None,
+    words: Mapping[str, tuple[str, ...]] | None = None,
     registry: Registry | None = None,
 ) -> Callable[[F], F]:
-    """Declare the command the decorated method handles (see the module docstring)."""
+    """Declare the command the decorated method handles (see the module docstring).
+
+    ``words``: the argument words and what else means them, ``{"all": ("全部",)}``.
+    """
     spec = (registry if registry is not None else REGISTRY).add(
         CommandSpec(
-            name, action, usage, help, aliases, form, handler_checks, teams_menu, after, needs
+            name,
+            action,
+            usage,
+            help,
+            aliases,
+            form,
+            handler_checks,
+            teams_menu,
+            after,
+            needs,
+            tuple((word, tuple(same)) for word, same in (words or {}).items()),
         )
     )
 

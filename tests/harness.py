@@ -254,6 +254,14 @@ class Chat:
         return [r.kind for r in self.replies]
 
 
+async def ask_many(runtime: Runtime, user: str, n: int, customer: str = "Contoso") -> None:
+    """``n`` questions by ``user`` through the local chat of ``runtime`` (a list to page)."""
+    chat = Chat(runtime, user)
+    for i in range(n):
+        await chat.say(f"ask Question {i + 1}", customer, "skip", "skip", "charges", "ok")
+        assert chat.card is not None, chat.text
+
+
 class DeskEnv:
     """A runtime on an in-memory (or given) store with a fake clock, and chats on it."""
 

@@ -45,10 +45,32 @@ async def test_resources_lists_microsoft_resources_with_links(env: DeskEnv) -> N
     )
 
 
-async def test_unknown_command_gets_help_not_silence(env: DeskEnv) -> None:
+async def test_an_unknown_command_gets_one_line_with_the_closest_command(env: DeskEnv) -> None:
     chat = env.chat("alice")
-    await chat.send("frobnicate BILL-1")
-    chat.expect("I don't know the command “frobnicate”", "Billing desk commands")
+    await chat.send("stauts BILL-7")  # the arguments typed are kept
+    assert chat.text == "I don't know the command “stauts”. Did you mean `status BILL-7`?"
+    assert chat.kinds == ["error"]
+    await chat.send("lsit all customer Contoso")
+    assert chat.text.endswith("Did you mean `list all customer Contoso`?")
+    await chat.send("frobnicate BILL-1")  # nothing close: one line pointing to help
+    assert chat.text == "I don't know the command “frobnicate”. Type `help` to see what I can do."
+    chat.expect_not("Billing desk commands", "take BILL-n")
+
+
+async def test_the_closest_command_is_one_the_person_may_use(env: DeskEnv) -> None:
+    carol = env.chat("carol")  # a customer: no take, no note
+    await carol.send("tak BILL-1")
+    carol.expect_not("`take")
+    await carol.send("nte BILL-1 hello")
+    carol.expect_not("`note")
+    alice = env.chat("alice")
+    await alice.send("tak BILL-1")
+    alice.expect("Did you mean `take BILL-1`?")
+    nora = env.chat("nora")  # no role: help only
+    await nora.send("stauts BILL-1")
+    assert nora.text == "I don't know the command “stauts”. Type `help` to see what I can do."
+    await nora.send("hlep")
+    nora.expect("Did you mean `help`?")
 
 
 async def test_ask_step_by_step_with_new_customer_and_skip(env: DeskEnv) -> None:
@@ -510,7 +532,39 @@ async def test_list_is_newest_activity_first_and_paged(env: DeskEnv) -> None:
     lines = [line for line in alice.text.splitlines() if line.startswith("BILL-")]
     assert lines[0].startswith("BILL-1 ") and lines[1].startswith("BILL-23 ")
     assert len(lines) == 20
-    alice.expect("…and 3 more.")
+    alice.expect("Open cases, page 1 of 2 · 23 cases:")
+    assert alice.button_labels == ["More"]
+    first = lines
+    await alice.send("list open page 2")
+    alice.expect("Open cases, page 2 of 2 · 23 cases:")
+    second = [line for line in alice.text.splitlines() if line.startswith("BILL-")]
+    assert [line.split()[0] for line in second] == ["BILL-4", "BILL-3", "BILL-2"]
+    assert not {line.split()[0] for line in first} & {line.split()[0] for line in second}
+    assert alice.button_labels == []  # the last page
+    await alice.send("list page 3")
+    alice.expect("Open cases: there are only 2 pages (23 cases).")
+    await alice.send("list page 0")
+    alice.expect("Pages start at 1")
+
+
+async def test_the_more_button_runs_the_next_page_and_keeps_the_filter(env: DeskEnv) -> None:
+    for _ in range(45):
+        await env.new_question(customer="Contoso")
+        env.advance(minutes=1)
+    await env.new_question(customer="Fabrikam")
+    alice = env.chat("alice")
+    await alice.send("list all customer Contoso")
+    alice.expect("All cases of Contoso, page 1 of 3 · 45 cases:")
+    assert alice.button("More").action.as_text() == "list all page 2 customer Contoso"
+    seen: list[str] = []
+    for page in (2, 3):
+        await alice.click("More")
+        alice.expect(f"All cases of Contoso, page {page} of 3 · 45 cases:")
+        seen += [line.split()[0] for line in alice.text.splitlines() if line.startswith("BILL-")]
+    assert seen == [f"BILL-{n}" for n in range(25, 0, -1)]  # stable: newest first, no gaps
+    assert alice.button_labels == []
+    await alice.send("list all customer Fabrikam")
+    alice.expect("All cases of Fabrikam (1):")
 
 
 async def test_customers_and_customer(env: DeskEnv) -> None:

@@ -172,6 +172,7 @@ def test_the_parser_knows_exactly_the_declared_commands_and_their_aliases() -> N
         "分配": "assign",
         "备注": "note",
         "上报": "escalate",
+        "请求状态": "srstatus",
         "解决": "resolve",
         "已告知": "informed",
         "重新打开": "reopen",

@@ -296,8 +296,12 @@ class Store:
         summary_predicate: Callable[[CaseSummary], bool] | None = None,
         limit: int | None = None,
         owner: Any = ANY,
+        offset: int = 0,
     ) -> tuple[list[Case], int]:
         """Cases matching, newest activity first, and how many matched in all.
+
+        ``offset`` and ``limit`` give one page of them: the order (last activity, then
+        case number) is total, so pages neither repeat nor skip a case.
 
         ``owner`` (a user id, or None for unassigned) narrows the live cases through
         an index first. Live cases are filtered in memory (``predicate`` must not
@@ -325,9 +329,9 @@ class Store:
         total = len(keyed)
         if limit is None:
             keyed.sort(key=lambda t: (t[0], t[1]), reverse=True)
-            page = keyed
+            page = keyed[offset:]
         else:
-            page = heapq.nlargest(limit, keyed, key=lambda t: (t[0], t[1]))
+            page = heapq.nlargest(offset + limit, keyed, key=lambda t: (t[0], t[1]))[offset:]
         out: list[Case] = []
         for _ts, number, live_doc in page:
             if live_doc is None:

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 
 OP_VERBS = frozenset({"confirm", "cancel", "done", "retry"})
+# The words of the operation's steps (``suspend confirm <id>``), with the Chinese ones.
+_OP_WORDS = {"confirm": ("确认",), "cancel": ("取消",), "done": ("完成",), "retry": ("重试",)}
 OP_TTL = timedelta(hours=24)  # an unanswered confirmation must be asked again after this
 RUNNING_TIMEOUT = timedelta(minutes=10)  # a run left "running" by a crash may be retried
 _OP_ID = re.compile(r"^[0-9a-f]{12}$")
@@ -72,6 +74,7 @@ class Suspensions(CollectionsBase):
         usage="suspend CUSTOMER",
         help=N_("suspend a customer's subscriptions for non-payment (you confirm first)"),
         handler_checks=True,  # a refusal is audited
+        words=_OP_WORDS,
     )
     async def cmd_suspend(self, turn: Turn, cmd: Command) -> Result:
         await self._check_lead(turn, Action.SUSPEND, cmd)
@@ -85,6 +88,7 @@ class Suspensions(CollectionsBase):
         usage="reactivate CUSTOMER",
         help=N_("reactivate a customer's suspended subscriptions (you confirm first)"),
         handler_checks=True,  # a refusal is audited
+        words=_OP_WORDS,
     )
     async def cmd_reactivate(self, turn: Turn, cmd: Command) -> Result:
         await self._check_lead(turn, Action.REACTIVATE, cmd)
@@ -113,8 +117,8 @@ class Suspensions(CollectionsBase):
     async def _subscriptions(self, turn: Turn, cmd: Command, status: SubscriptionStatus) -> Result:
         verb = "suspend" if status == "suspended" else "reactivate"
         words = cmd.words
-        if len(words) == 2 and words[0].lower() in OP_VERBS and _OP_ID.match(words[1]):
-            return await self._op_step(turn, verb, words[0].lower(), words[1])
+        if len(words) == 2 and cmd.word(0) in OP_VERBS and _OP_ID.match(words[1]):
+            return await self._op_step(turn, verb, cmd.word(0), words[1])
         name = cmd.args.strip()
         if not name:
             raise DomainError(_("Which customer? `{verb} Contoso`").format(verb=verb))

@@ -6,6 +6,7 @@ import json
 
 from bot.domain import State
 from conversations.registry import REGISTRY
+from tests.harness import ask_many
 from tests.slack.slackfake import SlackEnv, new_case
 
 
@@ -24,11 +25,11 @@ async def test_help_and_resources_answer_privately(slack: SlackEnv) -> None:
     assert slack.fake.calls_to("chat.postMessage") == []  # nothing visible in the channel
 
 
-async def test_unknown_command_gets_help_not_silence(slack: SlackEnv) -> None:
-    await slack.command("frobnicate BILL-1")
+async def test_unknown_command_gets_one_line_and_the_closest_command(slack: SlackEnv) -> None:
+    await slack.command("stauts BILL-1")
     answer = slack.fake.last_message(ephemeral=True).text
-    assert "I don't know the command “frobnicate”" in answer
-    assert "`status BILL-n`" in answer
+    assert "I don't know the command “stauts”. Did you mean `status BILL-1`?" in answer
+    assert "`take BILL-n`" not in answer  # not the whole help
     await slack.command("")  # a bare /billing is help
     assert "`status BILL-n`" in slack.fake.last_message(ephemeral=True).text
 
@@ -190,3 +191,17 @@ async def test_a_text_form_never_hijacks_the_next_command(slack: SlackEnv) -> No
     await slack.command("ask")  # modal opened, then closed without submitting
     await slack.command("list")
     assert "Open cases" in slack.fake.last_message(ephemeral=True).text
+
+
+async def test_a_long_list_has_a_more_button_that_shows_the_next_page(slack: SlackEnv) -> None:
+    await ask_many(slack.runtime, "ana", 23)
+    await slack.command("list")
+    first = slack.fake.last_message(ephemeral=True)
+    assert "Open cases, page 1 of 2 · 23 cases:" in first.text
+    more = first.button("list")  # a normal reply button: the command it runs
+    assert more["text"]["text"] == "More" and more["value"] == "list|||open page 2"
+    await slack.click(first, "list")  # Slack's block_actions
+    second = slack.fake.last_message(ephemeral=True)
+    assert "Open cases, page 2 of 2 · 23 cases:" in second.text
+    assert "BILL-3 ·" in second.text and "BILL-23 ·" not in second.text
+    assert second.buttons() == []  # the last page

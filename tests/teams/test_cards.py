@@ -206,7 +206,7 @@ async def test_an_answer_teams_refuses_is_dropped_not_retried(
     bot: BotServer, connector: FakeConnector, teams: Teams
 ) -> None:
     connector.fail[ALICE.dm] = 403  # e.g. the bot was removed from this conversation
-    calls = await send(bot, connector, teams.say(ALICE, "frobnicate"))
+    calls = await send(bot, connector, teams.say(ALICE, "customer Contoso"))  # two answers
     assert len(calls) == 2  # both answers tried once, none again
     assert bot.store.engine.view("inbox") == {}
     assert not [k for k in bot.store.engine.view("conversations") if k.startswith("teams-outbox")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.harness import ask_many
+
 from .conftest import (
     ALICE,
     BILLING_CHANNEL,
@@ -26,9 +28,10 @@ async def test_help_and_resources(bot: BotServer, connector: FakeConnector, team
     (call,) = await say(bot, connector, teams, ALICE, "resources")
     assert "Premier Support" in call.text
     assert "https://learn.microsoft.com/partner-center/" in call.text
-    error, help_again = await say(bot, connector, teams, ALICE, "frobnicate")
-    assert "I don't know the command “frobnicate”" in error.text
-    assert "Billing desk commands" in help_again.text
+    (error,) = await say(bot, connector, teams, ALICE, "frobnicate")  # one line, no help
+    assert error.text == "I don't know the command “frobnicate”. Type `help` to see what I can do."
+    (error,) = await say(bot, connector, teams, ALICE, "stauts BILL-1")
+    assert error.text == "I don't know the command “stauts”. Did you mean `status BILL-1`?"
 
 
 async def test_ask_and_dispute_open_form_cards(
@@ -234,3 +237,22 @@ async def test_dispute_rules_on_teams_cards(
     case = await bot.runtime.store.get_case(1)
     assert case is not None and case.invoice == "INV/2026/01"
     assert [a.action for a in case.audit].count("resolved") == 1
+
+async def test_a_long_list_has_a_more_button_that_shows_the_next_page(
+    bot: BotServer, connector: FakeConnector, teams: Teams
+) -> None:
+    await ask_many(bot.runtime, "alice", 23)
+    (first,) = await say(bot, connector, teams, ALICE, "list")
+    assert "Open cases, page 1 of 2 · 23 cases:" in first.card_text()
+    more = first.action("More")  # the reply's button, an Action.Submit on its card
+    assert more["type"] == "Action.Submit"
+    assert more["data"] == {
+        "action": "list",
+        "case_id": None,
+        "stage": None,
+        "value": "open page 2",
+    }
+    (second,) = await send(bot, connector, teams.click(ALICE, first, "More"))
+    text = second.text or second.card_text()
+    assert "Open cases, page 2 of 2 · 23 cases:" in text
+    assert "BILL-3 ·" in text and "BILL-23 ·" not in text

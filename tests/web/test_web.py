@@ -8,6 +8,7 @@ from decimal import Decimal
 from bot.domain import Role, State
 from bot.kernel.scheduler import loop_key
 from conversations.runtime import Runtime
+from tests.harness import ask_many
 from tests.web.conftest import AppFactory
 from tests.web.helpers import TOKENS, Browser, button, form_context
 
@@ -502,3 +503,17 @@ async def test_buttons_work_without_javascript(web: Web) -> None:
         "/chat/send", data={"csrf": b.csrf, "text": "", "next": "/"}, allow_redirects=False
     )
     assert resp.status == 400
+
+
+async def test_a_long_list_has_a_more_button_that_shows_the_next_page(web: Web) -> None:
+    b, runtime = web
+    await b.login("alice")
+    await ask_many(runtime, "alice", 23)
+    page = await b.say("list")
+    assert "Open cases, page 1 of 2 · 23 cases:" in page
+    more = re.findall(r'<button[^>]*name="action" value="([^"]*)"[^>]*>\s*More\s*</button>', page)
+    assert more == ["list|||open page 2"], page[-3000:]
+    out = await b.click(more[0])
+    assert "Open cases, page 2 of 2 · 23 cases:" in out
+    assert "BILL-3 ·" in out and "BILL-23 ·" not in out
+    assert ">More<" not in out.replace(" ", "").replace("\n", "")  # the last page
