@@ -229,7 +229,9 @@ class DeskCommands(CaseWork):
         customers = {
             cid: await self.store.get_customer(cid) for cid in {c.customer_id for c in cases}
         }
-        lines = [list_line(c, customers.get(c.customer_id), names, turn.now) for c in cases]
+        lines = [
+            list_line(c, customers.get(c.customer_id), names, turn.now, turn.actor) for c in cases
+        ]
         text = f"{title} ({total}):\n" + "\n".join(lines)
         if total > len(cases):
             text += "\n" + _("…and {n} more.").format(n=total - len(cases))
