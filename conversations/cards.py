@@ -17,7 +17,7 @@ from bot.domain import (
     audit_wording,
     visible_audit,
 )
-from bot.i18n import N_, _, format_amount, format_time, ngettext
+from bot.i18n import N_, _, format_amount, format_days, format_time, ngettext
 from bot.kernel.model import ActionRef, Button, ButtonStyle, CardFact, CaseCard
 from bot.money import Money
 from bot.policy import allowed, can_see_internal
@@ -78,8 +78,7 @@ def age(since: datetime, now: datetime) -> str:
     if seconds < 86400 * 2:
         n = seconds // 3600
         return ngettext("{n} hour", "{n} hours", n).format(n=n)
-    n = seconds // 86400
-    return ngettext("{n} day", "{n} days", n).format(n=n)
+    return format_days(seconds // 86400)
 
 
 def state_label(state: State) -> str:

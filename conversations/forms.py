@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.domain import Category, InformedVia, Outcome, is_guid
-from bot.i18n import N_, _
+from bot.i18n import N_, _, ngettext
 from bot.kernel.model import Choice, FieldKind, FormField
 from bot.money import MoneyError, parse_amount, parse_currency, parse_money
 
@@ -94,7 +94,11 @@ def validate(field: FormField, raw: str) -> Parsed:
         return Parsed("")
     if len(text) > field.max_length:
         raise ValidationError(
-            _("That is too long: at most {n} characters.").format(n=field.max_length)
+            ngettext(
+                "That is too long: at most {n} character.",
+                "That is too long: at most {n} characters.",
+                field.max_length,
+            ).format(n=field.max_length)
         )
     try:
         if field.kind == FieldKind.CHOICE:

@@ -27,7 +27,7 @@ from bot.domain import (
     parse_case_id,
     visible_audit,
 )
-from bot.i18n import N_, _
+from bot.i18n import N_, _, ngettext, plural_count
 from bot.policy import can_see_internal
 from conversations.directory import tenant_key
 from conversations.forms import CATEGORY_LABELS
@@ -384,7 +384,8 @@ def duration_text(seconds: float) -> str:
     hours = minutes / 60
     if hours < 48:
         return _("{n} h").format(n=f"{hours:.1f}")
-    return _("{n} days").format(n=f"{hours / 24:.1f}")
+    days = f"{hours / 24:.1f}"
+    return ngettext("{n} day", "{n} days", plural_count(days)).format(n=days)
 
 
 def _median(values: list[float], label: str) -> Median:
