@@ -86,6 +86,49 @@ STAGE_ACTIONS = frozenset(
     }
 )
 
+
+@dataclass(frozen=True, slots=True)
+class AuditKind:
+    """How one kind of audit event is shown: to the desk, and whether and how to a customer.
+
+    ``label`` and ``customer`` are ``N_()`` texts that follow the actor's name
+    ("Alice Agent resolved it"). ``customer=None``: the event is the desk's internal
+    working and a customer never sees it. ``customer_details``: the entry's details a
+    customer may read (the rest, such as service request ids, stay with the desk).
+    """
+
+    label: str
+    customer: str | None
+    customer_details: frozenset[str] = frozenset()
+
+
+# Every kind of audit event a case's trail holds, and what a customer sees of it: the one
+# place that decides (the case card, `status`, the web case page and the lists all ask
+# here). A new kind is added here with its decision (tests/test_audit_visibility.py).
+AUDIT_KINDS: dict[str, AuditKind] = {
+    "created": AuditKind(N_("created"), N_("opened the case"), frozenset({"amount"})),
+    "started": AuditKind(N_("started work"), N_("started working on it")),
+    "assigned": AuditKind(N_("assigned"), None),
+    "noted": AuditKind(N_("added a note"), None),
+    "escalated": AuditKind(N_("escalated to Microsoft"), N_("raised it with Microsoft for you")),
+    "resolved": AuditKind(
+        N_("resolved"),
+        N_("resolved it"),
+        frozenset({"resolution", "outcome", "credited"}),
+    ),
+    "customer_informed": AuditKind(
+        N_("recorded that the customer was told"),
+        N_("told you the outcome"),
+        frozenset({"via", "text"}),
+    ),
+    "reopened": AuditKind(N_("reopened"), N_("reopened it"), frozenset({"reason"})),
+    "cancelled": AuditKind(N_("cancelled"), N_("cancelled it"), frozenset({"reason"})),
+    "closed": AuditKind(N_("closed"), N_("closed it")),
+    "service_request_status": AuditKind(N_("service request status changed"), None),
+    "snoozed": AuditKind(N_("snoozed the reminders"), None),
+}
+
+
 STATE_LABELS: dict[State, str] = {
     State.OPEN: N_("open"),
     State.IN_PROGRESS: N_("in progress"),
@@ -334,6 +377,32 @@ class AuditEntry:
         return cls(at, doc["actor"], doc["channel"], doc["action"], dict(doc.get("details", {})))
 
 
+def audit_wording(action: str, *, internal: bool) -> str | None:
+    """The (untranslated) wording of an audit event for a viewer, or None: not for them.
+
+    The desk (``internal``) sees every event, an unknown kind by its stored name; a
+    customer sees only the kinds :data:`AUDIT_KINDS` shows to customers, never an unknown one.
+    """
+    kind = AUDIT_KINDS.get(action)
+    if internal:
+        return kind.label if kind else action
+    return kind.customer if kind else None
+
+
+def visible_audit(audit: list[AuditEntry], *, internal: bool) -> list[AuditEntry]:
+    """The entries of a trail the viewer may see, each with only the details they may read."""
+    if internal:
+        return list(audit)
+    out = []
+    for entry in audit:
+        kind = AUDIT_KINDS.get(entry.action)
+        if kind is None or kind.customer is None:
+            continue
+        details = {k: v for k, v in entry.details.items() if k in kind.customer_details}
+        out.append(AuditEntry(entry.at, entry.actor, entry.channel, entry.action, details))
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Note:
     """An internal note: never shown to customer users."""
@@ -459,6 +528,13 @@ class Case:
         change the stage, so a note never makes someone else's card stale.
         """
         return sum(1 for a in self.audit if a.action in STAGE_ACTIONS)
+
+    def last_activity(self, *, internal: bool) -> datetime:
+        """When the case last changed as the viewer sees it (a snooze is no news to a customer)."""
+        if internal:
+            return self.updated_at or self.created_at
+        seen = visible_audit(self.audit, internal=False)
+        return seen[-1].at if seen else self.created_at
 
     @property
     def is_live(self) -> bool:

@@ -167,6 +167,16 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     return _translations(_current.get()).ngettext(singular, plural, n)
 
 
+def plural_count(shown: str) -> int:
+    """The count that picks the plural form of a number already formatted as text.
+
+    For a value that may have a fraction (``f"{minutes:g}"``, ``f"{days:.1f}"``): exactly
+    ``1`` takes the singular, anything else (``2``, ``1.5``, ``1.0``, ``0``) the plural, as
+    English (CLDR) does. Whole counts go to :func:`ngettext` as they are.
+    """
+    return 1 if shown.strip() == "1" else 2
+
+
 def N_(message: str) -> str:
     """Mark ``message`` for extraction without translating it now."""
     return message
@@ -191,6 +201,11 @@ def format_date(day: date) -> str:
 
     pattern = "yyyy年M月d日" if _babel_locale() == "zh_CN" else "yyyy-MM-dd"
     return babel_format_date(day, pattern, locale=_babel_locale())
+
+
+def format_days(n: int) -> str:
+    """A number of whole days: ``1 day``, ``5 days``, ``5 天``."""
+    return ngettext("{n} day", "{n} days", n).format(n=n)
 
 
 def format_amount(amount: Decimal, currency: str) -> str:

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
-from bot.i18n import _
+from bot.i18n import _, ngettext
 
 # Active ISO 4217 codes and their minor units (decimal places).
 CURRENCIES: dict[str, int] = {
@@ -140,9 +140,11 @@ def parse_amount(text: str, currency: str | None = None, *, allow_zero: bool = F
     integer_part = cleaned.split(".")[0].lstrip("0")
     if len(integer_part) > MAX_INTEGER_DIGITS:
         raise MoneyError(
-            _("That amount is too large: at most {digits} digits before the dot.").format(
-                digits=MAX_INTEGER_DIGITS
-            )
+            ngettext(
+                "That amount is too large: at most {n} digit before the dot.",
+                "That amount is too large: at most {n} digits before the dot.",
+                MAX_INTEGER_DIGITS,
+            ).format(n=MAX_INTEGER_DIGITS)
         )
     try:
         value = Decimal(cleaned)
@@ -155,9 +157,11 @@ def parse_amount(text: str, currency: str | None = None, *, allow_zero: bool = F
         exponent = value.as_tuple().exponent
         if isinstance(exponent, int) and -exponent > places:
             raise MoneyError(
-                _("{currency} has {places} decimal places; {text} has more.").format(
-                    currency=currency, places=places, text=raw
-                )
+                ngettext(
+                    "{currency} has {n} decimal place; {text} has more.",
+                    "{currency} has {n} decimal places; {text} has more.",
+                    places,
+                ).format(currency=currency, n=places, text=raw)
             )
     return value
 

@@ -35,7 +35,7 @@ from bot.domain import (
     customer_key,
     is_guid,
 )
-from bot.i18n import _
+from bot.i18n import _, ngettext
 from bot.money import CURRENCIES, Money, MoneyError, parse_amount, parse_currency
 
 REQUIRED_COLUMNS = (
@@ -317,7 +317,11 @@ def parse_csv(text: str) -> ParsedCsv:
             out.errors.append(
                 RowError(
                     start,
-                    _("has {n} fields but the header has {m}").format(n=len(cells), m=len(names))
+                    ngettext(
+                        "has {n} field but the header has {m}",
+                        "has {n} fields but the header has {m}",
+                        len(cells),
+                    ).format(n=len(cells), m=len(names))
                     + (
                         _(
                             " (a comma inside a value? Quote the value, and write "
@@ -339,7 +343,13 @@ def parse_csv(text: str) -> ParsedCsv:
         if not name:
             problems.append(_("customer_name is empty"))
         elif len(name) > MAX_NAME:
-            problems.append(_("customer_name is longer than {n} characters").format(n=MAX_NAME))
+            problems.append(
+                ngettext(
+                    "customer_name is longer than {n} character",
+                    "customer_name is longer than {n} characters",
+                    MAX_NAME,
+                ).format(n=MAX_NAME)
+            )
         tenant_text = cell("customer_tenant_id")
         tenant: str | None = None
         if tenant_text:

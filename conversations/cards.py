@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.domain import STATE_LABELS, Actor, Case, Customer, Kind, Role, State, User
-from bot.i18n import N_, _, format_amount, format_time, ngettext
+from bot.domain import (
+    STATE_LABELS,
+    Actor,
+    AuditEntry,
+    Case,
+    Customer,
+    Kind,
+    Role,
+    State,
+    User,
+    audit_wording,
+    visible_audit,
+)
+from bot.i18n import N_, _, format_amount, format_days, format_time, ngettext
 from bot.kernel.model import ActionRef, Button, ButtonStyle, CardFact, CaseCard
 from bot.money import Money
 from bot.policy import allowed, can_see_internal
@@ -13,20 +25,6 @@ from conversations.forms import CATEGORY_LABELS, OUTCOME_LABELS, VIA_LABELS
 from conversations.registry import REGISTRY
 from conversations.text import u
 
-AUDIT_LABELS = {
-    "created": N_("created"),
-    "started": N_("started work"),
-    "assigned": N_("assigned"),
-    "noted": N_("added a note"),
-    "escalated": N_("escalated to Microsoft"),
-    "resolved": N_("resolved"),
-    "customer_informed": N_("recorded that the customer was told"),
-    "reopened": N_("reopened"),
-    "cancelled": N_("cancelled"),
-    "closed": N_("closed"),
-    "service_request_status": N_("service request status changed"),
-    "snoozed": N_("snoozed the reminders"),
-}
 # A Microsoft service request's status and how it was filed: in English the words of
 # `srstatus` and the config, translated for other locales.
 SR_STATUS_LABELS = {
@@ -80,8 +78,7 @@ def age(since: datetime, now: datetime) -> str:
     if seconds < 86400 * 2:
         n = seconds // 3600
         return ngettext("{n} hour", "{n} hours", n).format(n=n)
-    n = seconds // 86400
-    return ngettext("{n} day", "{n} days", n).format(n=n)
+    return format_days(seconds // 86400)
 
 
 def state_label(state: State) -> str:
@@ -206,17 +203,14 @@ def case_card(
                 ),
             )
         )
-    history = []
-    for entry in case.audit[-4:]:
-        if not internal and entry.action == "noted":
-            continue
-        history.append(
-            _("{when} · {who} {what}").format(
-                when=local_time(entry.at, viewer_tz),
-                who=u(names.get(entry.actor, entry.actor)),
-                what=_(AUDIT_LABELS.get(entry.action, entry.action)),
-            )
+    history = [
+        _("{when} · {who} {what}").format(
+            when=local_time(entry.at, viewer_tz),
+            who=u(names.get(entry.actor, entry.actor)),
+            what=audit_label(entry, internal=internal),
         )
+        for entry in visible_audit(case.audit, internal=internal)[-4:]
+    ]
     return CaseCard(
         case_id=case.id,
         title=title,
@@ -229,7 +223,15 @@ def case_card(
     )
 
 
-def list_line(case: Case, customer: Customer | None, names: dict[str, str], now: datetime) -> str:
+def audit_label(entry: AuditEntry, *, internal: bool) -> str:
+    """What an audit entry says the actor did, worded for the viewer, in the current locale."""
+    wording = audit_wording(entry.action, internal=internal)
+    return _(wording) if wording else ""
+
+
+def list_line(
+    case: Case, customer: Customer | None, names: dict[str, str], now: datetime, viewer: Actor
+) -> str:
     owner = u(names.get(case.owner, case.owner)) if case.owner else _("unassigned")
     desc = case.description if len(case.description) <= 60 else case.description[:57] + "…"
     return _("{case} · {customer} · {state} · {owner} · {age} ago — {desc}").format(
@@ -237,18 +239,16 @@ def list_line(case: Case, customer: Customer | None, names: dict[str, str], now:
         customer=u(customer.name if customer else case.customer_id),
         state=state_label(case.state),
         owner=owner,
-        age=age(case.updated_at or case.created_at, now),
+        age=age(case.last_activity(internal=can_see_internal(viewer)), now),
         desc=u(desc),
     )
 
 
 def full_history(case: Case, viewer: Actor, viewer_tz: str, names: dict[str, str]) -> list[str]:
-    """Every audit entry as a line (notes' texts only for staff)."""
+    """Every audit entry the viewer may see as a line (:data:`bot.domain.AUDIT_KINDS`)."""
     internal = can_see_internal(viewer)
     lines = []
-    for entry in case.audit:
-        if not internal and entry.action == "noted":
-            continue
+    for entry in visible_audit(case.audit, internal=internal):
         details = ""
         if entry.action in ("resolved", "cancelled", "reopened", "customer_informed"):
             text = (
@@ -265,7 +265,7 @@ def full_history(case: Case, viewer: Actor, viewer_tz: str, names: dict[str, str
             _("{when} · {who} {what}{details} (via {channel})").format(
                 when=local_time(entry.at, viewer_tz),
                 who=u(names.get(entry.actor, entry.actor)),
-                what=_(AUDIT_LABELS.get(entry.action, entry.action)),
+                what=audit_label(entry, internal=internal),
                 details=details,
                 channel=entry.channel,
             )
@@ -273,4 +273,13 @@ def full_history(case: Case, viewer: Actor, viewer_tz: str, names: dict[str, str
     return lines
 
 
-__all__ = ["User", "buttons_for", "case_card", "full_history", "list_line", "local_time", "age"]
+__all__ = [
+    "User",
+    "audit_label",
+    "buttons_for",
+    "case_card",
+    "full_history",
+    "list_line",
+    "local_time",
+    "age",
+]

@@ -28,7 +28,7 @@ from typing import Any, cast
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.domain import Conflict, DomainError, User
-from bot.i18n import _, use_locale
+from bot.i18n import _, ngettext, use_locale
 from bot.kernel.model import ActionRef, Message, Reply
 from bot.money import MoneyError
 from bot.policy import Action, allowed, check
@@ -87,7 +87,11 @@ class Desk(DeskCommands):
             msg.form_values = {k: clean_input(str(v)) for k, v in msg.form_values.items()}
         if len(msg.text) > MAX_TEXT:
             with use_locale(msg.locale):  # the person is not looked up yet: the platform's
-                text = _("That message is too long for me: at most {n} characters.")
+                text = ngettext(
+                    "That message is too long for me: at most {n} character.",
+                    "That message is too long for me: at most {n} characters.",
+                    MAX_TEXT,
+                )
             return _reply(text.format(n=MAX_TEXT), kind="error")
         try:
             user, actor = await self.directory.resolve(msg)

@@ -261,7 +261,9 @@ class DeskCommands(CaseWork):
         customers = {
             cid: await self.store.get_customer(cid) for cid in {c.customer_id for c in cases}
         }
-        lines = [list_line(c, customers.get(c.customer_id), names, turn.now) for c in cases]
+        lines = [
+            list_line(c, customers.get(c.customer_id), names, turn.now, turn.actor) for c in cases
+        ]
         if pages == 1:
             head = f"{title} ({total}):"
         else:

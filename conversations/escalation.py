@@ -47,7 +47,7 @@ from bot.domain import (
     parse_case_id,
     transition_error,
 )
-from bot.i18n import N_, _, use_locale
+from bot.i18n import N_, _, ngettext, plural_count, use_locale
 from bot.kernel.model import ActionRef, Button, ButtonStyle, Choice, FieldKind, Reply, read_stage
 from bot.kernel.scheduler import iso, notify_key
 from bot.partner_center import (
@@ -531,16 +531,18 @@ class EscalationFlow:
                     raise
         assert case is not None
         log.info("%s escalated as service request %s (MS-RequestId=%s)", case.id, info.id, rid)
-        text = _(
-            "{case} is escalated to Microsoft: Partner Center filed service request {sr} "
-            "({topic}, {severity}). I check it every {minutes} minutes and tell the owner when "
-            "Microsoft answers."
-        ).format(
-            case=case.id,
-            sr=u(info.id),
-            topic=u(body["topic"]),
-            severity=body["severity"],
-            minutes=f"{self.settings.partner_center_poll_minutes:g}",
+        minutes = f"{self.settings.partner_center_poll_minutes:g}"
+        text = (
+            _(
+                "{case} is escalated to Microsoft: Partner Center filed service request {sr} "
+                "({topic}, {severity})."
+            ).format(case=case.id, sr=u(info.id), topic=u(body["topic"]), severity=body["severity"])
+            + " "
+            + ngettext(
+                "I check it every {n} minute and tell the owner when Microsoft answers.",
+                "I check it every {n} minutes and tell the owner when Microsoft answers.",
+                plural_count(minutes),
+            ).format(n=minutes)
         )
         card = await self.desk.card_for(turn, case)
         return Result([Reply(text=text, card=card)])
@@ -626,14 +628,21 @@ class EscalationFlow:
         # With credentials the API can read a request filed in the portal too.
         mode = "api" if self.api_mode else "manual"
         if mode == "api":
-            follow = _("I check it every {minutes} minutes.").format(
-                minutes=f"{self.settings.partner_center_poll_minutes:g}"
-            )
+            minutes = f"{self.settings.partner_center_poll_minutes:g}"
+            follow = ngettext(
+                "I check it every {n} minute.",
+                "I check it every {n} minutes.",
+                plural_count(minutes),
+            ).format(n=minutes)
         else:
-            follow = _(
-                "I will ask you to check it in the portal every {hours} hours; record what "
-                "Microsoft says with `srstatus {case} attention_needed|closed text`."
-            ).format(hours=f"{self.settings.partner_center_manual_check_hours:g}", case=case.id)
+            hours = f"{self.settings.partner_center_manual_check_hours:g}"
+            follow = ngettext(
+                "I will ask you to check it in the portal every {n} hour; record what "
+                "Microsoft says with `srstatus {case} attention_needed|closed text`.",
+                "I will ask you to check it in the portal every {n} hours; record what "
+                "Microsoft says with `srstatus {case} attention_needed|closed text`.",
+                plural_count(hours),
+            ).format(n=hours, case=case.id)
         out = await self.desk.save_and_show(
             turn,
             case,
@@ -802,10 +811,14 @@ class EscalationFlow:
             if errors == POLL_ERRORS_BEFORE_TELLING:
                 for user in await self._recipients(case):
                     with use_locale(user.locale):
-                        text = _(
+                        text = ngettext(
+                            "I could not read Microsoft service request {sr} of {case} "
+                            "{n} time in a row: {message} Check it in the Partner Center portal; "
+                            "`srstatus {case} …` records what you see.",
                             "I could not read Microsoft service request {sr} of {case} "
                             "{n} times in a row: {message} Check it in the Partner Center portal; "
-                            "`srstatus {case} …` records what you see."
+                            "`srstatus {case} …` records what you see.",
+                            errors,
                         ).format(sr=sr.id, case=case.id, n=errors, message=exc.user_message)
                     extra.append(self._notify(f"pollerror:{sr.id}", user, text, case, now))
             await self.scheduler.finish(key, {**nxt, "errors": errors}, extra)

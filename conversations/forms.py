@@ -19,7 +19,7 @@ from bot.domain import (
     check_invoice_number,
     is_guid,
 )
-from bot.i18n import N_, _
+from bot.i18n import N_, _, ngettext
 from bot.kernel.model import Choice, FieldKind, FormField
 from bot.money import MoneyError, parse_amount, parse_currency, parse_money
 
@@ -100,7 +100,11 @@ def validate(field: FormField, raw: str) -> Parsed:
         return Parsed("")
     if len(text) > field.max_length:
         raise ValidationError(
-            _("That is too long: at most {n} characters.").format(n=field.max_length)
+            ngettext(
+                "That is too long: at most {n} character.",
+                "That is too long: at most {n} characters.",
+                field.max_length,
+            ).format(n=field.max_length)
         )
     try:
         if field.kind == FieldKind.CHOICE:

@@ -669,10 +669,13 @@ def test_cli_import_without_a_serve_opens_the_store(tmp_path: Path) -> None:
     path.write_text(CLI_CSV, encoding="utf-8")
     first = run_import(db, path)
     assert first.returncode == 1, first.stderr  # a bad row
-    assert "ar.csv: 1 new, 0 updated, 0 unchanged invoices; 1 customers created" in first.stdout
+    assert (
+        "ar.csv: 1 invoice: 1 new, 0 updated, 0 unchanged; 1 customer created, 0 updated."
+        in first.stdout
+    )
     assert 'line 3: amount: "oops" is not an amount' in first.stdout
     again = run_import(db, path)
-    assert "0 new, 0 updated, 1 unchanged invoices; 0 customers created" in again.stdout
+    assert "1 invoice: 0 new, 0 updated, 1 unchanged; 0 customers created" in again.stdout
 
 
 def test_cli_import_of_a_missing_file(
@@ -698,7 +701,7 @@ def test_cli_import_goes_through_a_running_serve(tmp_path: Path) -> None:
     try:
         result = run_import(db, path)  # the serve owns the store: the import goes over loopback
         assert result.returncode == 0, result.stderr
-        assert "2 new, 0 updated, 0 unchanged invoices; 1 customers created" in result.stdout
+        assert "2 invoices: 2 new, 0 updated, 0 unchanged; 1 customer created" in result.stdout
         import urllib.request
 
         body = json.dumps({"text": "overdue", "user": "lena"}).encode()

@@ -57,4 +57,4 @@ def test_doctor_finds_half_set_credentials_public_bind_and_loose_files(tmp_path:
     assert f"chmod 600 {cfg}" in text
     assert "xoxb-1" not in text  # secrets are never printed
     with_tokens = replace(settings, users=(UserConfig(name="lena", web_token_sha256="ab" * 32),))
-    assert "1 user(s) can log in" in report(check(with_tokens))[0]
+    assert "web page: 1 user can log in with a token" in report(check(with_tokens))[0]

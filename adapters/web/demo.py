@@ -39,6 +39,7 @@ from bot.domain import (
     User,
     customer_key,
 )
+from bot.i18n import ngettext
 from bot.kernel.scheduler import iso, loop_key, watch_key
 from bot.money import Money
 from bot.storage import Op, Store
@@ -76,6 +77,18 @@ def holdings(store: Store) -> dict[str, int]:
     if docs:
         out["receivables"] = len(docs)
     return {k: v for k, v in out.items() if v}
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """``3 customers, 1 case``: what :func:`holdings` or :func:`fill_demo` counted (not 0s)."""
+    words = {
+        "cases": lambda n: ngettext("{n} case", "{n} cases", n),
+        "customers": lambda n: ngettext("{n} customer", "{n} customers", n),
+        "case numbers": lambda n: ngettext("{n} case number", "{n} case numbers", n),
+        "receivables": lambda n: ngettext("{n} receivable", "{n} receivables", n),
+        "users": lambda n: ngettext("{n} user", "{n} users", n),
+    }
+    return ", ".join(words[k](n).format(n=n) for k, n in counts.items() if n)
 
 
 @dataclass(slots=True)
@@ -203,9 +216,9 @@ async def fill_demo(store: Store, settings: Settings, now: datetime) -> dict[str
     """Fill an empty store; returns how many of each thing were made. Raises DemoRefused."""
     held = holdings(store)
     if held:
-        what = ", ".join(f"{n} {k}" for k, n in held.items())
         raise DemoRefused(
-            f"the store already holds data ({what}); demo-data only fills an empty store. "
+            f"the store already holds data ({counts_text(held)}); demo-data only fills an "
+            "empty store. "
             "Point BOT_DB at a new file to try it."
         )
     rng = random.Random(20261124)

@@ -589,7 +589,7 @@ async def dashboard(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     data = await _load(ctx)
     f = Filters.from_query(request.query)
     cases = apply(data.live, f, data.customers)
-    rows = [case_row(c, data.customers, data.names, data.now) for c in cases]
+    rows = [case_row(c, data.customers, data.names, data.now, internal=ctx.staff) for c in cases]
     around = apply(data.live, f.without_state(), data.customers)
     period = Period.from_query(request.query, data.now.date())
     values: dict[str, Any] = {
@@ -684,7 +684,7 @@ async def export_csv(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     stamp = data.now.strftime("%Y%m%d-%H%M")
     if which == "cases":
         rows = [
-            case_row(c, data.customers, data.names, data.now)
+            case_row(c, data.customers, data.names, data.now, internal=ctx.staff)
             for c in apply(data.live, f, data.customers)
         ]
         return csv_response(

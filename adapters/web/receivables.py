@@ -19,7 +19,7 @@ from typing import Any
 
 from bot.config import Settings
 from bot.domain import Customer
-from bot.i18n import _
+from bot.i18n import _, ngettext
 from bot.money import Money
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,15 @@ class StageTotal:
     accounts: int
     invoices: int
     amount_text: str
+
+    def counts_text(self) -> str:
+        """``1 account · 2 invoices`` in the current locale."""
+        return " · ".join(
+            (
+                ngettext("{n} account", "{n} accounts", self.accounts).format(n=self.accounts),
+                ngettext("{n} invoice", "{n} invoices", self.invoices).format(n=self.invoices),
+            )
+        )
 
 
 def stage_label(action: str | None, days: int | None) -> str:

@@ -25,8 +25,9 @@ from bot.domain import (
     Role,
     State,
     parse_case_id,
+    visible_audit,
 )
-from bot.i18n import N_, _
+from bot.i18n import N_, _, ngettext, plural_count
 from bot.policy import can_see_internal
 from conversations.directory import tenant_key
 from conversations.forms import CATEGORY_LABELS
@@ -245,7 +246,12 @@ class CaseRow:
 
 
 def case_row(
-    case: Case, customers: Mapping[str, Customer], names: Mapping[str, str], now: datetime
+    case: Case,
+    customers: Mapping[str, Customer],
+    names: Mapping[str, str],
+    now: datetime,
+    *,
+    internal: bool,
 ) -> CaseRow:
     customer = customers.get(case.customer_id)
     return CaseRow(
@@ -260,7 +266,7 @@ def case_row(
         invoice=case.invoice or (case.dispute.invoice if case.dispute else ""),
         amount=str(case.dispute.amount) if case.dispute else "",
         created=case.created_at,
-        updated=case.updated_at or case.created_at,
+        updated=case.last_activity(internal=internal),
         age_days=round((now - case.created_at).total_seconds() / 86400, 1),
         description=case.description,
     )
@@ -422,7 +428,8 @@ def duration_text(seconds: float) -> str:
     hours = minutes / 60
     if hours < 48:
         return _("{n} h").format(n=f"{hours:.1f}")
-    return _("{n} days").format(n=f"{hours / 24:.1f}")
+    days = f"{hours / 24:.1f}"
+    return ngettext("{n} day", "{n} days", plural_count(days)).format(n=days)
 
 
 def _median(values: list[float], label: str) -> Median:
@@ -504,8 +511,6 @@ class AuditLine:
     details: str
 
 
-# Audit details a customer may see (no service-request ids, no note flags).
-_CUSTOMER_DETAILS = ("resolution", "reason", "via", "text", "outcome", "credited", "amount")
 _SKIP_DETAILS = ("kind",)
 
 
@@ -575,17 +580,13 @@ def _details_text(action: str, details: Mapping[str, Any]) -> str:
 
 
 def audit_lines(case: Case, viewer: Actor, names: Mapping[str, str]) -> list[AuditLine]:
-    """The full trail as the viewer may see it: customers get no notes and no SR details."""
-    from conversations.cards import AUDIT_LABELS
+    """The full trail as the viewer may see it (:data:`bot.domain.AUDIT_KINDS` decides)."""
+    from conversations.cards import audit_label
 
     internal = can_see_internal(viewer)
     out = []
-    for entry in case.audit:
-        if not internal and entry.action in ("noted", "service_request_status"):
-            continue
+    for entry in visible_audit(case.audit, internal=internal):
         details: dict[str, Any] = dict(entry.details)
-        if not internal:
-            details = {k: v for k, v in details.items() if k in _CUSTOMER_DETAILS}
         if entry.action == "assigned":
             details = {k: names.get(v, v) if v else "—" for k, v in details.items()}
         text = _details_text(entry.action, details)
@@ -593,7 +594,7 @@ def audit_lines(case: Case, viewer: Actor, names: Mapping[str, str]) -> list[Aud
             AuditLine(
                 at=entry.at,
                 who=names.get(entry.actor, entry.actor),
-                action=_(AUDIT_LABELS.get(entry.action, entry.action)),
+                action=audit_label(entry, internal=internal),
                 channel=entry.channel,
                 details=text,
             )

@@ -401,7 +401,7 @@ async def receivables_import(settings: Settings, path: str, user: str | None) ->
 
 async def demo_data_command(settings: Settings) -> int:
     """``billing-bot demo-data``: through a running serve on loopback, else on the store itself."""
-    from adapters.web.demo import DemoRefused, fill_demo
+    from adapters.web.demo import DemoRefused, counts_text, fill_demo
     from bot.clock import clock_from_env
 
     async def directly(store: Store) -> dict[str, int]:
@@ -422,7 +422,7 @@ async def demo_data_command(settings: Settings) -> int:
     except CommandFailed as exc:
         print(f"billing-bot: demo-data: {exc}", file=sys.stderr)
         return 1
-    made = ", ".join(f"{n} {k}" for k, n in summary.items() if n)
+    made = counts_text(summary)
     where = f"the serve at {url}" if url else settings.db_path
     print(f"Demo data is in {where}: {made}.")
     if url:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import Settings, UserConfig
+from bot.i18n import ngettext
 
 MAKE_TOKEN = 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
 DIGEST_OF_TOKEN = (
@@ -158,8 +159,13 @@ def check(settings: Settings) -> list[Finding]:
             out.append(
                 Finding(
                     "ok",
-                    f"web page: {len(tokens)} user(s) can log in with a token "
-                    f"(make each a long random one: {MAKE_TOKEN})",
+                    ngettext(
+                        "web page: {n} user can log in with a token "
+                        "(make each a long random one: {make})",
+                        "web page: {n} users can log in with a token "
+                        "(make each a long random one: {make})",
+                        len(tokens),
+                    ).format(n=len(tokens), make=MAKE_TOKEN),
                 )
             )
     out.extend(weak_tokens(settings))
@@ -205,7 +211,11 @@ def report(findings: list[Finding]) -> tuple[str, int]:
             line += f" — fix: {f.fix}"
         lines.append(line)
     errors = sum(1 for f in findings if f.level == "error")
-    lines.append(f"{errors} problem(s) to fix." if errors else "All good.")
+    lines.append(
+        ngettext("{n} problem to fix.", "{n} problems to fix.", errors).format(n=errors)
+        if errors
+        else "All good."
+    )
     return "\n".join(lines), 1 if errors else 0
 
 

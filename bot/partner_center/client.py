@@ -34,7 +34,7 @@ import aiohttp
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.domain import is_guid
-from bot.i18n import N_, _
+from bot.i18n import N_, _, ngettext, plural_count
 from bot.outbound import TOTAL_SECONDS, client_timeout
 from bot.partner_center.auth import Credentials, TokenKind, TokenProvider
 from bot.partner_center.errors import (
@@ -636,10 +636,14 @@ class PartnerCenterClient:
             assert about.maybe_done is not None
             text = about.maybe_done
         elif gave_up.retry_after is not None and gave_up.retry_after > self.max_retry_after:
-            text = _(
-                "Partner Center is busy and asked us to wait {seconds} seconds; "
-                "{not_done}, try again later."
-            ).format(seconds=f"{gave_up.retry_after:.0f}", not_done=about.not_done)
+            seconds = f"{gave_up.retry_after:.0f}"
+            text = ngettext(
+                "Partner Center is busy and asked us to wait {n} second; "
+                "{not_done}, try again later.",
+                "Partner Center is busy and asked us to wait {n} seconds; "
+                "{not_done}, try again later.",
+                plural_count(seconds),
+            ).format(n=seconds, not_done=about.not_done)
         elif about.maybe_done is None:  # a read: nothing to undo
             text = _("Partner Center is not answering right now; try again later.")
         else:

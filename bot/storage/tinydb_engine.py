@@ -51,6 +51,7 @@ from typing import Any
 from tinydb import TinyDB
 from tinydb.storages import Storage
 
+from bot.i18n import ngettext
 from bot.storage.engine import (
     ARCHIVED,
     CORE_TABLES,
@@ -998,14 +999,19 @@ def _snapshot_report(path: Path, names: set[str] | None = None) -> tuple[str | N
     if version > SCHEMA_VERSION:
         return f"written by a newer billing-bot (schema {version})", ""
     docs = sum(len(t) for t in tables.values())
-    return None, f"ok (seq {seq}, {docs} documents)"
+    return None, ngettext(
+        "ok (seq {seq}, {n} document)", "ok (seq {seq}, {n} documents)", docs
+    ).format(seq=seq, n=docs)
 
 
 def _torn_text(line: JournalLine) -> str:
-    return (
-        f"journal line {line.number} (byte {line.offset}): torn tail of {line.length} bytes "
-        "without a newline — a write never acknowledged, dropped at the next start"
-    )
+    return ngettext(
+        "journal line {line} (byte {offset}): torn tail of {n} byte "
+        "without a newline — a write never acknowledged, dropped at the next start",
+        "journal line {line} (byte {offset}): torn tail of {n} bytes "
+        "without a newline — a write never acknowledged, dropped at the next start",
+        line.length,
+    ).format(line=line.number, offset=line.offset, n=line.length)
 
 
 def check_store(path: str | os.PathLike[str]) -> tuple[bool, list[str]]:
@@ -1039,7 +1045,13 @@ def check_store(path: str | os.PathLike[str]) -> tuple[bool, list[str]]:
             )
         else:
             good += 1
-    report.append(f"journal: {good} good lines, {damaged} damaged")
+    report.append(
+        ngettext(
+            "journal: {n} good line, {damaged} damaged",
+            "journal: {n} good lines, {damaged} damaged",
+            good,
+        ).format(n=good, damaged=damaged)
+    )
     if text.startswith("missing") and (raw.strip() or _nonempty(files["archive"])):
         ok = False
         report.append("the snapshot is missing but the journal or archive holds data")
@@ -1152,8 +1164,14 @@ def _write_repair(src: dict[str, Path], dst: dict[str, Path]) -> list[str]:
         engine._open_sync()  # proves the copy loads, and indexes its archive
     finally:
         engine._close_files()
+    archive_size = ngettext("{n} byte", "{n} bytes", len(archive)).format(n=len(archive))
     report.append(
-        f"wrote {dst['snapshot']}: the snapshot, {len(kept)} of {total} complete journal "
-        f"lines and the archive ({len(archive)} bytes); point BOT_DB at it to use it"
+        ngettext(
+            "wrote {path}: the snapshot, {kept} of {n} complete journal line and the archive "
+            "({size}); point BOT_DB at it to use it",
+            "wrote {path}: the snapshot, {kept} of {n} complete journal lines and the archive "
+            "({size}); point BOT_DB at it to use it",
+            total,
+        ).format(path=dst["snapshot"], kept=len(kept), n=total, size=archive_size)
     )
     return report

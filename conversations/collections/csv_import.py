@@ -13,7 +13,7 @@ from typing import Any
 
 from bot.config import Settings
 from bot.domain import Customer, DomainError, customer_key
-from bot.i18n import _
+from bot.i18n import _, ngettext
 from bot.kernel.scheduler import iso
 from bot.receivables import Receivable, ReceivableError, RowError, invoice_key, merge_row, parse_csv
 from bot.storage import Op, Store, VersionConflict
@@ -69,22 +69,30 @@ class ImportReport:
         )
 
     def text(self) -> str:
+        total = len(self.new) + len(self.updated) + self.unchanged
+        invoices = ngettext(
+            "{n} invoice: {new} new, {updated} updated, {unchanged} unchanged",
+            "{n} invoices: {new} new, {updated} updated, {unchanged} unchanged",
+            total,
+        ).format(n=total, new=len(self.new), updated=len(self.updated), unchanged=self.unchanged)
+        created = len(self.customers_created)
+        customers = ngettext(
+            "{n} customer created, {updated} updated",
+            "{n} customers created, {updated} updated",
+            created,
+        ).format(n=created, updated=len(self.customers_updated))
         lines = [
-            _(
-                "{file}: {new} new, {updated} updated, {unchanged} unchanged invoices; "
-                "{created} customers created, {cupdated} updated."
-            ).format(
-                file=self.file,
-                new=len(self.new),
-                updated=len(self.updated),
-                unchanged=self.unchanged,
-                created=len(self.customers_created),
-                cupdated=len(self.customers_updated),
+            _("{file}: {invoices}; {customers}.").format(
+                file=self.file, invoices=invoices, customers=customers
             )
         ]
         if self.errors:
             lines.append(
-                _("{n} bad rows were skipped (the header is line 1):").format(n=len(self.errors))
+                ngettext(
+                    "{n} bad row was skipped (the header is line 1):",
+                    "{n} bad rows were skipped (the header is line 1):",
+                    len(self.errors),
+                ).format(n=len(self.errors))
             )
             lines += [f"  {e}" for e in self.errors]
         for w in self.warnings:

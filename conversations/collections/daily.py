@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.domain import Customer, DomainError, NotFound, User
-from bot.i18n import _, ngettext, use_locale
+from bot.i18n import _, format_days, ngettext, use_locale
 from bot.kernel.model import ActionRef, Button, ButtonStyle, Reply
 from bot.kernel.scheduler import iso
 from bot.policy import Action, check
@@ -306,11 +306,11 @@ class DailyRun(CollectionsBase):
         action, _sep, days = stage.partition("@")
         suspend_on = suspension_date(overdue.oldest_due, self.stages)
         head = _(
-            "Collections · {customer} is {days} days overdue: {amount} (invoices {invoices}). "
+            "Collections · {customer} is {how_long} overdue: {amount} (invoices {invoices}). "
             "Step due: {label} (day {stage_days} of the policy)."
         ).format(
             customer=name,
-            days=overdue.days,
+            how_long=format_days(overdue.days),
             amount=overdue.amount_text,
             invoices=", ".join(u(i) for i in overdue.invoice_numbers),
             label=_stage_label(action),

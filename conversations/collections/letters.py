@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from bot.i18n import _, format_date
+from bot.i18n import _, format_date, format_days
 from bot.receivables import CustomerOverdue
 from conversations.text import u
 
@@ -40,7 +40,7 @@ def draft_text(
             "Subject: Friendly reminder: invoice {invoices} is overdue\n\n"
             "Hello {customer},\n\n"
             "This is a friendly reminder that {amount} on invoice {invoices} was due on "
-            "{due} and is now {days} days overdue. If you have already paid, thank you, and "
+            "{due} and is now {how_long} overdue. If you have already paid, thank you, and "
             "please ignore this message. Otherwise please arrange payment soon, or tell us if "
             "anything about the invoice is unclear."
         )
@@ -49,7 +49,7 @@ def draft_text(
             "Subject: Overdue invoice: access to your Microsoft subscriptions will be "
             "impacted on {suspend_on}\n\n"
             "Hello {customer},\n\n"
-            "{amount} on invoice {invoices} was due on {due} and is now {days} days overdue. "
+            "{amount} on invoice {invoices} was due on {due} and is now {how_long} overdue. "
             "Under our collections policy, if we have not received payment by {suspend_on}, "
             "access to these Microsoft subscriptions will be suspended on that day:\n{subs}\n\n"
             "Please pay {amount} before {suspend_on}. If you have paid already, please send "
@@ -59,7 +59,7 @@ def draft_text(
         body = _(
             "Subject: Your Microsoft subscriptions are suspended for non-payment\n\n"
             "Hello {customer},\n\n"
-            "Because {amount} on invoice {invoices} is {days} days overdue, we have suspended "
+            "Because {amount} on invoice {invoices} is {how_long} overdue, we have suspended "
             "access to these Microsoft subscriptions, as our collections policy announced:\n"
             "{subs}\n\n"
             "Your data is kept. We restore access as soon as we receive payment of {amount}."
@@ -77,7 +77,7 @@ def draft_text(
         amount=amount,
         invoices=invoices,
         due=format_date(overdue.oldest_due),
-        days=overdue.days,
+        how_long=format_days(overdue.days),
         suspend_on=format_date(suspend_on) if suspend_on else _("the suspension date"),
         subs=sub_lines,
         sender=u(sender),

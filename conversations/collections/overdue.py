@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from bot.config import CollectionsStage
 from bot.domain import DomainError, NotFound, Role, check_invoice_number
-from bot.i18n import N_, _, format_date
+from bot.i18n import N_, _, format_date, format_days
 from bot.kernel.model import ActionRef, Button, ButtonStyle, Reply
 from bot.money import MoneyError, parse_money
 from bot.policy import Action, check
@@ -76,9 +76,9 @@ class OverdueCommands(CollectionsBase):
                 owner_id = customer.owner if customer and customer.owner else None
                 owner = names.get(owner_id or "", owner_id or _("no owner"))
                 state = _state(self.store, c.customer_id)
-                line = _("• {name} · {days} days · {amount} · {invoices} · owner {owner}").format(
+                line = _("• {name} · {how_long} · {amount} · {invoices} · owner {owner}").format(
                     name=u(c.customer_name),
-                    days=c.days,
+                    how_long=format_days(c.days),
                     amount=c.amount_text,
                     invoices=", ".join(u(i) for i in c.invoice_numbers),
                     owner=u(owner),

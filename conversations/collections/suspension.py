@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from bot.domain import Customer, DomainError, NotFound
-from bot.i18n import N_, _, ngettext
+from bot.i18n import N_, _, format_days, ngettext
 from bot.kernel.model import ActionRef, Button, ButtonStyle, Reply
 from bot.kernel.scheduler import iso
 from bot.partner_center import PartnerCenterError, SubscriptionStatus
@@ -236,9 +236,9 @@ class Suspensions(CollectionsBase):
         )
         if op["invoices"]:
             lines.append(
-                _("Overdue: {amount}, {days} days (invoices {invoices})").format(
+                _("Overdue: {amount}, {how_long} (invoices {invoices})").format(
                     amount=op["overdue"],
-                    days=op["days"],
+                    how_long=format_days(int(op["days"])),
                     invoices=", ".join(u(i) for i in op["invoices"]),
                 )
             )

@@ -464,7 +464,7 @@ async def test_demo_data_refuses_a_store_with_a_customer(web: Web) -> None:
     b, runtime = web
     await b.login("alice")
     await ask(b, "Contoso", "real data")
-    with pytest.raises(DemoRefused, match="1 cases, 1 customers"):
+    with pytest.raises(DemoRefused, match="1 case, 1 customer"):
         await fill_demo(runtime.store, runtime.settings, runtime.clock.now())
 
 
