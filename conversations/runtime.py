@@ -61,7 +61,7 @@ class Runtime(Kernel):
 
     async def reminder_lines(self, name: str, when: datetime) -> list[str]:
         """What is due for ``name`` at ``when``: ``time · case · why`` in their own time zone."""
-        found = await self.store.find_user(name)
+        found = await self.desk.directory.find_person(name)
         if found is None:
             return []
         items = await self.scheduler.due_for(found, when)
