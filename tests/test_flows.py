@@ -317,6 +317,11 @@ async def test_customer_asks_for_own_tenant_without_customer_field(env: DeskEnv)
     carol.expect("step 1 of 4", "Subscription id")
     await carol.say("skip", "skip", "invoice", "ok")
     carol.expect("Your question is BILL-1", "Contoso")
+    # Her cases are those she filed (a customer owns none), not every case of her tenant.
+    await env.new_question(customer="Contoso", text="Asked by the desk")
+    await carol.send("list mine")
+    carol.expect("Your cases (1):", "BILL-1", "Where is my invoice?")
+    carol.expect_not("BILL-2")
     case = await env.store.get_case(1)
     assert case is not None and case.customer_id == "contoso" and case.created_by == "carol"
 

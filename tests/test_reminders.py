@@ -153,6 +153,20 @@ async def test_snooze_one_hour_four_hours_and_tomorrow() -> None:
     chat.expect("Snooze for 1h, 4h or until tomorrow")
 
 
+async def test_a_lead_who_snoozes_an_agents_reminders_is_told_whom_they_will_reach() -> None:
+    env = env_with()
+    await env.store.open()
+    case_id = await resolved_case(env)  # alice's
+    lena = env.chat("lena")  # Berlin
+    await lena.send(f"snooze {case_id} 1h")
+    lena.expect(f"Snoozed: I will remind Alice Agent about {case_id} again at 2026-11-24 11:00 +0100.")
+    await lena.send(f"snooze {case_id} tomorrow")  # alice's morning (UTC), not lena's
+    lena.expect(f"about {case_id} again at 2026-11-25 10:00 +0100.")
+    alice = env.chat("alice")
+    await alice.send(f"snooze {case_id} 4h")
+    alice.expect(f"Snoozed: I will remind you about {case_id} again at 2026-11-24 13:00 UTC.")
+
+
 async def test_snooze_button_in_the_reminder_opens_the_choices() -> None:
     env = env_with()
     await env.store.open()
