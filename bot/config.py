@@ -66,9 +66,7 @@ def with_config(user: User, cfg: UserConfig) -> User:
         display_name=cfg.display_name or user.display_name,
         time_zone=cfg.time_zone or user.time_zone,
         locale=(
-            normalize_locale(cfg.locale)
-            if cfg.locale and not user.locale_explicit
-            else user.locale
+            normalize_locale(cfg.locale) if cfg.locale and not user.locale_explicit else user.locale
         ),
         identities=identities,
     )

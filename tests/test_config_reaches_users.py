@@ -63,9 +63,7 @@ async def serve(settings: Settings) -> AsyncIterator[TestClient]:  # type: ignor
 async def test_serve_start_gives_a_stored_user_the_configured_time_zone(tmp_path: Path) -> None:
     db = tmp_path / "db.json"
     await zoe_resolves_a_case_without_config(db)
-    settings = Settings(
-        db_path=str(db), users=(UserConfig(name="zoe", time_zone="Asia/Shanghai"),)
-    )
+    settings = Settings(db_path=str(db), users=(UserConfig(name="zoe", time_zone="Asia/Shanghai"),))
     async with serve(settings) as client:
         # Before zoe writes again: the forecast is in her zone and her working hours.
         resp = await client.get(

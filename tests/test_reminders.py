@@ -159,7 +159,9 @@ async def test_a_lead_who_snoozes_an_agents_reminders_is_told_whom_they_will_rea
     case_id = await resolved_case(env)  # alice's
     lena = env.chat("lena")  # Berlin
     await lena.send(f"snooze {case_id} 1h")
-    lena.expect(f"Snoozed: I will remind Alice Agent about {case_id} again at 2026-11-24 11:00 +0100.")
+    lena.expect(
+        f"Snoozed: I will remind Alice Agent about {case_id} again at 2026-11-24 11:00 +0100."
+    )
     await lena.send(f"snooze {case_id} tomorrow")  # alice's morning (UTC), not lena's
     lena.expect(f"about {case_id} again at 2026-11-25 10:00 +0100.")
     alice = env.chat("alice")

@@ -55,7 +55,10 @@ async def run_teams(bot: BotServer, connector: FakeConnector, teams: Teams) -> d
     (form,) = await say(bot, connector, teams, ALICE, "ask Why two charges?")
     values = {"customer": "Contoso", "category": "charges"}
     (card,) = await send(bot, connector, teams.submit(ALICE, form, values))
-    assert "Question BILL-1 for Contoso is open and nobody has taken it yet" in card.text and card.method == "PUT"
+    assert (
+        "Question BILL-1 for Contoso is open and nobody has taken it yet" in card.text
+        and card.method == "PUT"
+    )
     (card,) = await send(bot, connector, teams.click(ALICE, card, "Take"))
     assert card.method == "PUT" and "is yours now" in card.text
     (resolve_form,) = await send(bot, connector, teams.click(ALICE, card, "Resolve"))
