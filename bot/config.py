@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import time as dt_time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.domain import Role, User
+from bot.i18n import normalize_locale
 
 
 class ConfigError(Exception):
@@ -43,8 +44,31 @@ def configured_user(cfg: UserConfig, default_time_zone: str) -> User:
         display_name=cfg.display_name or cfg.name,
         role=cfg.role,
         time_zone=cfg.time_zone or default_time_zone,
-        locale=cfg.locale or "en",
+        locale=normalize_locale(cfg.locale),
         identities={c: x for c, x in (("slack", cfg.slack), ("teams", cfg.teams)) if x},
+    )
+
+
+def with_config(user: User, cfg: UserConfig) -> User:
+    """A stored person with what the config file says of them now (a copy; ``user`` is kept).
+
+    The config wins over what was stored before it (a first chat without config, a
+    platform's profile): the role, and the display name, time zone and language it sets,
+    and the channel identities. One exception: a language the person chose themselves
+    (``language``) wins over the configured one. The tenant a customer contact speaks
+    for comes from the customer it names (conversations.directory sets it).
+    """
+    identities = dict(user.identities)
+    identities.update({c: x for c, x in (("slack", cfg.slack), ("teams", cfg.teams)) if x})
+    return replace(
+        user,
+        role=cfg.role,
+        display_name=cfg.display_name or user.display_name,
+        time_zone=cfg.time_zone or user.time_zone,
+        locale=(
+            normalize_locale(cfg.locale) if cfg.locale and not user.locale_explicit else user.locale
+        ),
+        identities=identities,
     )
 
 

@@ -37,6 +37,7 @@ from conversations.cards import case_card
 from conversations.directory import Directory, tenant_key
 from conversations.formengine import FormEngine
 from conversations.registry import Registry
+from conversations.text import u
 from conversations.turn import Result, Turn
 
 
@@ -187,7 +188,6 @@ class CaseWork:
         values: dict[str, str],
         build: Callable[[int, Customer], Case],
         clear_op: Op,
-        text: str,
     ) -> Result:
         """A question or dispute from its form: the case, its watch, the form's end, one commit."""
         actor = turn.actor
@@ -204,7 +204,34 @@ class CaseWork:
             ],
         )
         card = await self.card_for(turn, case)
-        return Result([Reply(text=text.format(case=case.id), card=card)])
+        return Result([Reply(text=self.created_text(turn, case, customer), card=card)])
+
+    @staticmethod
+    def created_text(turn: Turn, case: Case, customer: Customer) -> str:
+        """What the person who filed a case reads: worded for their role.
+
+        A customer hands it to the billing team; staff *are* the billing team, so they
+        read where the case stands (open, nobody has taken it) and what comes next.
+        """
+        dispute = case.kind == Kind.DISPUTE
+        if turn.actor.role == Role.CUSTOMER:
+            if dispute:
+                text = _(
+                    "Thanks! Your dispute is {case}. The billing team will report it to Microsoft."
+                )
+            else:
+                text = _("Thanks! Your question is {case}. The billing team will pick it up.")
+        elif dispute:
+            text = _(
+                "Dispute {case} for {customer} is open and nobody has taken it yet: `take {case}` "
+                "to work on it, then `escalate {case}` to report it to Microsoft."
+            )
+        else:
+            text = _(
+                "Question {case} for {customer} is open and nobody has taken it yet: "
+                "`take {case}` to work on it, or `assign {case} NAME` to give it to someone."
+            )
+        return text.format(case=case.id, customer=u(customer.name))
 
     async def _customer_of(self, actor: Actor) -> Customer:
         for customer in await self.store.customers():

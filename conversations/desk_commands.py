@@ -201,6 +201,7 @@ class DeskCommands(CaseWork):
             else {}
         )
         me = turn.actor.user_id
+        contact = turn.actor.role == Role.CUSTOMER  # a customer owns no case: theirs they filed
 
         def visible(customer_id: str) -> bool:
             if turn.actor.role == Role.CUSTOMER:
@@ -211,7 +212,9 @@ class DeskCommands(CaseWork):
             if not visible(c.customer_id) or (customer and c.customer_id != customer.id):
                 return False
             return {
-                "mine": c.owner == me and c.is_live and c.state != State.CUSTOMER_INFORMED,
+                "mine": (c.created_by if contact else c.owner) == me
+                and c.is_live
+                and c.state != State.CUSTOMER_INFORMED,
                 "open": c.state not in (State.CLOSED, State.CANCELLED, State.CUSTOMER_INFORMED),
                 "unassigned": c.owner is None and c.state in (State.OPEN, State.REOPENED),
                 "escalated": c.state == State.ESCALATED,
@@ -220,7 +223,7 @@ class DeskCommands(CaseWork):
             }[flt]
 
         narrow: dict[str, Any] = {}
-        if flt == "mine":
+        if flt == "mine" and not contact:
             narrow["owner"] = me  # through the owner index, not a scan of every live case
         elif flt == "unassigned":
             narrow["owner"] = None
@@ -611,8 +614,9 @@ class DeskCommands(CaseWork):
                     case=case.id
                 )
             )
-        hours = WorkingHours.parse(
-            turn.user.time_zone,
+        owner = await self.store.get_user(case.owner) if case.owner else None
+        hours = WorkingHours.parse(  # "tomorrow" is the morning of whoever the reminders reach
+            (owner or turn.user).time_zone,
             self.settings.reminders.working_hours,
             frozenset(self.settings.reminders.working_days),
         )
@@ -625,12 +629,16 @@ class DeskCommands(CaseWork):
         await self.store.save_case(
             case, [snooze_op(job, case.number, when), *self._applied(turn, case.number)]
         )
-        return _reply(
-            _("Snoozed: I will remind you about {case} again at {when}.").format(
-                case=case.id, when=local_time(when, turn.user.time_zone)
-            ),
-            replace=False,
-        )
+        at = local_time(when, turn.user.time_zone)
+        if owner is not None and owner.id != turn.actor.user_id:  # the reminders are the owner's
+            text = _("Snoozed: I will remind {owner} about {case} again at {when}.").format(
+                owner=u(owner.display_name), case=case.id, when=at
+            )
+        else:
+            text = _("Snoozed: I will remind you about {case} again at {when}.").format(
+                case=case.id, when=at
+            )
+        return _reply(text, replace=False)
 
     @command(
         "reminders",

@@ -160,8 +160,7 @@ async def _question(env: FormEnv, values: Answers, clear_op: Op) -> Result:
             invoice=values.get("invoice") or None,
         )
 
-    text = _("Thanks! Your question is {case}. The billing team will pick it up.")
-    return await env.host.new_case(turn, values, build, clear_op, text)
+    return await env.host.new_case(turn, values, build, clear_op)
 
 
 async def _dispute(env: FormEnv, values: Answers, clear_op: Op) -> Result:
@@ -181,8 +180,7 @@ async def _dispute(env: FormEnv, values: Answers, clear_op: Op) -> Result:
             dispute=Dispute(values["invoice"], amount, values["reason"]),
         )
 
-    text = _("Thanks! Your dispute is {case}. The billing team will report it to Microsoft.")
-    return await env.host.new_case(turn, values, build, clear_op, text)
+    return await env.host.new_case(turn, values, build, clear_op)
 
 
 CaseAct = Callable[[DeskCommands, Turn, Case, Answers], Awaitable[Result]]

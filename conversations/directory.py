@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from bot.config import Settings, UserConfig, configured_user
+from bot.config import Settings, UserConfig, configured_user, with_config
 from bot.domain import Actor, Customer, Role, User, customer_key, utcnow
 from bot.i18n import normalize_locale
 from bot.kernel.model import Channel, Message
@@ -96,6 +96,38 @@ class Directory:
         ]
         return [*stored, *named]
 
+    async def tenant_of(self, cfg: UserConfig) -> str | None:
+        """The tenant a configured person speaks for: a customer contact's customer's."""
+        if cfg.role == Role.CUSTOMER and cfg.customer:
+            return tenant_key(await self.ensure_customer(cfg.customer))
+        return None
+
+    async def apply_config(self) -> list[str]:
+        """At start: every stored person of the config file gets what it says of them now.
+
+        Someone who chatted before the config named them (or before it changed) keeps
+        no stale role, display name, time zone, language or tenant until they write
+        again: reminders, escalations and forecasts read the stored record. A language
+        the person chose themselves (``language``) stays. Returns who was changed.
+        """
+        changed: list[str] = []
+        for cfg in self.settings.users:
+            user = await self.store.get_user(cfg.name)
+            if user is None:
+                continue  # stored when first needed (configured_user)
+            configured = replace(with_config(user, cfg), tenant_id=await self.tenant_of(cfg))
+            if configured == user:
+                continue
+            try:
+                await self.store.save_user(configured)
+            except StorageError as exc:  # as in resolve: the next message tries again
+                log.warning("could not store user %s: %s", user.id, exc)
+                continue
+            changed.append(user.id)
+        if changed:
+            log.info("the config changed %d stored users: %s", len(changed), ", ".join(changed))
+        return changed
+
     def first_lead(self) -> str | None:
         for cfg in self.settings.users:
             if cfg.role == Role.LEAD:
@@ -109,8 +141,7 @@ class Directory:
         if cfg is not None:
             user_id = cfg.name
             role = cfg.role
-            if role == Role.CUSTOMER and cfg.customer:
-                tenant = tenant_key(await self.ensure_customer(cfg.customer))
+            tenant = await self.tenant_of(cfg)
         elif msg.channel in (Channel.LOCAL, Channel.WEB):
             user_id = msg.user
             role = Role.AGENT  # the person at the keyboard owns the machine
@@ -133,24 +164,20 @@ class Directory:
         user = await self.store.get_user(user_id)
         changed = False
         if user is None:
-            user = User(
+            user = User(  # what the config sets for a configured person follows (with_config)
                 id=user_id,
-                display_name=(cfg.display_name if cfg and cfg.display_name else None)
-                or msg.user_name
-                or (cfg.name if cfg else msg.user),
+                display_name=msg.user_name or (cfg.name if cfg else msg.user),
                 role=role,
-                time_zone=(cfg.time_zone if cfg and cfg.time_zone else None)
-                or msg.time_zone
-                or self.settings.time_zone,
-                locale=normalize_locale((cfg.locale if cfg and cfg.locale else None) or msg.locale),
+                time_zone=msg.time_zone or self.settings.time_zone,
+                locale=normalize_locale(msg.locale),
                 tenant_id=tenant,
             )
             changed = True
         if cfg is not None:
-            for channel, external in (("slack", cfg.slack), ("teams", cfg.teams)):
-                if external and user.identities.get(channel) != external:
-                    user.identities[channel] = external
-                    changed = True
+            configured = with_config(user, cfg)
+            if configured != user:
+                user = configured
+                changed = True
         if user.identities.get(msg.channel.value) != msg.user:
             user.identities[msg.channel.value] = msg.user
             changed = True
@@ -208,7 +235,11 @@ class Directory:
             )
             await self.store.save_user(user)
             return user
-        name = word.lstrip("@")
+        return await self.find_person(word)
+
+    async def find_person(self, name: str) -> User | None:
+        """A person by name: one of the config (stored on first need), else a stored one."""
+        name = name.strip().lstrip("@")
         cfg = self.settings.user_by_name(name)
         if cfg:
             return await self._materialize(cfg)

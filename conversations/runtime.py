@@ -39,7 +39,7 @@ class Runtime(Kernel):
     ) -> None:
         super().__init__(settings, store, clock)
         self.desk = Desk(store, settings, self.clock, commands)
-        self.desk.scheduler_view = self.scheduler.due_for
+        self.desk.scheduler_view = self._pending_for
         self._flows: dict[type, object] = {}  # each registered flow module's object, by type
 
     def add_flow(self, flow: object) -> None:
@@ -59,9 +59,13 @@ class Runtime(Kernel):
         await self.changed()
         return result
 
+    async def _pending_for(self, user: User, until: datetime) -> list[tuple[datetime, str, str]]:
+        """The ``reminders`` command: what is pending for ``user``, each reminder once."""
+        return await self.scheduler.due_for(user, until, repeats=False)
+
     async def reminder_lines(self, name: str, when: datetime) -> list[str]:
         """What is due for ``name`` at ``when``: ``time · case · why`` in their own time zone."""
-        found = await self.store.find_user(name)
+        found = await self.desk.directory.find_person(name)
         if found is None:
             return []
         items = await self.scheduler.due_for(found, when)

@@ -563,6 +563,55 @@ async def test_payment_then_reactivate(env: DeskEnv, fake: FakePartnerCenter) ->
     assert "reactivate_done" in actions(env, "contoso")
 
 
+async def test_reactivating_an_active_customer_says_so_and_changes_nothing(
+    env: DeskEnv, fake: FakePartnerCenter
+) -> None:
+    await import_csv(env)
+    lena = env.chat("lena")
+    await lena.send("overdue")  # the day's collections run is done first
+    before = tables(env, "collections", "jobs"), actions(env)
+    await lena.send("reactivate Contoso")  # never suspended
+    lena.expect("Contoso is active", "nothing to reactivate", "nothing was changed")
+    lena.expect_not("Please confirm")
+    assert lena.buttons == []
+    assert (tables(env, "collections", "jobs"), actions(env)) == before  # nothing proposed
+    # Suspended, then reactivated: a second `reactivate` says when and by whom.
+    await lena.send("suspend Contoso")
+    await lena.press(lena.buttons[0].action)
+    await lena.send("reactivate Contoso")
+    await lena.press(lena.buttons[0].action)
+    lena.expect("Contoso is reactivated:")
+    patches = len(fake.api_requests(method="PATCH"))
+    await lena.send("reactivate Contoso")
+    lena.expect("Contoso is already active (reactivated at 2026-11-24 10:00 +0100 by Lena Lead)")
+    lena.expect_not("Please confirm")
+    assert len(fake.api_requests(method="PATCH")) == patches == 4
+
+
+async def test_two_confirmations_of_one_change_do_it_once(
+    env: DeskEnv, fake: FakePartnerCenter
+) -> None:
+    """Proposed twice (two chats), confirmed in both: the second finds it done, sends nothing."""
+    await import_csv(env)
+    lena, other = env.chat("lena"), env.chat("lena", conversation="teams-dm")
+    await lena.send("suspend Contoso")
+    await other.send("suspend Contoso")
+    await lena.press(lena.buttons[0].action)
+    lena.expect("Contoso is suspended:")
+    await other.press(other.buttons[0].action)
+    other.expect("already suspended", "nothing was changed")
+    assert len(fake.api_requests(method="PATCH")) == 2
+    await lena.send("reactivate Contoso")
+    await other.send("reactivate Contoso")
+    await lena.press(lena.buttons[0].action)
+    lena.expect("Contoso is reactivated:")
+    await other.press(other.buttons[0].action)
+    other.expect("Contoso is already active", "nothing was changed")
+    assert len(fake.api_requests(method="PATCH")) == 4
+    assert actions(env, "contoso").count("suspend_cancelled") == 1
+    assert actions(env, "contoso").count("reactivate_cancelled") == 1
+
+
 async def test_an_agent_owner_is_offered_reactivate_and_so_is_a_lead(
     env: DeskEnv, fake: FakePartnerCenter
 ) -> None:

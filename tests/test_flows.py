@@ -98,7 +98,9 @@ async def test_ask_step_by_step_with_new_customer_and_skip(env: DeskEnv) -> None
     await chat.send("Tax")
     chat.expect("Suggested: Why was I charged twice?")
     await chat.send("ok")
-    chat.expect("Your question is BILL-1", "Northwind", "open", "nobody yet", "Invoice: G012345678")
+    chat.expect(
+        "Question BILL-1 for Northwind is open", "open", "nobody yet", "Invoice: G012345678"
+    )
     case = await env.store.get_case(1)
     assert case is not None and case.category.value == "tax" and case.invoice == "G012345678"
     assert case.subscription_id is None
@@ -154,7 +156,7 @@ async def test_dispute_with_separate_currency_and_unknown_currency(env: DeskEnv)
     chat.expect("is not a currency code I know")
     await chat.send("usd")
     await chat.send("Double billing")
-    chat.expect("Your dispute is BILL-1", "99.95 USD")
+    chat.expect("Dispute BILL-1 for", "99.95 USD")
     case = await env.store.get_case(1)
     assert case is not None and case.dispute is not None
     assert str(case.dispute.amount.amount) == "99.95" and case.dispute.amount.currency == "USD"
@@ -340,8 +342,36 @@ async def test_customer_asks_for_own_tenant_without_customer_field(env: DeskEnv)
     carol.expect("step 1 of 4", "Subscription id")
     await carol.say("skip", "skip", "invoice", "ok")
     carol.expect("Your question is BILL-1", "Contoso")
+    # Her cases are those she filed (a customer owns none), not every case of her tenant.
+    await env.new_question(customer="Contoso", text="Asked by the desk")
+    await carol.send("list mine")
+    carol.expect("Your cases (1):", "BILL-1", "Where is my invoice?")
+    carol.expect_not("BILL-2")
     case = await env.store.get_case(1)
     assert case is not None and case.customer_id == "contoso" and case.created_by == "carol"
+
+
+@pytest.mark.parametrize("who", ["alice", "lena"])  # an agent, the lead
+async def test_staff_who_file_a_case_are_told_where_it_stands_not_that_the_team_will_pick_it_up(
+    env: DeskEnv, who: str
+) -> None:
+    staff = env.chat(who)
+    await staff.say("ask Why two charges?", "Contoso", "yes", "skip", "skip", "charges", "ok")
+    staff.expect(
+        "Question BILL-1 for Contoso is open and nobody has taken it yet: `take BILL-1` to work "
+        "on it, or `assign BILL-1 NAME` to give it to someone."
+    )
+    await staff.say("dispute G012345678", "Contoso", "ok", "120.00 EUR", "Seats billed twice")
+    staff.expect(
+        "Dispute BILL-2 for Contoso is open and nobody has taken it yet: `take BILL-2` to work "
+        "on it, then `escalate BILL-2` to report it to Microsoft."
+    )
+    staff.expect_not("billing team", "Thanks!", "Your dispute")
+    # A customer hands it over to the billing team.
+    carol = env.chat("carol")
+    await carol.say("dispute G087654321", "ok", "99.00 EUR", "Charged twice")
+    carol.expect("Thanks! Your dispute is BILL-3. The billing team will report it to Microsoft.")
+    carol.expect_not("take BILL-3", "escalate")
 
 
 async def test_escalate_manual_mode_records_request_number(env: DeskEnv) -> None:
@@ -619,7 +649,7 @@ async def test_whole_form_submission_validates_every_field(env: DeskEnv) -> None
             "reason": "wrong",
         },
     )
-    alice.expect("New customer Wingtip created.", "Your dispute is BILL-1", "12.50 EUR")
+    alice.expect("New customer Wingtip created.", "Dispute BILL-1 for Wingtip is open", "12.50 EUR")
 
 
 async def test_clicking_a_form_answer_when_no_form_is_open(env: DeskEnv) -> None:

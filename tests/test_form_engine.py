@@ -42,7 +42,7 @@ async def test_too_many_decimals_for_the_currency_asks_the_amount_again(
     await chat.send(fixed)
     chat.expect("Reason", "step 5 of 5")  # customer, invoice and currency were kept
     await chat.send("Seats billed twice")
-    chat.expect("Your dispute is BILL-1", shown)
+    chat.expect("Dispute BILL-1 for Contoso is open", shown)
     case = await env.store.get_case(1)
     assert case is not None and case.dispute is not None
     assert case.dispute.invoice == "G099887766" and str(case.dispute.amount) == shown
@@ -91,7 +91,7 @@ async def test_a_trapped_form_saved_before_the_upgrade_resumes_at_the_amount(
     await chat.send("Seats billed twice")
     chat.expect("120.005 has more decimal places than EUR allows", "Disputed amount")
     await chat.say("120.00", "Seats billed twice")
-    chat.expect("Your dispute is BILL-1", "120.00 EUR")
+    chat.expect("Dispute BILL-1 for Contoso is open", "120.00 EUR")
 
 
 async def test_an_old_form_in_progress_resumes_after_the_upgrade(env: DeskEnv) -> None:

@@ -218,7 +218,12 @@ def test_the_local_chat_scenario_in_zh_cn_shows_chinese_texts_dates_and_amounts(
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     for expected in (
-        zh("Thanks! Your question is {case}. The billing team will pick it up.", case="BILL-1"),
+        zh(
+            "Question {case} for {customer} is open and nobody has taken it yet: `take {case}` "
+            "to work on it, or `assign {case} NAME` to give it to someone.",
+            case="BILL-1",
+            customer="Contoso",
+        ),
         "BILL-1 · 问题 · Contoso",
         zh("{case} is yours now.", case="BILL-1"),
         "已撤销重复扣费",  # typed text, exactly as typed

@@ -153,6 +153,22 @@ async def test_snooze_one_hour_four_hours_and_tomorrow() -> None:
     chat.expect("Snooze for 1h, 4h or until tomorrow")
 
 
+async def test_a_lead_who_snoozes_an_agents_reminders_is_told_whom_they_will_reach() -> None:
+    env = env_with()
+    await env.store.open()
+    case_id = await resolved_case(env)  # alice's
+    lena = env.chat("lena")  # Berlin
+    await lena.send(f"snooze {case_id} 1h")
+    lena.expect(
+        f"Snoozed: I will remind Alice Agent about {case_id} again at 2026-11-24 11:00 +0100."
+    )
+    await lena.send(f"snooze {case_id} tomorrow")  # alice's morning (UTC), not lena's
+    lena.expect(f"about {case_id} again at 2026-11-25 10:00 +0100.")
+    alice = env.chat("alice")
+    await alice.send(f"snooze {case_id} 4h")
+    alice.expect(f"Snoozed: I will remind you about {case_id} again at 2026-11-24 13:00 UTC.")
+
+
 async def test_snooze_button_in_the_reminder_opens_the_choices() -> None:
     env = env_with()
     await env.store.open()
@@ -279,6 +295,47 @@ async def test_reminders_command_lists_what_is_due_and_why() -> None:
     await chat.send(f"informed {case_id} email")
     await chat.send("reminders")
     chat.expect_not(case_id + " · tell")
+
+
+async def test_the_forecast_shows_the_leads_escalation_ping_and_the_loop_steps_before_it() -> None:
+    env = env_with(ReminderPolicy(repeat_every_hours=2))  # the lead after 3 unanswered reminders
+    await env.store.open()
+    case_id = await resolved_case(env)  # Tuesday 09:00 UTC: the first DM went out
+    tomorrow = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
+    ping = (
+        f"{case_id} is resolved, but after 3 reminders Alice Agent has not confirmed that the "
+        "customer was told."
+    )
+    # lena (Berlin) never wrote to the bot: what `billing-bot reminders --as lena` prints.
+    lines = env.runtime.reminder_lines
+    assert [strip_pseudo(x) for x in await lines("lena", tomorrow)] == [
+        f"2026-11-25 10:00 +0100 · {case_id} · {ping}"
+    ]
+    # alice's reminders by then, every 2 working hours (09:00-17:00 UTC).
+    steps = ["24 11:00", "24 13:00", "24 15:00", "25 09:00", "25 11:00", "25 13:00", "25 15:00"]
+    assert [strip_pseudo(x) for x in await lines("alice", tomorrow)] == [
+        f"2026-11-{at} UTC · {case_id} · tell the customer the result (reminder {n})"
+        for n, at in enumerate(steps, start=2)
+    ]
+    # In chat, `reminders` lists what is pending, each reminder once.
+    lena = env.chat("lena")
+    await lena.send("reminders")
+    lena.expect("Due for you:", f"2026-11-25 10:00 +0100 · {case_id} · {ping}")
+    alice = env.chat("alice")
+    await alice.send("reminders")
+    assert alice.text.count(case_id) == 1, alice.text
+    # And so it happens.
+    await run_for(env, 24.5)  # until Wednesday 09:30 UTC
+    times = [s["at"] for s in sends(env, "loop", "alice")]
+    assert [t.isoformat() for t in times[1:]] == [  # type: ignore[attr-defined]
+        "2026-11-24T11:00:00+00:00",
+        "2026-11-24T13:00:00+00:00",
+        "2026-11-24T15:00:00+00:00",
+        "2026-11-25T09:00:00+00:00",
+    ]
+    assert [s["at"] for s in sends(env, "notify", "lena")] == [times[-1]]
+    items = await env.runtime.take_mailbox("lena")
+    assert any(ping in i["text"] for i in items), items
 
 
 async def test_reassign_moves_the_reminders_to_the_new_owner() -> None:

@@ -74,9 +74,17 @@ async def through_serve_or_store(
         return from_body(body), url
     assert store is not None
     try:
+        await apply_config(settings, store)
         return await directly(store), None
     finally:
         await store.close()
+
+
+async def apply_config(settings: Settings, store: Store) -> None:
+    """A store this process opened: the config reaches the people stored in it first."""
+    from conversations.directory import Directory
+
+    await Directory(store, settings).apply_config()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -273,6 +281,7 @@ async def chat(settings: Settings, user: str | None, locale: str | None) -> int:
     assert store is not None
     runtime = build_runtime(settings, store)
     try:
+        await runtime.desk.directory.apply_config()
 
         async def send(payload: dict[str, Any]) -> list[Reply]:
             result = await runtime.handle(message_for(payload))

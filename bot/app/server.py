@@ -216,6 +216,7 @@ def _mount_channels(app: web.Application, runtime: Runtime, settings: Settings) 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     runtime = app[RUNTIME]
     await runtime.store.open()
+    await runtime.desk.directory.apply_config()  # the config reaches people stored before it
     # The store's in-memory data (the archive index: one entry per case) lives as long as
     # the process. Frozen, the collector's full passes skip it: at 100,000 cases each one
     # would otherwise stop every request for ~0.1 s.

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 LOOP_STATES = frozenset({State.RESOLVED})
 CATCH_UP_GRACE = timedelta(minutes=30)
 TICK_CONCURRENCY = 16  # due jobs run at once in one tick
+FORECAST_STEPS = 1000  # a loop's DMs foreseen at most (``reminders --at`` far ahead)
 WATCH_DONE = frozenset({State.RESOLVED, State.CUSTOMER_INFORMED, State.CLOSED, State.CANCELLED})
 
 # Sends replies to a person on their channel; False when they could not be reached.
@@ -326,17 +327,63 @@ class Scheduler:
         }
         await self.finish(key, job, extra)
 
+    # ---- the close-the-loop schedule: what _loop does, and what due_for foresees ---------
+    async def loop_recipient(self, case: Case) -> User | None:
+        """Who a case's close-the-loop DMs go to: its owner, else the first lead."""
+        owner = await self.store.get_user(case.owner) if case.owner else None
+        if owner is not None:
+            return owner
+        leads = await self.leads()
+        return leads[0] if leads else None
+
+    def escalates(self, count: int, escalated: bool) -> bool:
+        """Whether the lead is pinged along with the DM that ``count`` DMs went before.
+
+        ``count`` DMs went out before this one: the first, then count - 1 reminders.
+        K reminders unanswered → the lead is pinged along with the next one (once).
+        """
+        return not escalated and count - 1 >= self.policy.escalate_after
+
+    def next_loop_due(self, hours: WorkingHours, planned: datetime, now: datetime) -> datetime:
+        """The DM after one sent at ``now`` (planned for ``planned``), N working hours on.
+
+        Keep to the schedule (a tick a little late must not push every later reminder),
+        but after downtime start again from now: one catch-up, not one per missed slot.
+        """
+        repeat = timedelta(hours=self.policy.repeat_every_hours)
+        base = planned if now - planned <= CATCH_UP_GRACE else now
+        nxt = hours.add_working(base, repeat)
+        return nxt if nxt > now else hours.add_working(now, repeat)
+
+    def loop_steps(
+        self, job: dict[str, Any], hours: WorkingHours, until: datetime
+    ) -> Iterator[tuple[datetime, int, bool]]:
+        """The DMs of a loop job by ``until`` if nobody records that the customer was told.
+
+        (when, DMs before it, whether the lead is pinged with it), in the recipient's
+        working ``hours``; at most ``FORECAST_STEPS`` (an ``--at`` years ahead).
+        """
+        due = datetime.fromisoformat(job["due"])
+        count, escalated = int(job.get("count", 0)), bool(job.get("escalated"))
+        for _step in range(FORECAST_STEPS):
+            sent_at = hours.next_working(due)  # out of hours, _loop moves it there
+            if sent_at > until:
+                return
+            pinged = self.escalates(count, escalated)
+            yield sent_at, count, pinged
+            escalated = escalated or pinged
+            due = self.next_loop_due(hours, sent_at, sent_at)
+            count += 1
+
     async def _loop(self, key: str, job: dict[str, Any], now: datetime) -> int:
         case = await self.store.get_case(int(job["case"]))
         if case is None or case.state not in LOOP_STATES:
             await self.finish(key, None)  # informed, reopened, cancelled, closed: stop
             return 0
-        owner = await self.store.get_user(case.owner) if case.owner else None
-        recipients = [owner] if owner else await self.leads()
-        if not recipients:
+        user = await self.loop_recipient(case)
+        if user is None:
             await self.finish(key, {**job, "due": iso(now + timedelta(hours=1))})
             return 0
-        user = recipients[0]
         hours = self.hours_of(user)
         if not hours.is_working(now):
             await self.finish(key, {**job, "due": iso(hours.next_working(now))})
@@ -360,23 +407,13 @@ class Scheduler:
             return 0
         extra: list[Op] = []
         escalated = bool(job.get("escalated"))
-        # ``count`` DMs went out before this one: the first, then count - 1 reminders.
-        # K reminders unanswered → the lead is pinged along with the next one.
-        unanswered = count - 1
-        count += 1
-        if unanswered >= self.policy.escalate_after and not escalated:
+        if self.escalates(count, escalated):
             escalated = True
             for lead in await self.leads():
                 if lead.id == user.id:
                     continue
                 with use_locale(lead.locale):
-                    note = ngettext(
-                        "{case} is resolved, but after {n} reminder {owner} has not "
-                        "confirmed that the customer was told.",
-                        "{case} is resolved, but after {n} reminders {owner} has not "
-                        "confirmed that the customer was told.",
-                        unanswered,
-                    ).format(case=case.id, owner=user.display_name, n=unanswered)
+                    note = escalation_text(case, user, count)
                 due = self.hours_of(lead).next_working(now)
                 extra.append(
                     self.notify_op(
@@ -387,13 +424,8 @@ class Scheduler:
                         due,
                     )
                 )
-        # Keep to the schedule (a tick a little late must not push every later reminder),
-        # but after downtime start again from now: one catch-up, not one per missed slot.
-        planned = datetime.fromisoformat(job["due"])
-        base = planned if now - planned <= CATCH_UP_GRACE else now
-        nxt = hours.add_working(base, timedelta(hours=self.policy.repeat_every_hours))
-        if nxt <= now:
-            nxt = hours.add_working(now, timedelta(hours=self.policy.repeat_every_hours))
+        count += 1
+        nxt = self.next_loop_due(hours, datetime.fromisoformat(job["due"]), now)
         await self.finish(
             key,
             {
@@ -485,31 +517,34 @@ class Scheduler:
         return 1
 
     # ---- what is due for a person -------------------------------------------------
-    async def due_for(self, user: User, at: datetime) -> list[tuple[datetime, str, str]]:
-        """(when, case id, why) for every job that would reach ``user`` by ``at``.
+    async def due_for(
+        self, user: User, at: datetime, *, repeats: bool = True
+    ) -> list[tuple[datetime, str, str]]:
+        """(when, case id, why) for every message that would reach ``user`` by ``at``.
 
         ``when`` is the job's due time moved into the recipient's working hours,
-        which is when it would really go out.
+        which is when it would really go out. A close-the-loop job is followed as it
+        will run if nobody records that the customer was told: its DMs (each one by
+        ``at``, or with ``repeats=False`` only the next) and the lead's escalation ping.
         """
         out: list[tuple[datetime, str, str]] = []
         leads = {u.id for u in await self.leads()}
         hours = self.hours_of(user)
         for _key, job in await self.store.jobs():
+            number = job.get("case")
+            kind = job.get("type")
+            if kind == "loop":
+                case = await self.store.get_case(int(number)) if number else None
+                if case and case.state in LOOP_STATES:
+                    out += await self._loop_forecast(job, case, user, leads, at, repeats)
+                continue
             due = hours.next_working(datetime.fromisoformat(job["due"]))
             if due > at:
                 continue
-            number = job.get("case")
             case = await self.store.get_case(int(number)) if number else None
-            kind = job.get("type")
             with use_locale(user.locale):
                 if kind == "notify" and job.get("user_id") == user.id:
                     out.append((due, f"BILL-{number}" if number else "", job.get("text", "")))
-                elif kind == "loop" and case and case.state == State.RESOLVED:
-                    if case.owner == user.id or (case.owner is None and user.id in leads):
-                        why = _("tell the customer the result (reminder {n})").format(
-                            n=int(job.get("count", 0)) + 1
-                        )
-                        out.append((due, case.id, why))
                 elif str(kind) in self.describers:
                     reason = self.describers[str(kind)](job, user, case)
                     if reason:
@@ -521,3 +556,47 @@ class Scheduler:
                         out.append((due, case.id, _("check for activity (idle watch)")))
         out.sort(key=lambda t: t[0])
         return out
+
+    async def _loop_forecast(
+        self,
+        job: dict[str, Any],
+        case: Case,
+        user: User,
+        leads: set[str],
+        at: datetime,
+        repeats: bool,
+    ) -> list[tuple[datetime, str, str]]:
+        """A loop's DMs to ``user`` by ``at`` (the recipient's), and the lead's ping (a lead's)."""
+        recipient = await self.loop_recipient(case)
+        if recipient is None:
+            return []
+        mine = recipient.id == user.id
+        pinged_lead = not mine and user.id in leads
+        out: list[tuple[datetime, str, str]] = []
+        with use_locale(user.locale):
+            for when, count, pinged in self.loop_steps(job, self.hours_of(recipient), at):
+                if mine:
+                    why = _("tell the customer the result (reminder {n})").format(n=count + 1)
+                    out.append((when, case.id, why))
+                    if not repeats:
+                        break
+                elif pinged_lead and pinged:
+                    ping = self.hours_of(user).next_working(when)
+                    if ping <= at:
+                        out.append((ping, case.id, escalation_text(case, recipient, count)))
+                    break
+                elif not pinged_lead or bool(job.get("escalated")):
+                    break  # nothing of this loop reaches ``user``
+        return out
+
+
+def escalation_text(case: Case, owner: User, count: int) -> str:
+    """The lead's ping when ``owner`` left the DM that ``count`` DMs went before unanswered."""
+    unanswered = count - 1
+    return ngettext(
+        "{case} is resolved, but after {n} reminder {owner} has not "
+        "confirmed that the customer was told.",
+        "{case} is resolved, but after {n} reminders {owner} has not "
+        "confirmed that the customer was told.",
+        unanswered,
+    ).format(case=case.id, owner=owner.display_name, n=unanswered)

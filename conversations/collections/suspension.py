@@ -145,29 +145,16 @@ class Suspensions(CollectionsBase):
         state = _state(self.store, customer.id)
         overdue = self.overdue_of(customer.id, turn.now)
         receivables = [r for r in load_receivables(self.store) if r.customer_id == customer.id]
-        names = await self._names()
-        if kind == "suspend":
-            if overdue is None:
-                raise DomainError(
-                    _("{customer} has nothing overdue, so there is nothing to suspend for.").format(
-                        customer=u(customer.name)
-                    )
+        if kind == "suspend" and overdue is None:
+            raise DomainError(
+                _("{customer} has nothing overdue, so there is nothing to suspend for.").format(
+                    customer=u(customer.name)
                 )
-            if state.get("status") == "suspended":
-                done = state.get("suspended") or {}
-                raise DomainError(
-                    _(
-                        "{customer}'s subscriptions are already suspended (since {when}, by "
-                        "{who}); nothing was changed. `reactivate {name}` once it has paid."
-                    ).format(
-                        customer=u(customer.name),
-                        when=local_time(datetime.fromisoformat(done["at"]), turn.user.time_zone)
-                        if done.get("at")
-                        else "?",
-                        who=u(names.get(done.get("by", ""), done.get("by", "?"))),
-                        name=u(customer.name),
-                    )
-                )
+            )
+        already = await self._already_there(turn, customer, kind, state)
+        if already:
+            raise DomainError(already)  # nothing is proposed: there is nothing to confirm
+        if overdue is not None and kind == "suspend":
             subscriptions = list(overdue.subscription_ids)
         else:
             done = state.get("suspended") or {}
@@ -219,6 +206,44 @@ class Suspensions(CollectionsBase):
             ]
         )
         return Result([self._confirmation(op_id, op, why)])
+
+    async def _already_there(
+        self, turn: Turn, customer: Customer, kind: str, state: dict[str, Any]
+    ) -> str | None:
+        """Why ``kind`` has nothing to do: the customer is already suspended / active; or None.
+
+        The bot's record of the customer decides: suspended once a suspension was done
+        (by API or by hand), active before it and after a reactivation.
+        """
+        suspended = state.get("status") == "suspended"
+        if (kind == "suspend") != suspended:
+            return None
+        done = (state.get("suspended") if suspended else state.get("reactivated")) or {}
+        names = await self._names()
+        when = (
+            local_time(datetime.fromisoformat(done["at"]), turn.user.time_zone)
+            if done.get("at")
+            else "?"
+        )
+        who = u(names.get(done.get("by", ""), done.get("by", "?")))
+        name = u(customer.name)
+        if suspended:
+            text = _(
+                "{customer}'s subscriptions are already suspended (since {when}, by "
+                "{who}); nothing was changed. `reactivate {name}` once it has paid."
+            )
+        elif done:
+            text = _(
+                "{customer} is already active (reactivated at {when} by {who}): there is "
+                "nothing to reactivate, and nothing was changed."
+            )
+        else:
+            text = _(
+                "{customer} is active: its subscriptions were never suspended here, so there "
+                "is nothing to reactivate, and nothing was changed. (A subscription suspended "
+                "directly in Partner Center is reactivated there.)"
+            )
+        return text.format(customer=name, when=when, who=who, name=name)
 
     def _confirmation(self, op_id: str, op: dict[str, Any], why: str | None) -> Reply:
         kind = op["kind"]
@@ -366,6 +391,24 @@ class Suspensions(CollectionsBase):
                     "That confirmation has expired; nothing was changed. Run `{kind} {name}` again."
                 ).format(kind=kind, name=u(op["customer_name"]))
             )
+        already = await self._already_there(turn, customer, kind, _state(self.store, customer.id))
+        if already:  # another confirmation did it since this one was proposed
+            new = {**op, "state": "cancelled", "cancelled_by": "already"}
+            await self._cas_op(
+                op_id,
+                op,
+                new,
+                audit_op(
+                    now,
+                    actor.user_id,
+                    actor.channel,
+                    f"{kind}_cancelled",
+                    customer.id,
+                    op=op_id,
+                    why=f"already {op['status']}",
+                ),
+            )
+            return Result([Reply(text=already, replace=True)])
         if kind == "suspend" and self.overdue_of(customer.id, now) is None:
             new = {**op, "state": "cancelled", "cancelled_by": "paid"}
             await self._cas_op(

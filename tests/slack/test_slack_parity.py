@@ -28,7 +28,7 @@ async def run_local(api_url: str) -> dict[str, Any]:
         msg = Message(channel=Channel.LOCAL, user="ana", conversation="terminal:ana", text=line)
         result = await runtime.handle(msg)
         transcript.append(plain(" ".join(r.text for r in result.replies)))
-    assert "Thanks! Your question is BILL-1" in " ".join(transcript)
+    assert "Question BILL-1 for Contoso is open" in " ".join(transcript)
     case = await store.get_case(1)
     assert case is not None and case.state == State.CUSTOMER_INFORMED
     await store.close()

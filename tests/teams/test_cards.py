@@ -35,7 +35,7 @@ async def test_form_card_with_errors_then_good_values(
     good = {**bad, "subscription_id": "", "category": "charges"}
     (done,) = await send(bot, connector, teams.submit(ALICE, errors, good))
     assert done.method == "PUT" and done.activity_id == form.card_id
-    assert "Thanks! Your question is BILL-1." in done.text
+    assert "Question BILL-1 for Contoso is open and nobody has taken it yet" in done.text
     assert "BILL-1 · Question · Contoso" in done.card_text()
     case = await _case(bot, "BILL-1")
     assert case.description == "Why two charges?" and case.audit[0].channel == "teams"
@@ -197,7 +197,7 @@ async def test_answers_are_resent_after_teams_failed_without_running_the_desk_ag
     posts = [c for c in calls if c.method == "POST"]
     assert [("New customer Fabrikam created." in c.text) for c in posts] == [True, True]
     (card,) = [c for c in calls if c.method == "PUT"]
-    assert "Thanks! Your question is BILL-1." in card.text
+    assert "Question BILL-1 for Fabrikam is open and nobody has taken it yet" in card.text
     assert bot.store.case_counts()["open"] == 1  # the desk ran once
     assert bot.store.engine.view("inbox") == {}
 

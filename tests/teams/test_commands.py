@@ -238,6 +238,7 @@ async def test_dispute_rules_on_teams_cards(
     assert case is not None and case.invoice == "INV/2026/01"
     assert [a.action for a in case.audit].count("resolved") == 1
 
+
 async def test_a_long_list_has_a_more_button_that_shows_the_next_page(
     bot: BotServer, connector: FakeConnector, teams: Teams
 ) -> None:

@@ -43,7 +43,7 @@ async def run_local(tmp_path: Path, connector: FakeConnector) -> dict[str, Any]:
         assert "BILL-1 is resolved" in plain(reminder[0]["text"])
         replies = await server.local("alice", PARITY_INFORMED, conversation="terminal:alice")
         said.append(" ".join(plain(r["text"]) for r in replies))
-        assert "Thanks! Your question is BILL-1" in " ".join(said)
+        assert "Question BILL-1 for Contoso is open and nobody has taken it yet" in " ".join(said)
         case = await server.store.get_case(1)
         assert case is not None and case.state == State.CUSTOMER_INFORMED
         return dict(case.to_doc())
@@ -55,7 +55,10 @@ async def run_teams(bot: BotServer, connector: FakeConnector, teams: Teams) -> d
     (form,) = await say(bot, connector, teams, ALICE, "ask Why two charges?")
     values = {"customer": "Contoso", "category": "charges"}
     (card,) = await send(bot, connector, teams.submit(ALICE, form, values))
-    assert "Thanks! Your question is BILL-1." in card.text and card.method == "PUT"
+    assert (
+        "Question BILL-1 for Contoso is open and nobody has taken it yet" in card.text
+        and card.method == "PUT"
+    )
     (card,) = await send(bot, connector, teams.click(ALICE, card, "Take"))
     assert card.method == "PUT" and "is yours now" in card.text
     (resolve_form,) = await send(bot, connector, teams.click(ALICE, card, "Resolve"))

@@ -242,7 +242,7 @@ def test_a_bad_amount_in_the_dispute_form_shows_its_message(
     shot(page, "6-dispute-bad-amount")
     field.locator("input").fill("12.50")
     page.locator("form.bot-form[data-errors]").get_by_role("button", name="Submit").click()
-    expect(page.locator("#transcript")).to_contain_text("Your dispute is BILL-")
+    expect(page.locator("#transcript")).to_contain_text("Dispute BILL-")
     expect(page.locator(".transcript .case-card").last).to_contain_text("12.50 EUR")
     assert page.errors == []
     page.context.close()

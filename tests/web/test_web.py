@@ -222,7 +222,7 @@ async def test_bad_amount_shows_the_message_under_its_field(web: Web) -> None:
             "reason": "Seats billed twice",
         },
     )
-    assert "Your dispute is BILL-1" in out and "12.50 EUR" in out
+    assert "Dispute BILL-1 for Contoso is open" in out and "12.50 EUR" in out
 
 
 async def test_a_typed_command_after_a_shown_form_is_a_command(web: Web) -> None:

@@ -29,7 +29,7 @@ async def test_a_zh_cn_browser_gets_the_page_the_chat_and_the_dashboard_in_chine
             "reason": "席位重复计费",
         },
     )
-    assert "谢谢！你的争议编号为 BILL-1。" in out, out
+    assert "Contoso 的争议 BILL-1 已创建，尚无人接手" in out, out
     assert "BILL-1 · 争议 · Contoso" in out and "1,234.50 EUR" in out and "席位重复计费" in out
     assert re.search(r"2026年11月24日 \d\d:\d\d", out), out
     assert "Your dispute" not in out and "Disputed" not in out
