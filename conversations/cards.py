@@ -53,6 +53,25 @@ def role_label(role: str) -> str:
     return _(ROLE_LABELS[role]) if role in ROLE_LABELS else role
 
 
+# Where a change was made (an audit entry's channel), as people read it.
+CHANNEL_LABELS = {
+    "local": N_("terminal chat"),
+    "web": N_("web page"),
+    "slack": N_("Slack"),
+    "teams": N_("Teams"),
+    "cli": N_("command line"),
+    "partner-center": N_("Partner Center"),
+    "partner_center": N_("Partner Center"),
+    "reminder": N_("billing-bot"),
+    "scheduler": N_("billing-bot"),
+}
+
+
+def channel_label(channel: str) -> str:
+    """An audit entry's channel (``local``, ``web``…) in the current locale."""
+    return _(CHANNEL_LABELS[channel]) if channel in CHANNEL_LABELS else channel
+
+
 def via_label(via: object) -> str:
     """How the customer was told (an ``InformedVia`` or its value), in the current locale."""
     for key, label in VIA_LABELS.items():
@@ -267,7 +286,7 @@ def full_history(case: Case, viewer: Actor, viewer_tz: str, names: dict[str, str
                 who=u(names.get(entry.actor, entry.actor)),
                 what=audit_label(entry, internal=internal),
                 details=details,
-                channel=entry.channel,
+                channel=channel_label(entry.channel),
             )
         )
     return lines

@@ -176,7 +176,7 @@ async def test_status_and_bare_case_id_show_card_and_history(env: DeskEnv) -> No
         f"{case_id} · Question · Contoso",
         "State: open",
         f"History of {case_id}",
-        "Alice Agent created (via local)",
+        "Alice Agent created (via terminal chat)",
     )
     await chat.send(case_id.lower())
     chat.expect("State: open")

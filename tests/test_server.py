@@ -52,7 +52,7 @@ def check_both_cases(output: str) -> None:
     assert "State: customer informed" in output
     for event in ("created", "started work", "resolved", "recorded that the customer was told"):
         assert event in output
-    assert "escalated to Microsoft" in output and "closed (via local)" in output
+    assert "escalated to Microsoft" in output and "closed (via terminal chat)" in output
 
 
 def test_piped_resources(tmp_path: Path) -> None:

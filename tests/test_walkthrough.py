@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.domain import AUDIT_KINDS
+from bot.i18n import _, use_locale
 from tests.processes import ROOT, Serve, bot_env
 
 pytestmark = pytest.mark.slow
@@ -330,32 +332,21 @@ def _findings(t: Transcript) -> list[str]:
                 words = re.findall(r"[A-Za-z]{3,}", rest)
                 if words:
                     bad.append(f"English in zh ({' '.join(words)}) {where}")
-    carol = t.of("carol")
-    for marker in INTERNAL_MARKERS:
-        if marker in carol:
-            bad.append(f"[{t.lang}] an internal event shown to carol: {marker!r}")
+    # The customer's history lines (on the card and under `status`) hold only what was done
+    # for them: no kind that AUDIT_KINDS keeps from customers, in either language.
+    hidden = [k.label for k in AUDIT_KINDS.values() if k.customer is None]
+    with use_locale("zh_CN"):
+        hidden += [_(label) for label in hidden]
+    for line in t.of("carol").splitlines():
+        if HISTORY_LINE.match(line) and any(label in line for label in hidden):
+            bad.append(f"[{t.lang}] an internal event shown to carol: {line!r}")
+    for secret in ("Checked the usage report", "已查看用量报告"):  # alice's internal note
+        if secret in t.of("carol"):
+            bad.append(f"[{t.lang}] an internal note shown to carol: {secret!r}")
     return bad
 
 
-# How the desk's internal workings read (both languages): a customer sees none of them.
-INTERNAL_MARKERS = (
-    "snoozed",
-    "reminder",
-    "assigned",
-    "took the case",
-    "took over",
-    "note",
-    "service request",
-    "Microsoft request",
-    "Checked the usage report",
-    "已查看用量报告",
-    "稍后提醒",
-    "提醒",
-    "分配",
-    "备注",
-    "服务请求",
-    "接手",
-)
+HISTORY_LINE = re.compile(r"^(│ )?\d{4}(-\d\d-\d\d|年)")
 
 
 def _markdown(runs: list[Transcript]) -> str:

@@ -581,7 +581,7 @@ def _details_text(action: str, details: Mapping[str, Any]) -> str:
 
 def audit_lines(case: Case, viewer: Actor, names: Mapping[str, str]) -> list[AuditLine]:
     """The full trail as the viewer may see it (:data:`bot.domain.AUDIT_KINDS` decides)."""
-    from conversations.cards import audit_label
+    from conversations.cards import audit_label, channel_label
 
     internal = can_see_internal(viewer)
     out = []
@@ -595,7 +595,7 @@ def audit_lines(case: Case, viewer: Actor, names: Mapping[str, str]) -> list[Aud
                 at=entry.at,
                 who=names.get(entry.actor, entry.actor),
                 action=audit_label(entry, internal=internal),
-                channel=entry.channel,
+                channel=channel_label(entry.channel),
                 details=text,
             )
         )
