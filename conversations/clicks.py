@@ -38,13 +38,18 @@ def on_case_card(ref: ActionRef) -> bool:
 
 
 def click_key(prefix: str, ref: ActionRef, scope: Sequence[str] = ()) -> str:
-    """``prefix:scope…:what`` — what: ``case:action:stage`` on a case card, else the value.
+    """``prefix:scope…:what`` — what: ``case:action:stage[:value]`` on a case card, else the value.
 
     ``scope`` is where the channel counts a click once (Slack: a case card's
     button everywhere, other buttons per message and clicker; Teams: per
     conversation, clicker and card).
     """
-    what = f"{ref.case_id}:{ref.name}:{ref.stage}" if on_case_card(ref) else ref.to_value()
+    if on_case_card(ref):
+        # A button that carries a value is another button than its bare kin on the same
+        # card (an escalation's [Try again] beside the card's [Escalate]).
+        what = f"{ref.case_id}:{ref.name}:{ref.stage}" + (f":{ref.value}" if ref.value else "")
+    else:
+        what = ref.to_value()
     return ":".join([prefix, *scope, what])
 
 

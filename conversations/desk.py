@@ -211,15 +211,17 @@ class Desk(DeskCommands):
 
     def _unknown(self, turn: Turn, cmd: Command) -> Result:
         """One line for a word that is no command: the closest one the person may use."""
-        said = _("I don't know the command “{word}”.").format(word=u(cmd.name[:40]))
+        word = u(cmd.name[:40])
         found = self.commands.closest(cmd.name, turn.actor.role, self.handlers)
         if found is None:
-            return _reply(said + " " + _("Type `help` to see what I can do."), kind="error")
-        word, glued = found
-        line = " ".join(p for p in (word, glued, cmd.args) if p)
+            text = _("I don't know the command “{word}”. Type `help` to see what I can do.")
+            return _reply(text.format(word=word), kind="error")
+        close, glued = found
+        line = " ".join(p for p in (close, glued, cmd.args) if p)
         if len(line) > 80:
             line = line[:79] + "…"
-        return _reply(said + " " + _("Did you mean `{line}`?").format(line=u(line)), kind="error")
+        text = _("I don't know the command “{word}”. Did you mean `{line}`?")
+        return _reply(text.format(word=word, line=u(line)), kind="error")
 
     # ------------------------------------------- commands and forms of flow modules
     def add_command(self, name: str, handler: Handler) -> None:

@@ -67,6 +67,12 @@ def test_a_case_card_click_is_keyed_by_case_action_and_stage() -> None:
     assert click_key("p", TAKE, ("card-1",)) == "p:card-1:BILL-7:take:3"
     assert click_key("p", ActionRef("take", "BILL-7", 4)) != click_key("p", TAKE)
     assert click_key("p", ActionRef("answer", value="yes"), ("m", "u")) == "p:m:u:answer|||yes"
+    # Two buttons of one card, a bare one and one with a value, are two clicks (the card's
+    # [Escalate] and the failed filing's [Try again]: the second is no repeat of the first).
+    escalate = ActionRef("escalate", "BILL-7", 3)
+    retry = ActionRef("escalate", "BILL-7", 3, "retry")
+    assert click_key("p", retry) != click_key("p", escalate)
+    assert click_key("p", retry) == click_key("p", ActionRef("escalate", "BILL-7", 3, "retry"))
 
 
 def test_both_channels_key_a_case_card_click_by_the_same_rule() -> None:

@@ -97,7 +97,13 @@ async def _suspend_confirmed(env: DeskEnv) -> dict[str, str]:
 
 
 async def _reactivate_proposed(env: DeskEnv) -> dict[str, str]:
-    return await _proposed(env, "reactivate")
+    # Only a suspended customer is reactivated (an active one: "nothing to reactivate").
+    await _proposed(env, "suspend", "suspend confirm {op}", "suspend done {op}")
+    lena = env.chat("lena")
+    await lena.send("reactivate Contoso")
+    found = re.search(r"confirm ([0-9a-f]{12})`", lena.text)
+    assert found, lena.text
+    return {"op": found.group(1)}
 
 
 # The typical lines of each command with a Chinese alias: (who types, setup, English lines);
@@ -352,12 +358,12 @@ async def test_an_unknown_command_in_chinese_gets_the_closest_chinese_command() 
     chat = env.chat("alice")
     await chat.send("语言 中文")
     await chat.send("列表全部")  # no space after the command word
-    assert chat.text == "我不认识命令“列表全部”。 你是不是想输入 `列表 全部`？"
+    assert chat.text == "我不认识命令“列表全部”。你是不是想输入 `列表 全部`？"
     assert chat.kinds == ["error"]
     await chat.send("列示 全部")
     assert chat.text.endswith("你是不是想输入 `列表 全部`？")
     await chat.send("随便说说")
-    assert chat.text == "我不认识命令“随便说说”。 输入 `帮助`（help）查看我能做什么。"
+    assert chat.text == "我不认识命令“随便说说”。输入 `帮助` 查看我能做什么。"
     assert len(chat.text.splitlines()) == 1
 
 

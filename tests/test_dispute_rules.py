@@ -148,7 +148,7 @@ async def test_a_dispute_takes_every_invoice_number_the_import_takes(
     alice = env.chat("alice")
     await alice.send(f"dispute {invoice}")
     await alice.say("Contoso", "ok", "10.00 EUR", "Billed twice")
-    alice.expect(f"Invoice: {invoice}", "Your dispute is BILL-1")
+    alice.expect(f"Invoice: {invoice}", "Dispute BILL-1 for Contoso is open")
 
 
 @pytest.mark.parametrize(("invoice", "rule"), REFUSED.items())

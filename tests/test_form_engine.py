@@ -245,4 +245,4 @@ async def test_a_command_that_is_no_answer_to_a_step_runs_and_the_form_waits(
     await alice.send("120.00")  # the answer: the form goes on
     alice.expect("Currency")
     await alice.say("EUR", "Seats billed twice")
-    alice.expect("Your dispute is BILL-2", "120.00 EUR")
+    alice.expect("Dispute BILL-2 for Contoso is open", "120.00 EUR")

@@ -61,7 +61,7 @@ async def test_status_list_take_note_and_case_id_alone(
     assert "Called Contoso AP" in call.card_text()
     card, history = await say(bot, connector, teams, ALICE, f"status {case}")
     assert case in card.card_text() and "in progress" in card.card_text()
-    assert f"History of {case}" in history.text and "via teams" in history.text
+    assert f"History of {case}" in history.text and "(via Teams)" in history.text
     card, _history = await say(bot, connector, teams, ALICE, case)
     assert case in card.card_text()
     (call,) = await say(bot, connector, teams, ALICE, "list")
@@ -222,7 +222,9 @@ async def test_dispute_rules_on_teams_cards(
     (form,) = await say(bot, connector, teams, ALICE, "dispute INV/2026/01")
     values = {"customer": "Contoso", "amount": "1234.56", "currency": "CNY", "reason": "Twice"}
     calls = await send(bot, connector, teams.submit(ALICE, form, values))
-    assert any("Your dispute is BILL-1" in c.text for c in calls), [c.text for c in calls]
+    assert any("Dispute BILL-1 for Contoso is open" in c.text for c in calls), [
+        c.text for c in calls
+    ]
     (form,) = await say(bot, connector, teams, ALICE, "resolve BILL-1")
     partial = {"outcome": "partial_credit", "credited": "1234.56", "resolution": ""}
     calls = await send(bot, connector, teams.submit(ALICE, form, partial))

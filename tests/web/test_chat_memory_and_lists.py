@@ -54,7 +54,9 @@ async def test_the_chat_history_survives_a_reload_and_the_dashboard(make_web: Ap
     assert "<b>two</b>" not in page  # typed text stays escaped
     await b.get("/dashboard")
     again = transcript(await b.get("/"))
-    assert again.index("Billing desk commands") < again.index(f"Your question is {case}")
+    assert again.index("Billing desk commands") < again.index(
+        f"Question {case} for Contoso is open"
+    )
     # Only the newest card of the case keeps its buttons; the older ones are shown dimmed.
     cards = re.findall(rf'<article class="case-card[^"]*" data-case="{case}"', again)
     assert len(cards) >= 3
