@@ -43,6 +43,8 @@ def _keys(node: Any) -> set[str]:
         ({"stage": True}, None),
         ({"stage": "3a"}, None),
         ({"stage": 2.5}, None),
+        ({"stage": "²"}, None),  # a digit to str.isdigit, not to int()
+        ({"stage": "9" * 5000}, None),  # int() refuses over 4,300 digits (hypothesis found it)
         ({}, None),
     ],
 )

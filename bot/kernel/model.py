@@ -8,6 +8,7 @@ adapter renders natively (Block Kit, Adaptive Cards, numbered choices, HTML).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -20,6 +21,9 @@ STAGE = "stage"
 OLD_STAGE = "version"
 
 
+_DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII digits, short: int() of 5,000 digits raises
+
+
 def read_stage(data: Mapping[str, Any]) -> int | None:
     """The card's stage in a click's data, a card or a form's context (None: none or not a number).
 
@@ -28,7 +32,7 @@ def read_stage(data: Mapping[str, Any]) -> int | None:
     on disk, all written before the rename). An int, or a string of digits.
     """
     value = data[STAGE] if STAGE in data else data.get(OLD_STAGE)
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         return int(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return value
