@@ -271,7 +271,11 @@ class _Batch:
 
 
 class StoreLocked(StorageError):
-    """Another process owns this store."""
+    """Another process owns this store; ``info`` is what the owner said of itself (pid, url)."""
+
+    def __init__(self, message: str, *, info: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.info: dict[str, Any] = dict(info or {})
 
 
 class StoreUnavailable(StorageError):
