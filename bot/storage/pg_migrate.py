@@ -97,3 +97,62 @@ async def migrate(conn: Any, where: str, *, dry_run: bool = False) -> tuple[int,
                 "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name
             )
     return current, pending
+
+
+def run_sync(coro_fn: Any) -> Any:
+    """Run ``coro_fn()`` on an event loop of its own thread (callable from sync code and loops)."""
+    import asyncio
+    import threading
+
+    result: list[Any] = []
+    errors: list[BaseException] = []
+
+    def thread() -> None:
+        try:
+            result.append(asyncio.run(coro_fn()))
+        except BaseException as exc:  # handed to the caller
+            errors.append(exc)
+
+    t = threading.Thread(target=thread, name="pg-migrate")
+    t.start()
+    t.join()
+    if errors:
+        raise errors[0]
+    return result[0]
+
+
+async def migrate_url(url: str, *, dry_run: bool = False) -> tuple[int, list[Migration]]:
+    """:func:`migrate` on the database at ``url``; StorageError when it cannot be reached."""
+    import asyncpg
+
+    from bot.storage.pg_engine import safe_url
+
+    try:
+        conn = await asyncpg.connect(url, timeout=15)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+        raise StorageError(f"cannot reach the database {safe_url(url)}: {exc}") from exc
+    try:
+        return await migrate(conn, safe_url(url), dry_run=dry_run)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StorageError(f"migrating {safe_url(url)} failed: {exc}") from exc
+    finally:
+        await conn.close()
+
+
+def schema_status(url: str) -> tuple[int, int]:
+    """``(the database's schema version, the newest this billing-bot knows)``."""
+    import asyncpg
+
+    from bot.storage.pg_engine import safe_url
+
+    async def read() -> int:
+        try:
+            conn = await asyncpg.connect(url, timeout=15)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+            raise StorageError(f"cannot reach the database {safe_url(url)}: {exc}") from exc
+        try:
+            return await schema_version(conn)
+        finally:
+            await conn.close()
+
+    return int(run_sync(read)), SCHEMA_VERSION
