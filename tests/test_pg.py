@@ -351,3 +351,14 @@ async def test_healthz_and_doctor_give_the_schema_version(pg_url: str) -> None:
         assert storage["backend"] == "postgresql" and storage["schema_version"] == SCHEMA_VERSION
         findings = {f.what: f.level for f in check(settings)}
         assert findings[f"store {pg_url}: PostgreSQL, schema version 1 (knows 1)"] == "ok"
+
+
+def test_without_postgresql_the_tests_fail_and_say_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No skip for want of a database: the cluster helper raises with the reason."""
+    from tests.pg.cluster import ClusterError, running_cluster
+
+    monkeypatch.setenv("BOT_PG_BIN", str(tmp_path))  # no initdb there
+    with pytest.raises(ClusterError, match="initdb failed"), running_cluster():
+        pass
