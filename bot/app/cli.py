@@ -116,6 +116,16 @@ def _parser() -> argparse.ArgumentParser:
         "the original is left as it is",
     )
     rep.add_argument("--to", required=True, metavar="NEW", help="the new store's path (.json)")
+    cp = st_sub.add_parser(
+        "copy",
+        help="copy a whole store between TinyDB and PostgreSQL (into an empty store, "
+        "or resuming an unfinished copy); verifies it",
+    )
+    cp.add_argument(
+        "--from", dest="source", required=True, help="a TinyDB path or postgresql:// URL"
+    )
+    cp.add_argument("--to", dest="target", required=True, help="a TinyDB path or postgresql:// URL")
+    cp.add_argument("--batch", type=int, default=500, help=argparse.SUPPRESS)
     mig = sub.add_parser(
         "migrate", help="apply the PostgreSQL schema's pending migrations (BOT_DB=postgresql://…)"
     )
@@ -159,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(demo_data_command(settings))
     if args.command == "receivables":
         return asyncio.run(receivables_import(settings, args.file, args.user))
+    if args.command == "store" and args.store_command == "copy":
+        return asyncio.run(store_copy_command(args.source, args.target, args.batch))
     if args.command == "store":
         return store_command(settings, args.store_command, getattr(args, "to", None))
     if args.command == "migrate":
@@ -246,6 +258,18 @@ def store_command(settings: Settings, command: str, to: str | None) -> int:
     return 0
 
 
+async def store_copy_command(source: str, target: str, batch: int) -> int:
+    """``billing-bot store copy --from FROM --to TO`` (bot/storage/copy.py); prints what it did."""
+    from bot.storage.copy import copy_between
+
+    try:
+        await copy_between(source, target, batch=batch, say=print)
+    except StorageError as exc:
+        print(f"billing-bot: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 async def migrate_command(settings: Settings, dry_run: bool) -> int:
     """``billing-bot migrate [--dry-run]``: bring the PostgreSQL schema up to this version.
 
@@ -253,8 +277,7 @@ async def migrate_command(settings: Settings, dry_run: bool) -> int:
     doing it ahead of a deploy, or seeing what a deploy would do.
     """
     from bot.storage import is_postgres_url
-    from bot.storage.pg_engine import safe_url
-    from bot.storage.pg_migrate import SCHEMA_VERSION, migrate_url
+    from bot.storage.pg_migrate import SCHEMA_VERSION, migrate_url, safe_url
 
     if not is_postgres_url(settings.db_path):
         print(

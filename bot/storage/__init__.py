@@ -41,7 +41,8 @@ from bot.storage.engine import (
     declare_tables,
     known_tables,
 )
-from bot.storage.pg_engine import PostgresEngine, is_postgres_url
+from bot.storage.pg_engine import PostgresEngine
+from bot.storage.pg_migrate import is_postgres_url
 from bot.storage.tinydb_engine import StoreLocked, TinyDBEngine
 
 __all__ = [

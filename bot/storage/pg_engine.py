@@ -29,7 +29,6 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from bot.storage import pg_schema
 from bot.storage.engine import (
@@ -46,29 +45,18 @@ from bot.storage.engine import (
     known_tables,
     summarize,
 )
-from bot.storage.pg_migrate import SCHEMA_VERSION, check_version, migrate
+from bot.storage.pg_migrate import (
+    SCHEMA_VERSION,
+    check_version,
+    migrate,
+    safe_url,
+)
 from bot.storage.pg_schema import FLOW_DOCS, TableSpec, spec_for
 from bot.storage.tinydb_engine import StoreLocked, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 OWNER_LOCK = 0x6269_6C6D  # the session advisory lock of the process that owns the database
-
-
-def is_postgres_url(where: object) -> bool:
-    return str(where).startswith(("postgresql://", "postgres://"))
-
-
-def safe_url(url: str) -> str:
-    """The URL without its password, for messages and ``/healthz``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ""
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
 
 
 class _SqlConflict(Exception):

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from bot.storage.engine import StorageError
 
@@ -46,6 +47,22 @@ def known_migrations() -> list[Migration]:
 
 SCHEMA_VERSION = len(known_migrations())
 """The schema version this billing-bot knows (its newest migration)."""
+
+
+def is_postgres_url(where: object) -> bool:
+    return str(where).startswith(("postgresql://", "postgres://"))
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for messages and ``/healthz``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ""
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
 
 
 class SchemaTooNew(StorageError):
@@ -125,8 +142,6 @@ async def migrate_url(url: str, *, dry_run: bool = False) -> tuple[int, list[Mig
     """:func:`migrate` on the database at ``url``; StorageError when it cannot be reached."""
     import asyncpg
 
-    from bot.storage.pg_engine import safe_url
-
     try:
         conn = await asyncpg.connect(url, timeout=15)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
@@ -142,8 +157,6 @@ async def migrate_url(url: str, *, dry_run: bool = False) -> tuple[int, list[Mig
 def schema_status(url: str) -> tuple[int, int]:
     """``(the database's schema version, the newest this billing-bot knows)``."""
     import asyncpg
-
-    from bot.storage.pg_engine import safe_url
 
     async def read() -> int:
         try:

@@ -413,7 +413,8 @@ class TinyDBEngine(Engine):
             pid = owner.get("pid", "?")
             raise StoreLocked(
                 f"the store {self.path} is in use by another billing-bot (pid {pid}); "
-                "stop it first, or use BOT_DB to point at another store"
+                "stop it first, or use BOT_DB to point at another store",
+                info=owner,
             ) from exc
         self._lock_fd = fd
         self.set_lock_info({})
