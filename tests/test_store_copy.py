@@ -195,3 +195,24 @@ async def test_the_store_written_by_79a86d9_copies_to_postgresql(
         assert await store.next_number("case") == 25
     finally:
         await store.close()
+
+
+async def test_a_table_the_copying_process_never_declared_is_copied(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """A flow's table that the ``store copy`` process does not load still goes along."""
+    from bot.storage import declare_tables
+
+    name, empty = declare_tables("copy_only_here_table", "copy_empty_here_table")
+    source = tmp_path / "s" / "billing-bot.json"
+    store = open_store(source)
+    await store.open()
+    try:
+        await store.commit([Op(name, "k", {"a": 1})])
+    finally:
+        await store.close()  # the snapshot holds both tables, one of them empty
+    code, out, err = run_copy(str(source), pg_url)
+    assert code == 0, err
+    assert f"verified: {name}: 1 documents" in out
+    copied = await read_all(pg_url)
+    assert copied[name] == {"k": {"a": 1}} and empty not in copied

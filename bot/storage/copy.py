@@ -98,6 +98,9 @@ async def copy_store(
         say(line)
 
     started = time.monotonic()
+    # Every table the source holds, also one a flow this process did not load declared:
+    # the target keeps it as the source does.
+    declare_tables(*(t for t in table_names(source) if t.isidentifier()))
     progress = target.peek(COPY_TABLE, _PROGRESS)
     if progress is not None:
         if progress.get("source") != source_name:
