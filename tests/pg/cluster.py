@@ -159,6 +159,14 @@ def running_cluster() -> Iterator[str]:
 
 
 def main() -> None:
+    import signal
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # Also in the background (where SIGINT may be ignored): stop, then delete the cluster.
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     with running_cluster() as url:
         print(url, flush=True)
         try:
