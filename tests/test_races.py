@@ -1,19 +1,37 @@
-"""Races: two people acting on one case at the same moment; ids under concurrent creation."""
+"""Races: two people acting on one case at the same moment; ids under concurrent creation.
+
+Each runs on every engine (memory, TinyDB, PostgreSQL): optimistic versions and case
+numbering are storage semantics.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
 
 from bot.domain import Case
-from bot.storage import MemoryEngine, Op, Store
+from bot.storage import Engine, MemoryEngine, Op, PostgresEngine, Store, TinyDBEngine
 from tests.harness import DeskEnv
+
+
+@pytest.fixture(params=["memory", "tinydb", "postgresql"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
+    if request.param == "memory":
+        yield MemoryEngine()
+    elif request.param == "tinydb":
+        yield TinyDBEngine(tmp_path / "db.json")
+    else:
+        yield PostgresEngine(request.getfixturevalue("pg_url"))
 
 
 class BarrierStore(Store):
     """A store whose case saves wait for each other, so two flows interleave for sure."""
 
-    def __init__(self) -> None:
-        super().__init__(MemoryEngine())
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
         self.barrier: asyncio.Barrier | None = None
 
     async def save_case(self, case: Case, extra_ops: object = ()) -> Case:
@@ -22,8 +40,10 @@ class BarrierStore(Store):
         return await super().save_case(case, extra_ops)  # type: ignore[arg-type]
 
 
-async def test_resolve_and_reassign_at_once_one_wins_the_other_sees_the_new_state() -> None:
-    store = BarrierStore()
+async def test_resolve_and_reassign_at_once_one_wins_the_other_sees_the_new_state(
+    engine: Engine,
+) -> None:
+    store = BarrierStore(engine)
     env = DeskEnv(store=store)
     await store.open()
     case_id = await env.new_question()
@@ -54,10 +74,11 @@ async def test_resolve_and_reassign_at_once_one_wins_the_other_sees_the_new_stat
             and after.state.value == "in_progress"
         )
     assert after.version == before.version + 1
+    await store.close()
 
 
-async def test_ids_stay_unique_under_concurrent_creation() -> None:
-    env = DeskEnv()
+async def test_ids_stay_unique_under_concurrent_creation(engine: Engine) -> None:
+    env = DeskEnv(store=Store(engine))
     await env.store.open()
     chats = [env.chat(name) for name in ("alice", "bob", "lena") for _ in range(1)]
 
@@ -74,6 +95,13 @@ async def test_ids_stay_unique_under_concurrent_creation() -> None:
     assert len(set(ids)) == 40
     assert sorted(int(x.split("-")[1]) for x in ids) == list(range(1, 41))
     assert chats
+    await env.store.close()
+    again = Store(engine)
+    await again.open()  # and so they are stored
+    try:
+        assert again.case_numbers_given() == 40 and again.cases_held() == 40
+    finally:
+        await again.close()
 
 
 async def test_a_failing_write_answers_cannot_save_and_changes_nothing(tmp_path: object) -> None:
@@ -105,3 +133,43 @@ async def test_a_failing_write_answers_cannot_save_and_changes_nothing(tmp_path:
     assert store.health()["ok"] is True
     await store.close()
     assert Op  # re-exported for tests of raw commits
+
+
+async def test_a_lost_database_connection_answers_cannot_save_and_recovers(pg_url: str) -> None:
+    """PostgreSQL: the writer's session is killed by the server; the user is told, the
+    case is unchanged, and the next write reconnects."""
+    import asyncpg
+
+    engine = PostgresEngine(pg_url)
+    store = Store(engine)
+    env = DeskEnv(store=store)
+    await store.open()
+    try:
+        case_id = await env.new_question()
+        killer = await asyncpg.connect(pg_url)
+        try:
+            killed = await killer.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await killer.close()
+        assert killed >= 1
+        chat = env.chat("alice")
+        await chat.send(f"take {case_id}")
+        chat.expect("I could not save that")
+        assert store.health()["ok"] is False
+        case = await store.get_case(1)
+        assert case is not None and case.owner is None and case.version == 1
+        await chat.send(f"take {case_id}")
+        chat.expect("is yours now")
+        assert store.health()["ok"] is True
+    finally:
+        await store.close()
+    again = Store(PostgresEngine(pg_url))
+    await again.open()
+    try:
+        case = await again.get_case(1)
+        assert case is not None and case.owner == "alice" and case.version == 2
+    finally:
+        await again.close()

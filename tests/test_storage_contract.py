@@ -37,8 +37,10 @@ from bot.money import Money
 from bot.storage import (
     COLLECTIONS_TABLES,
     WEB_TABLES,
+    Engine,
     MemoryEngine,
     Op,
+    PostgresEngine,
     StorageError,
     Store,
     StoreLocked,
@@ -110,9 +112,15 @@ def durable_copy(src: Path, dst_dir: Path) -> Path:
 # ---- the contract, for every engine -----------------------------------------
 
 
-@pytest.fixture(params=["memory", "tinydb"])
+@pytest.fixture(params=["memory", "tinydb", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    engine = MemoryEngine() if request.param == "memory" else TinyDBEngine(tmp_path / "s.json")
+    engine: Engine
+    if request.param == "memory":
+        engine = MemoryEngine()
+    elif request.param == "tinydb":
+        engine = TinyDBEngine(tmp_path / "s.json")
+    else:
+        engine = PostgresEngine(request.getfixturevalue("pg_url"))
     s = Store(engine)
     await s.open()
     yield s
@@ -516,7 +524,7 @@ async def test_guarded_raw_commit(store: Store) -> None:
 async def test_health_reports_ok(store: Store) -> None:
     health = store.health()
     assert health["ok"] is True
-    assert health["backend"] in ("memory", "tinydb")
+    assert health["backend"] in ("memory", "tinydb", "postgresql")
 
 
 # ---- the typed reads and ops flows use (no table names outside bot/storage) ----

@@ -124,6 +124,22 @@ def _parser() -> argparse.ArgumentParser:
         "the original is left as it is",
     )
     rep.add_argument("--to", required=True, metavar="NEW", help="the new store's path (.json)")
+    cp = st_sub.add_parser(
+        "copy",
+        help="copy a whole store between TinyDB and PostgreSQL (into an empty store, "
+        "or resuming an unfinished copy); verifies it",
+    )
+    cp.add_argument(
+        "--from", dest="source", required=True, help="a TinyDB path or postgresql:// URL"
+    )
+    cp.add_argument("--to", dest="target", required=True, help="a TinyDB path or postgresql:// URL")
+    cp.add_argument("--batch", type=int, default=500, help=argparse.SUPPRESS)
+    mig = sub.add_parser(
+        "migrate", help="apply the PostgreSQL schema's pending migrations (BOT_DB=postgresql://…)"
+    )
+    mig.add_argument(
+        "--dry-run", action="store_true", help="list what would be applied, apply nothing"
+    )
     from adapters.teams.package import add_arguments as teams_package_arguments
 
     teams_package_arguments(
@@ -161,8 +177,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(demo_data_command(settings))
     if args.command == "receivables":
         return asyncio.run(receivables_import(settings, args.file, args.user))
+    if args.command == "store" and args.store_command == "copy":
+        return asyncio.run(store_copy_command(args.source, args.target, args.batch))
     if args.command == "store":
         return store_command(settings, args.store_command, getattr(args, "to", None))
+    if args.command == "migrate":
+        return asyncio.run(migrate_command(settings, args.dry_run))
     if args.command == "teams-package":
         from adapters.teams.package import run as teams_package
 
@@ -243,6 +263,54 @@ def store_command(settings: Settings, command: str, to: str | None) -> int:
         print(f"billing-bot: cannot write the repaired store {to}: {exc}", file=sys.stderr)
         return 1
     print("\n".join(report))
+    return 0
+
+
+async def store_copy_command(source: str, target: str, batch: int) -> int:
+    """``billing-bot store copy --from FROM --to TO`` (bot/storage/copy.py); prints what it did."""
+    from bot.storage.copy import copy_between
+
+    try:
+        await copy_between(source, target, batch=batch, say=print)
+    except StorageError as exc:
+        print(f"billing-bot: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def migrate_command(settings: Settings, dry_run: bool) -> int:
+    """``billing-bot migrate [--dry-run]``: bring the PostgreSQL schema up to this version.
+
+    A serve applies them at start too (under the same advisory lock); this is for
+    doing it ahead of a deploy, or seeing what a deploy would do.
+    """
+    from bot.storage import is_postgres_url
+    from bot.storage.pg_migrate import SCHEMA_VERSION, migrate_url, safe_url
+
+    if not is_postgres_url(settings.db_path):
+        print(
+            f"billing-bot: migrate is for a PostgreSQL store (BOT_DB=postgresql://…); "
+            f"{settings.db_path} is a TinyDB store, which upgrades itself when it opens",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        before, pending = await migrate_url(settings.db_path, dry_run=dry_run)
+    except StorageError as exc:
+        print(f"billing-bot: {exc}", file=sys.stderr)
+        return 1
+    where = safe_url(settings.db_path)
+    if not pending:
+        print(
+            f"{where}: schema version {before}, up to date "
+            f"(this billing-bot knows {SCHEMA_VERSION})"
+        )
+        return 0
+    names = ", ".join(f"{m.version:04d}_{m.name}" for m in pending)
+    if dry_run:
+        print(f"{where}: schema version {before}; would apply {names} (dry run: nothing applied)")
+    else:
+        print(f"{where}: schema version {before} -> {pending[-1].version}; applied {names}")
     return 0
 
 

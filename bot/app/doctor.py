@@ -185,8 +185,12 @@ def check(settings: Settings) -> list[Finding]:
         finding = _private(settings.config_path)
         if finding:
             out.append(finding)
+    from bot.storage import is_postgres_url
+
+    if is_postgres_url(settings.db_path):
+        out.append(postgres_schema(settings.db_path))
     db = Path(settings.db_path)
-    if db.parent.exists():
+    if not is_postgres_url(settings.db_path) and db.parent.exists():
         for path in [db.parent, *sorted(db.parent.glob(db.stem + "*"))]:
             finding = _private(path)
             if finding:
@@ -200,6 +204,33 @@ def check(settings: Settings) -> list[Finding]:
             )
         )
     return out
+
+
+def postgres_schema(url: str) -> Finding:
+    """The PostgreSQL store's schema version against the one this billing-bot knows."""
+    from bot.storage import StorageError
+    from bot.storage.pg_engine import safe_url
+    from bot.storage.pg_migrate import schema_status
+
+    where = safe_url(url)
+    try:
+        current, known = schema_status(url)
+    except StorageError as exc:
+        return Finding("error", f"store: {exc}", "start PostgreSQL or fix BOT_DB")
+    if current > known + 1:
+        return Finding(
+            "error",
+            f"store {where}: schema version {current}, this billing-bot knows {known}: "
+            "migrated by a newer billing-bot, it will refuse to start",
+            "run the billing-bot version that migrated it",
+        )
+    if current < known:
+        return Finding(
+            "warn",
+            f"store {where}: schema version {current}, this billing-bot knows {known}",
+            "billing-bot migrate (serve also applies the migrations at start)",
+        )
+    return Finding("ok", f"store {where}: PostgreSQL, schema version {current} (knows {known})")
 
 
 def report(findings: list[Finding]) -> tuple[str, int]:

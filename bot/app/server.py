@@ -226,7 +226,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     host = "127.0.0.1" if not is_loopback(settings.host) else settings.host
     if ":" in host:
         host = f"[{host}]"
-    runtime.store.set_owner_info({"url": f"http://{host}:{settings.port}"})
+    await runtime.store.set_owner_info({"url": f"http://{host}:{settings.port}"})
     runtime.inline_scheduling = False
     tasks = [
         asyncio.create_task(runtime.scheduler_loop(), name="scheduler"),

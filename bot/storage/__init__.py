@@ -3,9 +3,10 @@
 One small async interface for cases, customers, users, conversation state,
 conversation references, scheduled jobs, processed-event ids, the request
 queue and counters, and for the tables of the collections flow (receivables,
-collections state, audit). Two engines implement it: :class:`MemoryEngine`
-(tests) and :class:`TinyDBEngine` (durable, the default); the contract tests in
-``tests/test_storage_contract.py`` run unchanged against both.
+collections state, audit). Three engines implement it: :class:`MemoryEngine`
+(tests), :class:`TinyDBEngine` (durable, the default) and :class:`PostgresEngine`
+(``BOT_DB=postgresql://…``); the contract tests in ``tests/test_storage_contract.py``
+run unchanged against all three.
 
 Flows and adapters go through the typed, named methods of :class:`Store` only:
 no table name and no ``store.engine`` outside this package (``tests/test_layers.py``).
@@ -41,6 +42,8 @@ from bot.storage.engine import (
     declare_tables,
     known_tables,
 )
+from bot.storage.pg_engine import PostgresEngine
+from bot.storage.pg_migrate import is_postgres_url
 from bot.storage.tinydb_engine import StoreLocked, TinyDBEngine
 
 __all__ = [
@@ -52,6 +55,7 @@ __all__ = [
     "Engine",
     "MemoryEngine",
     "Op",
+    "PostgresEngine",
     "Store",
     "StorageError",
     "StoreLocked",
@@ -59,6 +63,7 @@ __all__ = [
     "VersionConflict",
     "WEB_TABLES",
     "declare_tables",
+    "is_postgres_url",
     "known_tables",
     "open_store",
 ]
@@ -184,10 +189,12 @@ class Store:
     def health(self) -> dict[str, Any]:
         return self.engine.health()
 
-    def set_owner_info(self, info: dict[str, Any]) -> None:
+    async def set_owner_info(self, info: dict[str, Any]) -> None:
         """Tell other processes who owns a durable store (``serve`` adds its URL); else nothing."""
         if isinstance(self.engine, TinyDBEngine):
             self.engine.set_lock_info(info)
+        elif isinstance(self.engine, PostgresEngine):
+            await self.engine.set_owner_info(info)
 
     async def commit(self, ops: Sequence[Op]) -> None:
         """Write raw ops atomically (for callers that combine several records)."""
@@ -642,9 +649,12 @@ class Store:
 
 
 def open_store(path: str | Path | None) -> Store:
-    """A store on TinyDB files at ``path``, or in memory when ``path`` is ``:memory:``/None."""
+    """A store in PostgreSQL for a ``postgresql://`` URL, on TinyDB files at a path, or in
+    memory when ``path`` is ``:memory:``/None."""
     if path is None or str(path) == ":memory:":
         return Store(MemoryEngine())
+    if is_postgres_url(path):
+        return Store(PostgresEngine(str(path)))
     return Store(TinyDBEngine(path))
 
 
@@ -662,7 +672,7 @@ async def open_store_or_serve(path: str | Path) -> tuple[Store | None, str | Non
     try:
         await store.open()
     except StoreLocked as exc:
-        info = read_lock_info(lock_path_for(path))
+        info = exc.info if is_postgres_url(path) else read_lock_info(lock_path_for(path))
         url = info.get("url")
         if not url:
             raise StorageError(

@@ -272,7 +272,11 @@ class _Batch:
 
 
 class StoreLocked(StorageError):
-    """Another process owns this store."""
+    """Another process owns this store; ``info`` is what the owner said of itself (pid, url)."""
+
+    def __init__(self, message: str, *, info: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.info: dict[str, Any] = dict(info or {})
 
 
 class StoreUnavailable(StorageError):
@@ -410,7 +414,8 @@ class TinyDBEngine(Engine):
             pid = owner.get("pid", "?")
             raise StoreLocked(
                 f"the store {self.path} is in use by another billing-bot (pid {pid}); "
-                "stop it first, or use BOT_DB to point at another store"
+                "stop it first, or use BOT_DB to point at another store",
+                info=owner,
             ) from exc
         self._lock_fd = fd
         self.set_lock_info({})

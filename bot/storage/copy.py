@@ -1,0 +1,247 @@
+"""``billing-bot store copy --from FROM --to TO``: a whole store from one engine to another.
+
+FROM and TO are each a TinyDB path or a ``postgresql://`` URL. Both are opened
+as their owner (a store a running serve owns is refused: the copy must read a
+store nobody writes). The target must be empty, or hold an unfinished copy from
+the same source, which is resumed: progress is the ``store_copy`` record, written
+in the same commit as each batch of documents, so a copy killed at any point
+goes on from its last batch. Every table is copied in key order (cases with the
+archived ones), then verified — the count of every table, a checksum of every
+case, one of every other table — and the progress record dropped. Documents are
+copied as they are, versions included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.storage.engine import Doc, Engine, Op, StorageError, declare_tables, known_tables
+
+COPY_TABLE = declare_tables("store_copy")[0]
+_PROGRESS = "progress"
+
+
+def table_names(engine: Engine) -> list[str]:
+    """Every table an engine holds (its own, declared ones, ones it found stored)."""
+    names = dict.fromkeys(known_tables())
+    hot = getattr(engine, "hot", None)
+    if isinstance(hot, dict):
+        names.update(dict.fromkeys(hot))
+    return [n for n in names if n not in ("meta", COPY_TABLE)]
+
+
+async def table_docs(engine: Engine, table: str) -> dict[str, Doc]:
+    """Every document of ``table``; for ``cases`` the archived ones too (read one by one)."""
+    docs = dict(engine.view(table))
+    if table == "cases":
+        for summary in list(engine.archived()):
+            key = str(summary.number)
+            if key not in docs:
+                doc = await engine.get("cases", key)
+                if doc is not None:
+                    docs[key] = doc
+    return docs
+
+
+def digest(doc: Doc) -> str:
+    """A document's checksum: SHA-256 of its canonical JSON (sorted keys)."""
+    raw = json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+async def contents(engine: Engine) -> dict[str, dict[str, Doc]]:
+    """Everything a store holds, by table (empty tables left out)."""
+    out = {}
+    for table in table_names(engine):
+        docs = await table_docs(engine, table)
+        if docs:
+            out[table] = docs
+    return out
+
+
+def is_empty(engine: Engine) -> bool:
+    return not any(engine.view(t) for t in table_names(engine)) and not any(engine.archived())
+
+
+@dataclass
+class CopyReport:
+    lines: list[str] = field(default_factory=list)
+    resumed: bool = False
+
+
+def _batches(items: list[tuple[str, Doc]], size: int, start: int) -> Iterator[int]:
+    i = start
+    while i < len(items):
+        yield i
+        i += size
+
+
+async def copy_store(
+    source: Engine,
+    target: Engine,
+    source_name: str,
+    target_name: str,
+    *,
+    batch: int = 500,
+    say: Callable[[str], None] = lambda line: None,
+) -> CopyReport:
+    """Copy every document of ``source`` into ``target`` (both open); see the module doc."""
+    report = CopyReport()
+
+    def tell(line: str) -> None:
+        report.lines.append(line)
+        say(line)
+
+    started = time.monotonic()
+    # Every table the source holds, also one a flow this process did not load declared:
+    # the target keeps it as the source does.
+    declare_tables(*(t for t in table_names(source) if t.isidentifier()))
+    progress = target.peek(COPY_TABLE, _PROGRESS)
+    if progress is not None:
+        if progress.get("source") != source_name:
+            raise StorageError(
+                f"{target_name} holds an unfinished copy from {progress.get('source')}, "
+                f"not from {source_name}: finish that copy, or copy into an empty store"
+            )
+        report.resumed = True
+        tell(
+            f"resuming the unfinished copy from {source_name} "
+            f"(at table {progress.get('table')}, {progress.get('done', 0)} documents)"
+        )
+    elif not is_empty(target):
+        raise StorageError(
+            f"{target_name} already holds data; store copy writes only into an empty store "
+            "(or resumes an unfinished copy from the same source)"
+        )
+    else:
+        await target.commit([Op(COPY_TABLE, _PROGRESS, _progress(source_name, "", 0), expect=None)])
+    tables = table_names(source)
+    resume_table = progress.get("table", "") if progress else ""
+    resume_done = int(progress.get("done", 0)) if progress else 0
+    skipping = bool(resume_table)
+    counts: dict[str, int] = {}
+    for table in tables:
+        docs = await table_docs(source, table)
+        counts[table] = len(docs)
+        if skipping:
+            if table != resume_table:
+                continue  # copied before the interruption
+            skipping = False
+            start = resume_done
+        else:
+            start = 0
+        items = sorted(docs.items())
+        for i in _batches(items, batch, start):
+            chunk = items[i : i + batch]
+            ops = [Op(table, key, doc) for key, doc in chunk]
+            done = i + len(chunk)
+            ops.append(Op(COPY_TABLE, _PROGRESS, _progress(source_name, table, done)))
+            await target.commit(ops)
+        if not docs:
+            continue
+        await target.commit([Op(COPY_TABLE, _PROGRESS, _progress(source_name, table, len(items)))])
+    await _verify(source, target, tables, counts, tell)
+    await target.commit([Op(COPY_TABLE, _PROGRESS, None)])
+    total = sum(counts.values())
+    tell(
+        f"copied {total} documents from {source_name} to {target_name} "
+        f"in {time.monotonic() - started:.1f} s: "
+        + ", ".join(f"{n} {t}" for t, n in counts.items() if n)
+    )
+    return report
+
+
+def _progress(source: str, table: str, done: int) -> Doc:
+    return {"source": source, "table": table, "done": done}
+
+
+async def _verify(
+    source: Engine,
+    target: Engine,
+    tables: list[str],
+    counts: dict[str, int],
+    tell: Callable[[str], None],
+) -> None:
+    problems: list[str] = []
+    for table in tables:
+        want = await table_docs(source, table)
+        got = await table_docs(target, table)
+        if len(want) != counts[table]:
+            problems.append(f"{table}: the source changed during the copy")
+        if len(got) != len(want):
+            problems.append(
+                f"{table}: {len(got)} documents in the target, {len(want)} in the source"
+            )
+            continue
+        if table == "cases":
+            bad = [k for k in want if k not in got or digest(got[k]) != digest(want[k])]
+            if bad:
+                problems.append(f"cases: {len(bad)} differ (first: {sorted(bad)[:5]})")
+            else:
+                tell(f"verified: {len(want)} cases, each checksum equal")
+        else:
+            whole_want = _table_digest(want)
+            if whole_want != _table_digest(got):
+                problems.append(f"{table}: checksum differs")
+            elif want:
+                tell(f"verified: {table}: {len(want)} documents, checksum {whole_want[:12]}")
+    if problems:
+        raise StorageError("the copy does not match its source: " + "; ".join(problems))
+
+
+def _table_digest(docs: dict[str, Doc]) -> str:
+    h = hashlib.sha256()
+    for key in sorted(docs):
+        h.update(key.encode("utf-8", "surrogatepass") + b"\0" + digest(docs[key]).encode())
+    return h.hexdigest()
+
+
+def describe(where: Any) -> str:
+    """A store's name in messages: its real path, or its URL without the password."""
+    from bot.storage.pg_migrate import is_postgres_url, safe_url
+    from bot.storage.tinydb_engine import real_store_path
+
+    return safe_url(str(where)) if is_postgres_url(where) else str(real_store_path(where))
+
+
+def _engine(where: str) -> Engine:
+    from bot.storage.pg_engine import PostgresEngine
+    from bot.storage.pg_migrate import is_postgres_url
+    from bot.storage.tinydb_engine import TinyDBEngine
+
+    return PostgresEngine(where) if is_postgres_url(where) else TinyDBEngine(where)
+
+
+async def copy_between(
+    source: str, target: str, *, batch: int = 500, say: Callable[[str], None] = print
+) -> CopyReport:
+    """Open both stores as their owner and copy; StorageError says why it cannot."""
+    from bot.storage.tinydb_engine import StoreLocked
+
+    src_name, dst_name = describe(source), describe(target)
+    if src_name == dst_name:
+        raise StorageError("store copy needs two different stores")
+    src = _engine(source)
+    try:
+        await src.open()
+    except StoreLocked as exc:
+        url = exc.info.get("url")
+        owner = f"the serve at {url}" if url else f"pid {exc.info.get('pid', '?')}"
+        raise StorageError(
+            f"the store {src_name} is in use by {owner}; stop it first: "
+            "store copy reads a store nobody is writing"
+        ) from exc
+    try:
+        dst = _engine(target)
+        await dst.open()
+        try:
+            return await copy_store(src, dst, src_name, dst_name, batch=max(1, batch), say=say)
+        finally:
+            await dst.close()
+    finally:
+        await src.close()

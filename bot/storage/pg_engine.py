@@ -1,0 +1,604 @@
+"""The PostgreSQL engine: ``BOT_DB=postgresql://user@host/db`` (asyncpg).
+
+The tables are real SQL tables (``migrations/``, mapped by :mod:`bot.storage.pg_schema`).
+Like the TinyDB engine, everything requests touch is in memory: the live data
+is loaded at open, and finished cases (closed, cancelled) stay in the database,
+with their list summaries in memory; ``get`` reads one when asked for. Each
+:meth:`PostgresEngine.commit` is checked against memory and applied there at
+once (without yielding, as the contract asks), then written as **one
+transaction** by a single writer, in commit order; it returns when that
+transaction has committed. Its guards are checked again in SQL (``UPDATE …
+WHERE version = $expect``, ``INSERT … ON CONFLICT DO NOTHING``): a write that
+another process got in first fails with :class:`VersionConflict`. A failed
+transaction undoes its commit in memory, and every commit queued after it
+(built on top of it) fails too, as with the TinyDB engine's journal.
+
+One process owns a database (a session advisory lock, like the TinyDB lock
+file); the seam for several replicas (issue 22) is each row's ``version`` and
+``change_seq`` and the single place writes are applied in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.storage import pg_schema
+from bot.storage.engine import (
+    ANY,
+    ARCHIVED,
+    CORE_TABLES,
+    CaseSummary,
+    Doc,
+    Engine,
+    Op,
+    StorageError,
+    VersionConflict,
+    is_declared,
+    known_tables,
+    summarize,
+)
+from bot.storage.pg_migrate import (
+    SCHEMA_VERSION,
+    check_version,
+    migrate,
+    safe_url,
+)
+from bot.storage.pg_schema import FLOW_DOCS, TableSpec, spec_for
+from bot.storage.tinydb_engine import StoreLocked, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+OWNER_LOCK = 0x6269_6C6D  # the session advisory lock of the process that owns the database
+
+
+class _SqlConflict(Exception):
+    def __init__(self, table: str, key: str) -> None:
+        self.table, self.key = table, key
+
+
+@dataclass(frozen=True)
+class _Sql:
+    select: str
+    select_one: str
+    upsert: str
+    insert_new: str
+    update_guarded: str
+    delete: str
+    delete_guarded: str
+    exists: str
+    children: dict[str, tuple[str, str, str, str]]  # field -> insert, delete all, delete from, load
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+def _build_sql(spec: TableSpec) -> _Sql:
+    keys = ["tbl", "key"] if spec.flow else ["key"]
+    cols = [*keys, *spec.names, "doc", "doc_text"]
+    params = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
+    names = ", ".join(map(_q, cols))
+    table = _q(spec.sql)
+    where_key = " AND ".join(f"{_q(k)} = ${i}" for i, k in enumerate(keys, 1))
+    nk = len(keys)
+    sets = ", ".join(f"{_q(c)} = EXCLUDED.{_q(c)}" for c in cols[nk:])
+    seq = "nextval('store_change_seq')"
+    select = f"SELECT {names} FROM {table}"
+    if spec.flow:
+        select += " WHERE tbl = $1"
+    children = {}
+    for child in spec.children:
+        ccols = ["case_key", "pos", *(c.name for c in child.columns), "doc", "doc_text"]
+        cparams = ", ".join(f"${i}" for i in range(1, len(ccols) + 1))
+        children[child.field] = (
+            f"INSERT INTO {_q(child.sql)} ({', '.join(map(_q, ccols))}) VALUES ({cparams})",
+            f"DELETE FROM {_q(child.sql)} WHERE case_key = $1",
+            f"DELETE FROM {_q(child.sql)} WHERE case_key = $1 AND pos >= $2",
+            f"SELECT {', '.join(map(_q, ccols))} FROM {_q(child.sql)}",
+        )
+    return _Sql(
+        select=select,
+        select_one=f"SELECT {names} FROM {table} WHERE {where_key}",
+        upsert=(
+            f"INSERT INTO {table} ({names}, change_seq) VALUES ({params}, {seq}) "
+            f"ON CONFLICT ({', '.join(map(_q, keys))}) DO UPDATE SET {sets}, "
+            "change_seq = EXCLUDED.change_seq"
+        ),
+        insert_new=(
+            f"INSERT INTO {table} ({names}, change_seq) VALUES ({params}, {seq}) "
+            f"ON CONFLICT ({', '.join(map(_q, keys))}) DO NOTHING"
+        ),
+        update_guarded=(
+            f"UPDATE {table} SET "
+            + ", ".join(f"{_q(c)} = ${i}" for i, c in enumerate(cols, 1) if i > nk)
+            + f", change_seq = {seq} WHERE {where_key} "
+            f"AND coalesce(version, 0) = ${len(cols) + 1}"
+        ),
+        delete=f"DELETE FROM {table} WHERE {where_key}",
+        delete_guarded=(
+            f"DELETE FROM {table} WHERE {where_key} AND coalesce(version, 0) = ${nk + 1}"
+        ),
+        exists=f"SELECT 1 FROM {table} WHERE {where_key}",
+        children=children,
+    )
+
+
+@dataclass
+class _Commit:
+    ops: list[tuple[Op, Doc | None, Doc | None, bool]]  # op, stored doc, old doc, old known
+    future: asyncio.Future[None]
+    keys: set[tuple[str, str]] = field(default_factory=set)
+
+
+@dataclass
+class _Archived:
+    summary: CaseSummary
+    version: int
+
+
+class PostgresEngine(Engine):
+    """Durable storage in PostgreSQL; see the module docstring."""
+
+    def __init__(self, url: str, *, tables: Iterable[str] | None = None) -> None:
+        super().__init__()
+        self.url = url
+        self._tables = known_tables() if tables is None else (*CORE_TABLES, *tables)
+        self.hot: dict[str, dict[str, Doc]] = {t: {} for t in self._tables}
+        self._archived: dict[str, _Archived] = {}
+        self._archived_states: dict[str, int] = {}
+        self._sql: dict[str, _Sql] = {}
+        self._queue: collections.deque[_Commit] = collections.deque()
+        self._dirty: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self._wake: asyncio.Event | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._pool: Any = None
+        self._conn: Any = None
+        self._closing = False
+        self.schema_version = 0
+        self.last_error: str | None = None
+
+    @property
+    def where(self) -> str:
+        return safe_url(self.url)
+
+    def _sql_of(self, spec: TableSpec) -> _Sql:
+        sql = self._sql.get(spec.name)
+        if sql is None:
+            sql = self._sql[spec.name] = _build_sql(spec)
+        return sql
+
+    # ---- open / close ---------------------------------------------------
+    async def open(self) -> None:
+        import asyncpg
+
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.url, min_size=1, max_size=4, command_timeout=60
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+            raise StoreUnavailable(f"cannot open the store {self.where}: {exc}") from exc
+        try:
+            conn = await self._pool.acquire()
+            self._conn = conn
+            _before, _applied = await migrate(conn, self.where)
+            self.schema_version = await self._current_schema(conn)
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", OWNER_LOCK):
+                info = await self.owner_info(conn)
+                raise StoreLocked(
+                    f"the store {self.where} is in use by another billing-bot "
+                    f"(pid {info.get('pid', '?')}); stop it first, or use BOT_DB to point at "
+                    "another store",
+                    info=info,
+                )
+            await self._set_owner(conn, {})
+            await self._load(conn)
+        except BaseException as exc:
+            await self._close_pool()
+            if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError | OSError):
+                raise StoreUnavailable(f"cannot open the store {self.where}: {exc}") from exc
+            raise
+        self._wake = asyncio.Event()
+        self._writer = asyncio.create_task(self._write_loop(), name="pg-writer")
+
+    async def _current_schema(self, conn: Any) -> int:
+        from bot.storage.pg_migrate import schema_version
+
+        version = await schema_version(conn)
+        check_version(version, self.where)
+        return version
+
+    @staticmethod
+    async def owner_info(conn: Any) -> dict[str, Any]:
+        raw = await conn.fetchval("SELECT info FROM store_owner WHERE id = 1")
+        info = json.loads(raw) if raw else {}
+        return info if isinstance(info, dict) else {}
+
+    async def _set_owner(self, conn: Any, info: dict[str, Any]) -> None:
+        await conn.execute(
+            "INSERT INTO store_owner (id, info) VALUES (1, $1) "
+            "ON CONFLICT (id) DO UPDATE SET info = EXCLUDED.info, since = now()",
+            json.dumps({"pid": os.getpid(), **info}),
+        )
+
+    async def set_owner_info(self, info: dict[str, Any]) -> None:
+        """Record who owns the store (pid, and the serve URL for ``billing-bot chat``)."""
+        if self._pool is not None:
+            async with self._pool.acquire() as conn:
+                await self._set_owner(conn, info)
+
+    async def _load(self, conn: Any) -> None:
+        for name in list(self.hot):
+            self._table(name)
+        flow_tables = [r["tbl"] for r in await conn.fetch(f"SELECT DISTINCT tbl FROM {FLOW_DOCS}")]
+        for name in flow_tables:  # kept even when this process did not declare them
+            self.hot.setdefault(name, {})
+        for name in list(self.hot):
+            spec = spec_for(name)
+            sql = self._sql_of(spec)
+            if name == "cases":
+                await self._load_cases(conn, spec, sql)
+                continue
+            args = (name,) if spec.flow else ()
+            nk = 2 if spec.flow else 1
+            docs = self.hot[name]
+            for row in await conn.fetch(sql.select, *args):
+                docs[row[nk - 1]] = self._decode(spec, row, nk)
+
+    @staticmethod
+    def _decode(
+        spec: TableSpec, row: Sequence[Any], nk: int, children: dict[str, Any] | None = None
+    ) -> Doc:
+        n = len(spec.columns)
+        return pg_schema.decode(spec, row[nk : nk + n], row[nk + n], row[nk + n + 1], children)
+
+    async def _load_cases(self, conn: Any, spec: TableSpec, sql: _Sql) -> None:
+        live = "state IS NULL OR state NOT IN ('closed', 'cancelled')"
+        kids: dict[str, dict[str, list[Any]]] = {}
+        for child in spec.children:
+            _ins, _dall, _dfrom, load = sql.children[child.field]
+            rows = await conn.fetch(
+                f"{load} WHERE case_key IN (SELECT key FROM cases WHERE {live}) "
+                "ORDER BY case_key, pos"
+            )
+            n = len(child.columns)
+            for r in rows:
+                kids.setdefault(r[0], {}).setdefault(child.field, []).append(
+                    (r[2 : 2 + n], r[2 + n], r[3 + n])
+                )
+        docs = self.hot["cases"]
+        for row in await conn.fetch(f"{sql.select} WHERE {live}"):
+            docs[row[0]] = self._decode(spec, row, 1, kids.get(row[0]))
+        for row in await conn.fetch(f"{sql.select} WHERE NOT ({live})"):
+            doc = self._decode(spec, row, 1)
+            self._set_archived(row[0], doc)
+
+    def _set_archived(self, key: str, doc: Doc | None) -> None:
+        previous = self._archived.pop(key, None)
+        if previous is not None:
+            self._archived_states[previous.summary.state] -= 1
+        if doc is not None:
+            entry = _Archived(summarize(doc), int(doc.get("version", 0) or 0))
+            self._archived[key] = entry
+            state = entry.summary.state
+            self._archived_states[state] = self._archived_states.get(state, 0) + 1
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._closing = True
+            while self._queue:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._queue[-1].future)
+            assert self._wake is not None
+            self._wake.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+        await self._close_pool()
+
+    async def _close_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        conn, self._conn = self._conn, None
+        if pool is None:
+            return
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.execute("DELETE FROM store_owner WHERE id = 1")
+            with contextlib.suppress(Exception):
+                await pool.release(conn)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(pool.close(), 10)
+
+    # ---- reads ----------------------------------------------------------
+    def _table(self, name: str) -> dict[str, Doc]:
+        """A table by name; one declared after this engine was made is added now."""
+        try:
+            return self.hot[name]
+        except KeyError:
+            if not is_declared(name):
+                raise StorageError(f"unknown table {name}") from None
+            return self.hot.setdefault(name, {})
+
+    async def get(self, table: str, key: str) -> Doc | None:
+        dirty = self._dirty.get((table, key))
+        if dirty is not None and not dirty.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(dirty)  # never answer from a write not committed yet
+        doc = self._table(table).get(key)
+        if doc is not None:
+            return json.loads(json.dumps(doc))
+        if table == "cases" and key in self._archived:
+            return await self._read_case(key)
+        return None
+
+    async def _read_case(self, key: str) -> Doc | None:
+        spec = pg_schema.SPECS["cases"]
+        sql = self._sql_of(spec)
+        if self._pool is None:
+            raise StorageError(f"the store {self.where} is not open")
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(sql.select_one, key)
+            if row is None:
+                return None
+            kids: dict[str, list[Any]] = {}
+            for child in spec.children:
+                load = sql.children[child.field][3]
+                n = len(child.columns)
+                kids[child.field] = [
+                    (r[2 : 2 + n], r[2 + n], r[3 + n])
+                    for r in await conn.fetch(f"{load} WHERE case_key = $1 ORDER BY pos", key)
+                ]
+        return self._decode(spec, row, 1, kids)
+
+    def peek(self, table: str, key: str) -> Doc | None:
+        """The stored document itself; for ``cases`` a live one (a finished one: :meth:`get`)."""
+        try:
+            return self.hot[table].get(key)
+        except KeyError:
+            return self._table(table).get(key)
+
+    async def scan(self, table: str) -> list[Doc]:
+        docs = self._table(table).values()
+        if table == "cases":
+            return [json.loads(json.dumps(d)) for d in docs if d["state"] not in ARCHIVED]
+        return [json.loads(json.dumps(d)) for d in docs]
+
+    def archived(self) -> Iterable[CaseSummary]:
+        hot = self.hot["cases"]
+        for key, entry in self._archived.items():
+            if key not in hot:
+                yield entry.summary
+        for doc in hot.values():
+            if doc["state"] in ARCHIVED:
+                yield summarize(doc)
+
+    def archived_counts(self) -> dict[str, int]:
+        counts = {state: n for state, n in self._archived_states.items() if n}
+        for key, doc in self.hot["cases"].items():  # the live data: small
+            entry = self._archived.get(key)
+            if entry is not None:  # written since it was archived, not settled yet
+                counts[entry.summary.state] -= 1
+            if doc["state"] in ARCHIVED:
+                counts[doc["state"]] = counts.get(doc["state"], 0) + 1
+        return {state: n for state, n in counts.items() if n}
+
+    def view(self, table: str) -> dict[str, Doc]:
+        try:
+            return self.hot[table]
+        except KeyError:
+            return self._table(table)
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "backend": "postgresql",
+            "url": self.where,
+            "ok": self.last_error is None,
+            "error": self.last_error,
+            "schema_version": self.schema_version,
+            "schema_known": SCHEMA_VERSION,
+            "live_cases": sum(1 for d in self.hot["cases"].values() if d["state"] not in ARCHIVED),
+            "archived_cases": len(self._archived),
+        }
+
+    # ---- writes ---------------------------------------------------------
+    def _version(self, table: str, key: str) -> tuple[bool, Any]:
+        """Whether ``table[key]`` exists, and its version (as the guards compare it)."""
+        doc = self.hot[table].get(key)
+        if doc is not None:
+            return True, doc.get("version", 0)
+        if table == "cases":
+            entry = self._archived.get(key)
+            if entry is not None:
+                return True, entry.version
+        return False, None
+
+    async def commit(self, ops: Sequence[Op]) -> None:
+        if self._writer is None or self._wake is None or self._writer.done() or self._closing:
+            raise StorageError(f"the store {self.where} is not open")
+        if not ops:
+            return
+        for op in ops:
+            if op.table not in self.hot:
+                self._table(op.table)  # StorageError for a table nobody declared
+        for op in ops:
+            if op.expect is ANY:
+                continue
+            exists, version = self._version(op.table, op.key)
+            if (op.expect is None and exists) or (
+                op.expect is not None and (not exists or version != op.expect)
+            ):
+                raise VersionConflict(op.table, op.key)
+        docs = [None if op.doc is None else json.loads(json.dumps(op.doc)) for op in ops]
+        future = asyncio.get_running_loop().create_future()
+        item = _Commit([], future)
+        for op, copied in zip(ops, docs, strict=True):
+            doc = op.doc if op.handed_over and op.doc is not None else copied
+            table = self.hot[op.table]
+            old = table.get(op.key)
+            known = old is not None or not (op.table == "cases" and op.key in self._archived)
+            item.ops.append((op, doc, old, known))
+            if doc is None:
+                table.pop(op.key, None)
+            else:
+                table[op.key] = doc
+            item.keys.add((op.table, op.key))
+            self._dirty[(op.table, op.key)] = future
+            if old is not None or doc is not None:
+                self._notify(op.table, op.key, old, doc)
+        self._queue.append(item)
+        self._wake.set()
+        await asyncio.shield(future)
+
+    async def _write_loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                item = self._queue[0]
+                try:
+                    await self._write(item)
+                except _SqlConflict as exc:
+                    self._fail(VersionConflict(exc.table, exc.key))
+                except Exception as exc:  # noqa: BLE001 - any database failure fails the write
+                    self.last_error = f"cannot write to {self.where}: {exc}"
+                    log.error("storage write failed: %s", exc)
+                    await self._drop_connection()
+                    self._fail(StorageError(self.last_error))
+                else:
+                    self.last_error = None
+                    self._queue.popleft()
+                    self._settle(item, None)
+            if self._closing:
+                return
+
+    async def _connection(self) -> Any:
+        if self._conn is None:
+            if self._pool is None:
+                raise StorageError(f"the store {self.where} is not open")
+            conn = await self._pool.acquire()
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", OWNER_LOCK):
+                await self._pool.release(conn)
+                raise StorageError(f"the store {self.where} was taken over by another process")
+            self._conn = conn
+        return self._conn
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and self._pool is not None:
+            with contextlib.suppress(Exception):
+                await self._pool.release(conn)
+
+    async def _write(self, item: _Commit) -> None:
+        conn = await self._connection()
+        async with conn.transaction():
+            for op, doc, old, known in item.ops:
+                await self._write_op(conn, op, doc, old, known)
+
+    async def _write_op(
+        self, conn: Any, op: Op, doc: Doc | None, old: Doc | None, known: bool
+    ) -> None:
+        spec = spec_for(op.table)
+        sql = self._sql_of(spec)
+        keyargs: tuple[str, ...] = (op.table, op.key) if spec.flow else (op.key,)
+        if doc is None:
+            if op.expect is ANY:
+                await conn.execute(sql.delete, *keyargs)
+            elif op.expect is None:
+                if await conn.fetchval(sql.exists, *keyargs):
+                    raise _SqlConflict(op.table, op.key)
+            elif await conn.execute(sql.delete_guarded, *keyargs, op.expect) == "DELETE 0":
+                raise _SqlConflict(op.table, op.key)
+            return
+        row = pg_schema.encode(spec, doc)
+        args = (*keyargs, *row.values, row.doc, row.doc_text)
+        if op.expect is ANY:
+            await conn.execute(sql.upsert, *args)
+        elif op.expect is None:
+            if await conn.execute(sql.insert_new, *args) == "INSERT 0 0":
+                raise _SqlConflict(op.table, op.key)
+        elif await conn.execute(sql.update_guarded, *args, op.expect) == "UPDATE 0":
+            raise _SqlConflict(op.table, op.key)
+        for child in spec.children:
+            insert, delete_all, _delete_from, _load = sql.children[child.field]
+            rows = row.children.get(child.field, [])
+            start = self._children_kept(child.field, doc, old, known, op)
+            if start is None:
+                await conn.execute(delete_all, op.key)
+                start = 0
+            if rows[start:]:
+                await conn.executemany(
+                    insert,
+                    [(op.key, pos, *v, d, t) for pos, (v, d, t) in enumerate(rows) if pos >= start],
+                )
+
+    @staticmethod
+    def _children_kept(name: str, doc: Doc, old: Doc | None, known: bool, op: Op) -> int | None:
+        """How many stored child rows stay as they are (None: delete them all first).
+
+        An audit trail only grows: a case write then inserts just its new entries.
+        """
+        if old is None:
+            return 0 if known and op.expect is None else None  # a new document: no rows yet
+        before = pg_schema.child_list(old.get(name))
+        if before is None:
+            return 0
+        after = pg_schema.child_list(doc.get(name))
+        if after is not None and after[: len(before)] == before:
+            return len(before)
+        return None
+
+    def _fail(self, err: Exception) -> None:
+        """The head of the queue failed: undo it and every commit after it, newest first."""
+        failed = list(self._queue)
+        self._queue.clear()
+        for item in reversed(failed):
+            for op, _doc, old, _known in reversed(item.ops):
+                table = self.hot[op.table]
+                current = table.get(op.key)
+                if old is None:
+                    table.pop(op.key, None)
+                else:
+                    table[op.key] = old
+                if current is not None or old is not None:
+                    self._notify(op.table, op.key, current, old)
+        for item in failed:
+            self._settle(item, err)
+
+    def _settle(self, item: _Commit, err: Exception | None) -> None:
+        fut = item.future
+        for key in item.keys:
+            if self._dirty.get(key) is fut:
+                del self._dirty[key]
+        if err is None:
+            for op, doc, _old, _known in item.ops:
+                if op.table == "cases":
+                    self._after_case_write(op.key, doc)
+        if not fut.done():
+            if err is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(err)
+                fut.exception()  # mark retrieved: waiters that gave up must not warn
+
+    def _after_case_write(self, key: str, doc: Doc | None) -> None:
+        """A committed case write: a finished case leaves memory for the archive index."""
+        hot = self.hot["cases"]
+        if doc is None:
+            self._set_archived(key, None)
+            return
+        if doc["state"] not in ARCHIVED:
+            if key in self._archived and hot.get(key) is doc:
+                self._set_archived(key, None)
+            return
+        if hot.get(key) is doc and (("cases", key) not in self._dirty):
+            self._set_archived(key, doc)
+            del hot[key]
+            self._notify("cases", key, doc, None)
