@@ -315,6 +315,28 @@ class Suspensions(CollectionsBase):
         doc = self.store.collections_operation(op_id)
         return _copy(doc) if doc else None
 
+    async def _cancel_op(
+        self, turn: Turn, op_id: str, op: dict[str, Any], by: str, *, why: str | None = None
+    ) -> bool:
+        """Cancel the proposed change ``op`` (by a person, or ``already``/``paid``), audited.
+
+        False: someone else changed it first (see :meth:`_cas_op`).
+        """
+        kind = op["kind"]
+        extra = {"why": why} if why else {}
+        audit = audit_op(
+            turn.now,
+            turn.actor.user_id,
+            turn.actor.channel,
+            f"{kind}_cancelled",
+            op["customer"],
+            op=op_id,
+            **extra,
+        )
+        return await self._cas_op(
+            op_id, op, {**op, "state": "cancelled", "cancelled_by": by}, audit
+        )
+
     async def _cas_op(
         self, op_id: str, old: dict[str, Any], new: dict[str, Any], *extra: Op
     ) -> bool:
@@ -346,15 +368,7 @@ class Suspensions(CollectionsBase):
         if verb == "cancel":
             if state != "proposed" and state != "manual":
                 return await self._already(turn, op_id, op)
-            new = {**op, "state": "cancelled", "cancelled_by": actor.user_id}
-            if not await self._cas_op(
-                op_id,
-                op,
-                new,
-                audit_op(
-                    now, actor.user_id, actor.channel, f"{kind}_cancelled", op["customer"], op=op_id
-                ),
-            ):
+            if not await self._cancel_op(turn, op_id, op, actor.user_id):
                 return await self._already(turn, op_id, self._op(op_id) or op)
             return Result([Reply(text=_("Cancelled: nothing was changed."), replace=True)])
         if verb == "done":
@@ -393,38 +407,10 @@ class Suspensions(CollectionsBase):
             )
         already = await self._already_there(turn, customer, kind, _state(self.store, customer.id))
         if already:  # another confirmation did it since this one was proposed
-            new = {**op, "state": "cancelled", "cancelled_by": "already"}
-            await self._cas_op(
-                op_id,
-                op,
-                new,
-                audit_op(
-                    now,
-                    actor.user_id,
-                    actor.channel,
-                    f"{kind}_cancelled",
-                    customer.id,
-                    op=op_id,
-                    why=f"already {op['status']}",
-                ),
-            )
+            await self._cancel_op(turn, op_id, op, "already", why=f"already {op['status']}")
             return Result([Reply(text=already, replace=True)])
         if kind == "suspend" and self.overdue_of(customer.id, now) is None:
-            new = {**op, "state": "cancelled", "cancelled_by": "paid"}
-            await self._cas_op(
-                op_id,
-                op,
-                new,
-                audit_op(
-                    now,
-                    actor.user_id,
-                    actor.channel,
-                    "suspend_cancelled",
-                    customer.id,
-                    op=op_id,
-                    why="nothing overdue any more",
-                ),
-            )
+            await self._cancel_op(turn, op_id, op, "paid", why="nothing overdue any more")
             return Result(
                 [
                     Reply(
