@@ -379,10 +379,11 @@ def test_walkthrough(tmp_path: Path) -> None:
     assert not bad, "\n".join(bad)
 
 
-# What changes from run to run without the replies changing: times, dates, proposal ids.
+# What changes from run to run without the replies changing: times, dates, proposal ids,
+# the journal's sequence number.
 _VOLATILE = re.compile(
     r"\d{4}-\d\d-\d\d(?:[ T]\d\d:\d\d(?::\d\d)?)?(?: ?[+-]\d\d:?\d\d)?"
-    r"|\d{4}年\d{1,2}月\d{1,2}日(?: \d\d:\d\d)?|\b[0-9a-f]{12}\b"
+    r"|\d{4}年\d{1,2}月\d{1,2}日(?: \d\d:\d\d)?|\b[0-9a-f]{12}\b|\bseq \d+"
 )
 
 
