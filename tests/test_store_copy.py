@@ -213,6 +213,6 @@ async def test_a_table_the_copying_process_never_declared_is_copied(
         await store.close()  # the snapshot holds both tables, one of them empty
     code, out, err = run_copy(str(source), pg_url)
     assert code == 0, err
-    assert f"verified: {name}: 1 documents" in out
+    assert f"verified: {name}: 1 document," in out
     copied = await read_all(pg_url)
     assert copied[name] == {"k": {"a": 1}} and empty not in copied

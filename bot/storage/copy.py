@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.i18n import _, ngettext
 from bot.storage.engine import Doc, Engine, Op, StorageError, declare_tables, known_tables
 
 COPY_TABLE = declare_tables("store_copy")[0]
@@ -148,11 +149,12 @@ async def copy_store(
     await _verify(source, target, tables, counts, tell)
     await target.commit([Op(COPY_TABLE, _PROGRESS, None)])
     total = sum(counts.values())
-    tell(
-        f"copied {total} documents from {source_name} to {target_name} "
-        f"in {time.monotonic() - started:.1f} s: "
-        + ", ".join(f"{n} {t}" for t, n in counts.items() if n)
-    )
+    copied = ngettext(
+        "copied {n} document from {source} to {target} in {seconds:.1f} s: ",
+        "copied {n} documents from {source} to {target} in {seconds:.1f} s: ",
+        total,
+    ).format(n=total, source=source_name, target=target_name, seconds=time.monotonic() - started)
+    tell(copied + ", ".join(f"{t}: {n}" for t, n in counts.items() if n))
     return report
 
 
@@ -175,21 +177,35 @@ async def _verify(
             problems.append(f"{table}: the source changed during the copy")
         if len(got) != len(want):
             problems.append(
-                f"{table}: {len(got)} documents in the target, {len(want)} in the source"
+                _("{table}: the target holds {got}, the source {want}").format(
+                    table=table, got=len(got), want=len(want)
+                )
             )
             continue
         if table == "cases":
             bad = [k for k in want if k not in got or digest(got[k]) != digest(want[k])]
             if bad:
-                problems.append(f"cases: {len(bad)} differ (first: {sorted(bad)[:5]})")
+                differ = ngettext("{n} case differs", "{n} cases differ", len(bad))
+                first = ", ".join(sorted(bad)[:5])
+                problems.append(differ.format(n=len(bad)) + f" (first: {first})")
             else:
-                tell(f"verified: {len(want)} cases, each checksum equal")
+                verified = ngettext(
+                    "verified: {n} case, its checksum equal",
+                    "verified: {n} cases, each checksum equal",
+                    len(want),
+                )
+                tell(verified.format(n=len(want)))
         else:
             whole_want = _table_digest(want)
             if whole_want != _table_digest(got):
                 problems.append(f"{table}: checksum differs")
             elif want:
-                tell(f"verified: {table}: {len(want)} documents, checksum {whole_want[:12]}")
+                verified = ngettext(
+                    "verified: {table}: {n} document, checksum {digest}",
+                    "verified: {table}: {n} documents, checksum {digest}",
+                    len(want),
+                )
+                tell(verified.format(table=table, n=len(want), digest=whole_want[:12]))
     if problems:
         raise StorageError("the copy does not match its source: " + "; ".join(problems))
 
