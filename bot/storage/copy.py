@@ -150,10 +150,12 @@ async def copy_store(
     await target.commit([Op(COPY_TABLE, _PROGRESS, None)])
     total = sum(counts.values())
     copied = ngettext(
-        "copied {n} document from {source} to {target} in {seconds:.1f} s: ",
-        "copied {n} documents from {source} to {target} in {seconds:.1f} s: ",
+        "copied {n} document from {source} to {target} in {seconds} s: ",
+        "copied {n} documents from {source} to {target} in {seconds} s: ",
         total,
-    ).format(n=total, source=source_name, target=target_name, seconds=time.monotonic() - started)
+    ).format(
+        n=total, source=source_name, target=target_name, seconds=f"{time.monotonic() - started:.1f}"
+    )
     tell(copied + ", ".join(f"{t}: {n}" for t, n in counts.items() if n))
     return report
 
