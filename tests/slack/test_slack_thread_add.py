@@ -99,7 +99,9 @@ async def test_staff_chat_in_the_thread_and_other_threads_get_no_answer(slack: S
     case = await slack.case(1)
     assert [a.action for a in case.audit] == ["created"]
     # "Also send to channel": still a reply in the thread.
-    broadcast = reply(card, "also here", user="UCARL", ts="1700000204.1", subtype="thread_broadcast")
+    broadcast = reply(
+        card, "also here", user="UCARL", ts="1700000204.1", subtype="thread_broadcast"
+    )
     await slack.event(broadcast)
     assert await comments(slack) == ["also here"]
 

@@ -29,7 +29,9 @@ async def carols_case(bot: BotServer, connector: FakeConnector, teams: Teams) ->
 
 def reply(teams: Teams, card: Call, text: str, **kw: Any) -> dict[str, Any]:
     """A reply to the card in its thread (a channel: the bot is @mentioned)."""
-    return teams.mention_bot(CAROL, text, conversation=card.conversation, reply_to=card.card_id, **kw)
+    return teams.mention_bot(
+        CAROL, text, conversation=card.conversation, reply_to=card.card_id, **kw
+    )
 
 
 async def test_a_customer_reply_to_the_card_adds_to_the_case(
