@@ -68,6 +68,10 @@ LIVE_STATES = frozenset(
         State.REOPENED,
     }
 )
+# The states in which a customer may still add to or withdraw their case (``add``, ``withdraw``):
+# the desk is working on it. Resolved, informed, closed and cancelled cases take no more; a
+# customer asks a new question instead (or the desk reopens the case).
+CUSTOMER_OPEN_STATES = frozenset({State.OPEN, State.IN_PROGRESS, State.ESCALATED, State.REOPENED})
 # Cases in these states are finished and move to the archive.
 ARCHIVED_STATES = frozenset({State.CLOSED, State.CANCELLED})
 
@@ -82,6 +86,7 @@ STAGE_ACTIONS = frozenset(
         "customer_informed",
         "reopened",
         "cancelled",
+        "withdrawn",
         "closed",
     }
 )
@@ -123,6 +128,11 @@ AUDIT_KINDS: dict[str, AuditKind] = {
     ),
     "reopened": AuditKind(N_("reopened"), N_("reopened it"), frozenset({"reason"})),
     "cancelled": AuditKind(N_("cancelled"), N_("cancelled it"), frozenset({"reason"})),
+    # The customer's own words on their case (``add``; staff may add one on their behalf):
+    # seen by both sides, with the text. An internal remark is a note, never a comment.
+    "commented": AuditKind(N_("added a comment"), N_("added a comment"), frozenset({"text"})),
+    # The customer withdrew the case (``withdraw``): cancelled, with their reason if any.
+    "withdrawn": AuditKind(N_("withdrew the case"), N_("withdrew the case"), frozenset({"reason"})),
     "closed": AuditKind(N_("closed"), N_("closed it")),
     "service_request_status": AuditKind(N_("service request status changed"), None),
     "snoozed": AuditKind(N_("snoozed the reminders"), None),
@@ -756,6 +766,30 @@ class Case:
             )
         self._move(State.CANCELLED, actor, now, "cancelled", reason=reason)
         self.cancel_reason = reason
+
+    def withdraw(self, reason: str, actor: Actor, now: datetime) -> None:
+        """The customer withdraws the case (or staff do it for them): cancelled, reason optional."""
+        details = {"reason": reason} if reason.strip() else {}
+        self._move(State.CANCELLED, actor, now, "withdrawn", **details)
+        self.cancel_reason = reason.strip() or None
+
+    def add_comment(self, text: str, actor: Actor, now: datetime) -> None:
+        """The customer's own words on the case (visible to them and the desk)."""
+        if not text.strip():
+            raise DomainError(_("A comment needs some text."))
+        if self.state in ARCHIVED_STATES:
+            raise DomainError(
+                _("{case} is {state}; it takes no more comments.").format(
+                    case=self.id, state=_(STATE_LABELS[self.state])
+                )
+            )
+        self._audit(actor, now, "commented", {"text": text})
+        self._touch_first_response(actor, now)
+
+    @property
+    def comments(self) -> list[AuditEntry]:
+        """The comments on the case (``add``), oldest first."""
+        return [a for a in self.audit if a.action == "commented"]
 
     def close(self, actor: Actor, now: datetime) -> None:
         self._move(State.CLOSED, actor, now, "closed")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from bot.domain import Actor, Case, DomainError, Role
+from bot.domain import CUSTOMER_OPEN_STATES, STATE_LABELS, Actor, Case, DomainError, Role
 from bot.i18n import _
 
 
@@ -39,6 +39,8 @@ class Action(StrEnum):
     SUSPEND = "suspend"
     REACTIVATE = "reactivate"
     LANGUAGE = "language"
+    ADD = "add"  # a comment on a case, visible to the customer (``add``)
+    WITHDRAW = "withdraw"  # a customer cancels their own case (``withdraw``)
 
 
 _EVERYONE = frozenset({Action.HELP})
@@ -49,6 +51,8 @@ _CUSTOMER = _EVERYONE | {
     Action.STATUS,
     Action.LIST,
     Action.LANGUAGE,
+    Action.ADD,
+    Action.WITHDRAW,
 }
 # PRODUCT.md lists close for neither role; a desk that cannot close cases makes no
 # sense, so agents may close (after the customer was informed, which the domain enforces).
@@ -80,7 +84,9 @@ MATRIX: dict[Role, frozenset[Action]] = {
 }
 
 # Actions on a case that a customer may perform on their own tenant's cases.
-CUSTOMER_CASE_ACTIONS = frozenset({Action.STATUS})
+CUSTOMER_CASE_ACTIONS = frozenset({Action.STATUS, Action.ADD, Action.WITHDRAW})
+# ... of which these only while the case is open (bot.domain.CUSTOMER_OPEN_STATES).
+CUSTOMER_OPEN_CASE_ACTIONS = frozenset({Action.ADD, Action.WITHDRAW})
 
 
 class Forbidden(DomainError):
@@ -98,7 +104,8 @@ def _refusal(actor: Actor, action: Action) -> str:
     if actor.role == Role.CUSTOMER:
         return _(
             "That is for the billing team. You can ask a question (`ask`), open a dispute "
-            "(`dispute`) and check your cases (`list`, `status BILL-n`)."
+            "(`dispute`), check your cases (`list`, `status BILL-n`), add to one "
+            "(`add BILL-n text`) or withdraw it (`withdraw BILL-n`)."
         )
     return _("You are not allowed to {action}.").format(action=action.value)
 
@@ -137,6 +144,13 @@ def check(
             raise Forbidden(_("I can't find {case}.").format(case=case.id))
         if action not in CUSTOMER_CASE_ACTIONS:
             raise Forbidden(_refusal(actor, action))
+        if action in CUSTOMER_OPEN_CASE_ACTIONS and case.state not in CUSTOMER_OPEN_STATES:
+            raise Forbidden(
+                _(
+                    "{case} is {state}, so it can no longer be changed. "
+                    "Ask a new question with `ask` if something is still open."
+                ).format(case=case.id, state=_(STATE_LABELS[case.state]))
+            )
     if action == Action.ASSIGN and actor.role == Role.AGENT:
         if case.owner not in (None, actor.user_id):
             raise Forbidden(

@@ -191,6 +191,18 @@ def case_card(
         facts.append(CardFact(_("Resolution"), u(case.resolution)))
     if case.cancel_reason:
         facts.append(CardFact(_("Cancelled because"), u(case.cancel_reason)))
+    comments = case.comments
+    if comments:
+        last_comment = comments[-1]
+        facts.append(
+            CardFact(
+                ngettext("{n} comment", "{n} comments", len(comments)).format(n=len(comments)),
+                _("latest by {who}: {text}").format(
+                    who=u(names.get(last_comment.actor, last_comment.actor)),
+                    text=u(str(last_comment.details.get("text", ""))),
+                ),
+            )
+        )
     if case.informed_at and case.informed_via:
         told = _("{via}, {when}").format(
             via=via_label(case.informed_via), when=local_time(case.informed_at, viewer_tz)
@@ -263,13 +275,20 @@ def list_line(
     )
 
 
+# The kinds whose words (a resolution, a reason, a comment, what the customer was told)
+# the full history shows after the event.
+DETAILED = frozenset(
+    {"resolved", "cancelled", "withdrawn", "reopened", "customer_informed", "commented"}
+)
+
+
 def full_history(case: Case, viewer: Actor, viewer_tz: str, names: dict[str, str]) -> list[str]:
     """Every audit entry the viewer may see as a line (:data:`bot.domain.AUDIT_KINDS`)."""
     internal = can_see_internal(viewer)
     lines = []
     for entry in visible_audit(case.audit, internal=internal):
         details = ""
-        if entry.action in ("resolved", "cancelled", "reopened", "customer_informed"):
+        if entry.action in DETAILED:
             text = (
                 entry.details.get("resolution")
                 or entry.details.get("reason")

@@ -28,9 +28,9 @@ from bot.domain import (
     User,
     format_case_id,
 )
-from bot.i18n import _
+from bot.i18n import _, use_locale
 from bot.kernel.model import Notification, Reply
-from bot.kernel.scheduler import notify_key, notify_op, watch_op
+from bot.kernel.scheduler import escalation_leads, notify_key, notify_op, watch_op
 from bot.policy import Action, Forbidden, check
 from bot.storage import Op, Store
 from conversations.cards import case_card
@@ -152,6 +152,24 @@ class CaseWork:
         """A durable notification job, written in the same commit as the change it reports."""
         key = notify_key(case.id, case.stage, kind, user_id)
         return notify_op(key, user_id, text, case.number, turn.now)
+
+    async def _tell_the_desk(
+        self, turn: Turn, case: Case, kind: str, text: Callable[[], str]
+    ) -> list[Op]:
+        """DMs about ``case``'s news to its owner, or to the unassigned queue: who gets the
+        first-response pings (the escalation target, else every lead). Never to the actor.
+
+        ``text()`` is called in each recipient's language; the jobs go in the change's commit.
+        """
+        owner = await self.store.get_user(case.owner) if case.owner else None
+        people = [owner] if owner is not None else await escalation_leads(self.store, self.settings)
+        ops = []
+        for person in people:
+            if person.id == turn.actor.user_id:
+                continue
+            with use_locale(person.locale):
+                ops.append(self._notify_op(person.id, case, kind, text(), turn))
+        return ops
 
     def _applied(self, turn: Turn, case_number: int) -> list[Op]:
         """Marks this request as done, in the same commit as the change it made."""

@@ -27,7 +27,7 @@ from typing import Any, cast
 
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
-from bot.domain import Conflict, DomainError, User
+from bot.domain import Conflict, DomainError, Role, User
 from bot.i18n import _, ngettext, use_locale
 from bot.kernel.model import ActionRef, Message, Reply
 from bot.money import MoneyError
@@ -155,6 +155,9 @@ class Desk(DeskCommands):
 
     async def _dispatch(self, turn: Turn) -> Result:
         msg = turn.msg
+        if msg.thread_case and msg.action is None and msg.form_values is None:
+            if turn.actor.role == Role.CUSTOMER or not msg.addressed:
+                return await self._in_case_thread(turn, msg.thread_case)
         if msg.form_values is not None and msg.form_id:
             return await self.forms.submit(turn, msg.form_id, msg.form_values, msg.form_context)
         state = await self.forms.open_state(msg)
@@ -178,6 +181,18 @@ class Desk(DeskCommands):
                 return await self.forms.start(turn, form_id, {}, prefill={})
             return await self._command(turn, self._click_command(msg.action))
         return await self._command(turn, parse(msg.text, self.commands))
+
+    async def _in_case_thread(self, turn: Turn, case_id: str) -> Result:
+        """A message in a case card's thread (Slack) or a reply to the card (Teams).
+
+        A customer's words there add to the case (``add``: checked like the typed command).
+        Staff keep their chat: a message written to the bot is a command as anywhere else
+        (not handled here), one that was not (a plain Slack thread reply) gets no answer.
+        """
+        msg = turn.msg
+        if turn.actor.role != Role.CUSTOMER or not msg.text.strip():
+            return Result([])
+        return await self._command(turn, Command("add", f"{case_id} {msg.text}"))
 
     async def _run_in_form(self, turn: Turn, cmd: Command) -> Result:
         """A command line typed into a form, run because the person said so."""

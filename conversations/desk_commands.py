@@ -31,7 +31,14 @@ from bot.domain import (
 )
 from bot.i18n import N_, _, ngettext, use_locale
 from bot.kernel.model import ActionRef, Button, Reply
-from bot.kernel.scheduler import loop_key, loop_op, snooze_op, stop_loop_op, watch_op
+from bot.kernel.scheduler import (
+    loop_key,
+    loop_op,
+    snooze_op,
+    stop_loop_op,
+    stop_watch_op,
+    watch_op,
+)
 from bot.money import Money, is_currency, parse_money
 from bot.policy import Action, check
 from bot.storage import Op
@@ -53,6 +60,12 @@ from conversations.turn import Result, Turn
 LIST_LIMIT = 20
 
 Handler = Callable[[Turn, Command], Awaitable[Result]]
+
+
+def _excerpt(text: str, limit: int = 300) -> str:
+    """A person's words quoted in someone else's DM: one paragraph, at most ``limit`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _require_move(case: Case, target: State) -> None:
@@ -278,6 +291,75 @@ class DeskCommands(CaseWork):
             more = f"{flt} page {page + 1}" + (f" customer {customer.name}" if customer else "")
             buttons.append(Button(_("More"), ActionRef("list", value=more)))
         return Result([Reply(text=head + "\n" + "\n".join(lines), buttons=buttons, kind="list")])
+
+    @command(
+        "add",
+        needs="case",
+        aliases=("补充",),
+        action=Action.ADD,
+        usage="add BILL-n text",
+        help=N_("add to a case: a comment the customer and the billing team both see"),
+        form="add",
+        handler_checks=True,
+    )
+    async def cmd_add(self, turn: Turn, cmd: Command) -> Result:
+        number, rest = cmd.case_and_rest()
+        case = await self.load_case(turn, number, Action.ADD, "add BILL-7 the invoice was paid")
+        if not rest:
+            return await self.forms.start(turn, "add", case_context(case), prefill={})
+        return await self.do_add(turn, case, rest)
+
+    async def do_add(self, turn: Turn, case: Case, text: str) -> Result:
+        """A comment on ``case``; its owner (or the unassigned queue) is told in the same commit."""
+        case.add_comment(text, turn.actor, turn.now)
+        who = turn.user.display_name or turn.actor.user_id
+        tag = f"commented-{len(case.audit)}"  # one job per comment: a stage has many
+
+        def news() -> str:
+            return _("{who} added to {case}: “{text}”").format(
+                who=who, case=case.id, text=_excerpt(text)
+            )
+
+        ops = await self._tell_the_desk(turn, case, tag, news)
+        if turn.actor.role == Role.CUSTOMER:
+            done = _("Added to {case}. The billing team has been told.")
+        else:
+            done = _("Comment added to {case}; the customer sees it (an internal one is `note`).")
+        return await self.save_and_show(turn, case, done.format(case=case.id), extra_ops=ops)
+
+    @command(
+        "withdraw",
+        needs="case",
+        aliases=("撤回",),
+        action=Action.WITHDRAW,
+        usage="withdraw BILL-n [reason]",
+        help=N_("withdraw a case you no longer need (the reason is optional)"),
+        handler_checks=True,
+    )
+    async def cmd_withdraw(self, turn: Turn, cmd: Command) -> Result:
+        number, rest = cmd.case_and_rest()
+        case = await self.load_case(turn, number, Action.WITHDRAW, "withdraw BILL-7 sorted out")
+        return await self.do_withdraw(turn, case, rest)
+
+    async def do_withdraw(self, turn: Turn, case: Case, reason: str) -> Result:
+        """``case`` withdrawn: cancelled, its reminders and watch stopped, its owner told."""
+        case.withdraw(reason, turn.actor, turn.now)
+        who = turn.user.display_name or turn.actor.user_id
+
+        def news() -> str:
+            if reason.strip():
+                return _("{who} withdrew {case}: “{reason}”").format(
+                    who=who, case=case.id, reason=_excerpt(reason)
+                )
+            return _("{who} withdrew {case}.").format(who=who, case=case.id)
+
+        ops = await self._tell_the_desk(turn, case, "withdrawn", news)
+        ops += [stop_loop_op(case), stop_watch_op(case)]
+        if turn.actor.role == Role.CUSTOMER:
+            done = _("{case} is withdrawn. Thank you for letting us know.")
+        else:
+            done = _("{case} is withdrawn for the customer.")
+        return await self.save_and_show(turn, case, done.format(case=case.id), extra_ops=ops)
 
     @command(
         "take",

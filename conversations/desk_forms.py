@@ -249,6 +249,10 @@ async def _note(desk: DeskCommands, turn: Turn, case: Case, values: Answers) -> 
     )
 
 
+async def _add(desk: DeskCommands, turn: Turn, case: Case, values: Answers) -> Result:
+    return await desk.do_add(turn, case, values["text"])
+
+
 async def _assign(desk: DeskCommands, turn: Turn, case: Case, values: Answers) -> Result:
     return await desk.do_assign(turn, case, values["user"])
 
@@ -357,6 +361,21 @@ FORMS: tuple[FormDecl, ...] = (
         N_("Note on {case}"),
         (Field("text", N_("Internal note"), FieldKind.LONG_TEXT),),
         on_case(_note),
+        on_case=True,
+    ),
+    FormDecl(
+        "add",
+        Action.ADD,
+        N_("Add to {case}"),
+        (
+            Field(
+                "text",
+                N_("Your comment"),
+                FieldKind.LONG_TEXT,
+                hint=N_("The customer and the billing team both see it"),
+            ),
+        ),
+        on_case(_add),
         on_case=True,
     ),
     FormDecl(

@@ -30,6 +30,7 @@ from bot.domain import (
 )
 from bot.i18n import use_locale
 from conversations.cards import case_card, full_history, list_line
+from conversations.text import plain
 from tests.harness import START, TENANT_A
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,3 +158,28 @@ def test_every_place_that_shows_history_follows_the_decision(kind: str, locale: 
                 listed = list_line(case, CONTOSO, NAMES, now, viewer)
                 expected = "3 days" if decision.customer is None else "2 days"
                 assert (expected in listed) or locale != "en", listed
+
+
+def test_a_comment_and_a_withdrawal_are_seen_with_their_words_by_both_sides() -> None:
+    """``add`` and ``withdraw``: the customer's words are on the case for them and for the desk;
+    a note (the desk's own remark) stays internal."""
+    assert AUDIT_KINDS["commented"].customer is not None
+    assert AUDIT_KINDS["commented"].customer_details == {"text"}
+    assert AUDIT_KINDS["withdrawn"].customer is not None
+    assert AUDIT_KINDS["withdrawn"].customer_details == {"reason"}
+    assert "withdrawn" in STAGE_ACTIONS and "commented" not in STAGE_ACTIONS
+    case, _when = a_case_with("created")
+    case.audit.pop()
+    later = START + timedelta(hours=1)
+    case.add_comment("Paid on Monday, remittance REM-42", CAROL, later)
+    case.add_note("INTERNAL: customer is grumpy", ALICE, later)
+    case.withdraw("found the answer myself", CAROL, later + timedelta(minutes=5))
+    for viewer in (CAROL, ALICE):
+        card = case_card(case, CONTOSO, viewer, "UTC", NAMES, later, TENANT_A)
+        lines = plain("\n".join(full_history(case, viewer, "UTC", NAMES)))
+        assert "Carol added a comment — Paid on Monday, remittance REM-42" in lines
+        assert "Carol withdrew the case — found the answer myself" in lines
+        facts = {plain(f.label): plain(f.value) for f in card.facts}
+        assert facts["1 comment"] == "latest by Carol: Paid on Monday, remittance REM-42"
+        assert facts["Cancelled because"] == "found the answer myself"
+        assert ("INTERNAL" in lines + str(facts)) is (viewer is ALICE)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.domain import Actor, Case, Category, DomainError, Kind, Role
+from bot.domain import Actor, Case, Category, DomainError, Kind, Role, State
 from bot.policy import (
     CUSTOMER_CASE_ACTIONS,
     MATRIX,
@@ -94,6 +94,8 @@ def test_customer_actions_match_product_md() -> None:
         Action.STATUS,
         Action.LIST,
         Action.LANGUAGE,
+        Action.ADD,
+        Action.WITHDRAW,
     }
     assert Action.VIEW_NOTES not in MATRIX[Role.CUSTOMER]
 
@@ -107,11 +109,46 @@ def test_agent_has_no_collections_power() -> None:
 
 
 @pytest.mark.parametrize("action", list(Action))
-def test_customer_on_own_tenant_case_only_status(action: Action) -> None:
+def test_customer_on_own_tenant_case_only_status_add_withdraw(action: Action) -> None:
     customer = actor(Role.CUSTOMER)
     ok = allowed(customer, action, a_case(), customer_tenant=TENANT)
     assert ok is (action in CUSTOMER_CASE_ACTIONS)
-    assert CUSTOMER_CASE_ACTIONS == {Action.STATUS}
+    assert CUSTOMER_CASE_ACTIONS == {Action.STATUS, Action.ADD, Action.WITHDRAW}
+
+
+def a_case_in(state: State, owner: str | None = None) -> Case:
+    case = a_case(owner=owner)
+    case.state = state
+    return case
+
+
+OPEN_STATES = {State.OPEN, State.IN_PROGRESS, State.ESCALATED, State.REOPENED}
+
+
+@pytest.mark.parametrize("state", list(State), ids=str)
+@pytest.mark.parametrize("action", [Action.ADD, Action.WITHDRAW], ids=str)
+def test_customer_adds_to_and_withdraws_only_open_cases_of_their_tenant(
+    action: Action, state: State
+) -> None:
+    """A customer: their own tenant's open cases only; another tenant's: as if it did not exist."""
+    case = a_case_in(state)
+    mine = allowed(actor(Role.CUSTOMER), action, case, customer_tenant=TENANT)
+    assert mine is (state in OPEN_STATES)
+    if state not in OPEN_STATES:
+        with pytest.raises(Forbidden, match="can no longer be changed"):
+            check(actor(Role.CUSTOMER), action, case, customer_tenant=TENANT)
+    with pytest.raises(Forbidden, match="I can't find BILL-7"):
+        check(actor(Role.CUSTOMER), action, case, customer_tenant=OTHER_TENANT)
+    with pytest.raises(Forbidden, match="I can't find BILL-7"):
+        check(actor(Role.CUSTOMER, tenant_id=OTHER_TENANT), action, case, customer_tenant=TENANT)
+    # Staff may, on any case in any state (the domain decides what a state allows);
+    # nobody without a role may.
+    for role in (Role.AGENT, Role.LEAD):
+        assert allowed(actor(role), action, case, customer_tenant=TENANT)
+        assert allowed(actor(role), action, a_case_in(state, owner="u-bob"))
+    assert not allowed(actor(Role.NONE), action, case, customer_tenant=TENANT)
+    with pytest.raises(Forbidden, match="only show `help`"):
+        check(actor(Role.NONE), action, case, customer_tenant=TENANT)
 
 
 @pytest.mark.parametrize("action", list(Action))

@@ -188,6 +188,8 @@ def test_the_parser_knows_exactly_the_declared_commands_and_their_aliases() -> N
         "恢复": "reactivate",
         "重新激活": "reactivate",
         "语言": "language",
+        "补充": "add",
+        "撤回": "withdraw",
     }
 
 
@@ -210,6 +212,8 @@ def test_help_keeps_todays_order() -> None:
         "dispute",
         "status",
         "list",
+        "add",
+        "withdraw",
         "take",
         "assign",
         "note",
@@ -261,6 +265,7 @@ def test_a_command_that_opens_a_form_declares_the_forms_action() -> None:
     assert set(forms) == {
         "ask",
         "dispute",
+        "add",
         "assign",
         "note",
         "escalate",

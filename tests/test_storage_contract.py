@@ -450,6 +450,19 @@ async def test_references(store: Store) -> None:
     assert await store.references("u-ana") == {"slack": slack, "teams": teams}
 
 
+async def test_posted_case_cards(store: Store) -> None:
+    """A card the bot posted, by channel and message: a reply to it adds to its case."""
+    assert await store.card_message_case("slack", "CCONTOSO:1700000000.000001") is None
+    await store.save_card_message("slack", "CCONTOSO:1700000000.000001", 7)
+    await store.save_card_message("teams", "19:shared@thread.tacv2|1777", 8)
+    await store.save_card_message("slack", "CCONTOSO:1700000000.000001", 7)  # shown again
+    assert await store.card_message_case("slack", "CCONTOSO:1700000000.000001") == 7
+    assert await store.card_message_case("teams", "19:shared@thread.tacv2|1777") == 8
+    assert await store.card_message_case("teams", "CCONTOSO:1700000000.000001") is None
+    await store.save_reference("u-ana", "slack", {"channel": "D01"})
+    assert await store.references("u-ana") == {"slack": {"channel": "D01"}}
+
+
 async def test_jobs(store: Store, now: datetime) -> None:
     def at(minutes: int) -> str:
         return (now + timedelta(minutes=minutes)).isoformat()

@@ -40,7 +40,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack import translate as t
 from bot.config import Settings
-from bot.domain import Role, User, parse_case_id
+from bot.domain import Role, User, format_case_id, parse_case_id
 from bot.i18n import _, normalize_locale, use_locale
 from bot.kernel.model import ActionRef, Channel, Form, Message, Reply
 from bot.kernel.runtime import unique_id
@@ -306,8 +306,9 @@ class SlackChannel:
         self, body: dict[str, Any], ack: AsyncAck, context: AsyncBoltContext
     ) -> None:
         bot = context.bot_user_id
-        if t.event_to_message(body, bot) is None:
-            await ack()  # not for us (edits, joins, other bots): acked and ignored
+        parsed = t.event_to_message(body, bot)
+        if parsed is None or not await self._for_us(parsed[1]):
+            await ack()  # not for us (edits, joins, other bots, other threads): acked, ignored
             return
         # A storage error propagates: bolt answers 500 and Slack retries the event later.
         queued = await self._enqueue(
@@ -411,6 +412,12 @@ class SlackChannel:
         if parsed is None:
             return
         msg, origin = parsed
+        thread = t.card_thread(origin)
+        if thread is not None:
+            number = await self.runtime.store.card_message_case("slack", thread)
+            if number is None:
+                return  # recorded as a card's thread, but no longer known: nothing to do
+            msg.thread_case = format_case_id(number)
         msg.id = f"slack:{item.get('id')}"  # redone after a crash: the desk answers "already done"
         await self._enrich(msg)
         await self._introduce_mentioned(msg)
@@ -436,6 +443,13 @@ class SlackChannel:
         if kind == "event" and origin.is_direct:
             await self._remember_dm(origin)
         await self._queue_delivery(origin, replies, marker, keep_text_form=keep_text_form)
+
+    async def _for_us(self, origin: t.Origin) -> bool:
+        """A thread reply is for the bot only in the thread of a case card it posted."""
+        thread = t.card_thread(origin)
+        if thread is None:
+            return True
+        return await self.runtime.store.card_message_case("slack", thread) is not None
 
     async def _case_marks(self, action: ActionRef | None) -> tuple[int | None, int | None]:
         """The clicked case's (stage, write counter ``version``): did a click change it?"""
@@ -494,9 +508,13 @@ class SlackChannel:
                     await self._private(step.fallback, origin)
                 return
             if step.op == "post":
-                await self._post_visible(step.payload, origin)
+                posted = await self._post_visible(step.payload, origin)
+                if posted is not None:
+                    await self._remember_card(step, *posted)
             elif step.op == "update":
                 await self._update(step.payload, origin)
+                if origin.channel and origin.message_ts and not origin.is_ephemeral:
+                    await self._remember_card(step, origin.channel, origin.message_ts)
             else:
                 await self._private(step.payload, origin)
         except (SlackApiError, SlackClientError, ResponseUrlError) as exc:
@@ -515,10 +533,25 @@ class SlackChannel:
             return False
         return True
 
-    async def _post_visible(self, payload: dict[str, Any], origin: t.Origin) -> None:
+    async def _remember_card(self, step: t.Step, channel: str, ts: str) -> None:
+        """A case card now shown as message ``ts``: a reply in its thread adds to the case."""
+        number = parse_case_id(step.case_id or "")
+        if number is not None:
+            await self.runtime.store.save_card_message("slack", f"{channel}:{ts}", number)
+
+    async def _post_visible(
+        self, payload: dict[str, Any], origin: t.Origin
+    ) -> tuple[str, str] | None:
+        """Post ``payload`` in the channel (in the thread the request came from, if any);
+        (channel, ts) of the message, or None when it went another way."""
+        if origin.thread_ts:
+            payload = {**payload, "thread_ts": origin.thread_ts}
         try:
-            await self.client.chat_postMessage(channel=origin.channel or "", **payload)
-            return
+            sent = await self.client.chat_postMessage(channel=origin.channel or "", **payload)
+            channel, ts = sent.get("channel"), sent.get("ts")
+            if isinstance(channel, str) and isinstance(ts, str) and channel and ts:
+                return channel, ts
+            return None
         except SlackApiError as exc:
             error = _error(exc)
             if error not in NOT_POSTABLE:
@@ -527,11 +560,12 @@ class SlackChannel:
         if origin.response_url:
             # Not a member of the channel: a slash command's response_url can still post there.
             await self._respond(origin.response_url, {**payload, "response_type": "in_channel"})
-            return
+            return None
         note = _("I could not post in this channel ({error}); here it is just for you.").format(
             error=error
         )
         await self._private(_with_note(payload, note), origin)
+        return None
 
     async def _update(self, payload: dict[str, Any], origin: t.Origin) -> None:
         if origin.is_ephemeral:
@@ -563,6 +597,8 @@ class SlackChannel:
                 {**payload, "response_type": "ephemeral", "replace_original": False},
             )
         elif origin.channel:
+            if origin.thread_ts:  # an answer to a thread reply shows in that thread
+                payload = {**payload, "thread_ts": origin.thread_ts}
             await self.client.chat_postEphemeral(
                 channel=origin.channel, user=origin.user, **payload
             )

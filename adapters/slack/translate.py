@@ -140,6 +140,7 @@ class Origin:
     message_ts: str | None = None  # the clicked message (to update it in place)
     is_ephemeral: bool = False
     card_case: str | None = None  # the case of the clicked card / of the form's case
+    thread_ts: str | None = None  # a reply in a thread: the thread's parent (a card of ours?)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -307,26 +308,41 @@ def command_to_message(body: dict[str, Any]) -> tuple[Message, Origin]:
 def event_to_message(
     body: dict[str, Any], bot_user_id: str | None = None
 ) -> tuple[Message, Origin] | None:
-    """A DM (``message.im``) or a mention (``app_mention``); None for anything to ignore.
+    """A DM (``message.im``), a mention (``app_mention``) or a reply in a channel's thread
+    (``message.channels``/``.groups``, :func:`thread_reply`: the channel keeps only those in
+    a case card's thread); None for anything to ignore.
 
-    Ignored: other event types, edits/joins/any message subtype, messages from
+    Ignored: other event types, edits/joins/any other message subtype (a thread reply
+    also sent to the channel, ``thread_broadcast``, is a thread reply), messages from
     bots (the bot's own included), and DMs that carry no user.
     """
     if body.get("type") != "event_callback":
         return None
     event = body.get("event") or {}
     etype = event.get("type")
-    if event.get("bot_id") or event.get("subtype") or event.get("bot_profile"):
+    if event.get("bot_id") or event.get("bot_profile"):
         return None
+    in_thread = etype == "message" and thread_reply(event, bot_user_id or _bot_of(body))
+    if event.get("subtype") and not (in_thread and event.get("subtype") == "thread_broadcast"):
+        return None  # edits, joins, files, …; a thread reply also sent to the channel is one
     user = event.get("user")
     channel = event.get("channel")
     if not isinstance(user, str) or not isinstance(channel, str):
         return None  # no author (or not one Slack would send): nothing to answer
     if not user or not channel or (bot_user_id and user == bot_user_id):
         return None
+    thread_ts = None
+    addressed = True
     if etype == "message" and event.get("channel_type") == "im":
         text = from_slack(str(event.get("text", "")))
         is_direct = True
+    elif in_thread:
+        # A reply in a thread of a channel (``message.channels``/``.groups``): about the
+        # thread's case when its parent is a card of ours (the channel looks it up).
+        text = from_slack(str(event.get("text", "")))
+        is_direct = False
+        addressed = False
+        thread_ts = str(event["thread_ts"])
     elif etype == "app_mention":
         text = from_slack(
             strip_bot_mention(str(event.get("text", "")), bot_user_id or _bot_of(body))
@@ -342,6 +358,7 @@ def event_to_message(
         channel=channel,
         team=team or body.get("team_id"),
         is_direct=is_direct,
+        thread_ts=thread_ts,
     )
     msg = Message(
         channel=Channel.SLACK,
@@ -352,8 +369,32 @@ def event_to_message(
         tenant=team,
         mentions=_mentions(text),
         reference=_reference(origin),
+        addressed=addressed,
     )
     return msg, origin
+
+
+def thread_reply(event: dict[str, Any], bot_user_id: str | None) -> bool:
+    """A person's reply in a thread of a channel, not written to the bot.
+
+    Slack sends it as a ``message`` event whose ``thread_ts`` (the parent's ``ts``) differs
+    from its own ``ts``. One that mentions the bot also comes as ``app_mention``: that one
+    is the command, this one is left out (else it would be handled twice).
+    """
+    thread_ts, ts = event.get("thread_ts"), event.get("ts")
+    if event.get("channel_type") not in ("channel", "group"):
+        return False
+    if not isinstance(thread_ts, str) or not thread_ts or thread_ts == ts:
+        return False
+    text = str(event.get("text", ""))
+    return not (bot_user_id and f"<@{bot_user_id}" in text)
+
+
+def card_thread(origin: Origin) -> str | None:
+    """The key a card's thread is stored by (``channel:ts`` of the card), or None."""
+    if not origin.thread_ts or not origin.channel:
+        return None
+    return f"{origin.channel}:{origin.thread_ts}"
 
 
 def _bot_of(body: dict[str, Any]) -> str | None:
@@ -792,6 +833,7 @@ class Step:
     form: Form | None = None
     forms: list[Form] = field(default_factory=list)  # forms behind "Open form" buttons
     fallback: dict[str, Any] | None = None  # a modal step's message if the modal fails
+    case_id: str | None = None  # a posted or updated case card: its thread adds to the case
 
 
 def _updates_card(reply: Reply, origin: Origin) -> bool:
@@ -831,12 +873,13 @@ def plan(replies: list[Reply], origin: Origin, *, private_only: bool = False) ->
         if _updates_card(r, origin):
             assert r.card is not None
             if origin.is_ephemeral or not private_only or origin.is_direct:
-                steps.append(Step("update", payload=message_payload([Reply(card=r.card)])))
+                card_only = message_payload([Reply(card=r.card)])
+                steps.append(Step("update", payload=card_only, case_id=r.card.case_id))
                 if r.text:
                     private.append(Reply(text=r.text, kind=r.kind, private=True))
                 continue
         if r.card is not None and not (r.private or private_only or origin.is_direct):
-            steps.append(Step("post", payload=message_payload([r])))
+            steps.append(Step("post", payload=message_payload([r]), case_id=r.card.case_id))
             continue
         private.append(r)
     if private:
@@ -862,6 +905,7 @@ __all__ = [
     "Step",
     "action_to_message",
     "card_blocks",
+    "card_thread",
     "click_dedupe_key",
     "clicked_ref",
     "command_to_message",
@@ -881,6 +925,7 @@ __all__ = [
     "plan",
     "redact",
     "strip_bot_mention",
+    "thread_reply",
     "view_to_message",
     "view_values",
 ]

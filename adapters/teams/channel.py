@@ -73,12 +73,12 @@ from adapters.teams.auth import (
     openid_metadata_url,
 )
 from bot.config import Settings
-from bot.domain import Role, User, parse_case_id
+from bot.domain import Role, User, format_case_id, parse_case_id
 from bot.i18n import _
 from bot.kernel.model import ActionRef, Channel, Message, Reply
 from bot.kernel.runtime import unique_id
 from bot.locality import is_local, is_loopback_url
-from bot.storage import VersionConflict
+from bot.storage import StorageError, VersionConflict
 from conversations.clicks import Click, judge_click
 from conversations.formengine import conversation_key
 from conversations.runtime import Runtime
@@ -313,7 +313,10 @@ class TeamsChannel:
                 return
             outgoing = await self._answer(body, msg, key)
             state = {
-                "items": [{"activity": o.activity, "replace": o.replace} for o in outgoing],
+                "items": [
+                    {"activity": o.activity, "replace": o.replace, "case": o.case_id}
+                    for o in outgoing
+                ],
                 "sent": 0,
             }
             await self.store.save_conversation(outbox_key, state)
@@ -328,6 +331,8 @@ class TeamsChannel:
         # The desk records this id with the change it makes: if a crash comes between that
         # commit and the outbox's, the redone item answers "already done" instead of redoing.
         msg.id = key
+        if msg.action is None and msg.form_id is None:
+            msg.thread_case = await self._card_replied_to(msg)
         result = await self.runtime.handle(msg)
         if any(r.form is not None for r in result.replies):
             # The card replaces the desk's field-by-field form in this chat; otherwise the
@@ -424,12 +429,15 @@ class TeamsChannel:
         while state["sent"] < len(items):
             item = items[state["sent"]]
             try:
-                await self.send(
+                sent = await self.send(
                     reference,
                     [render.Outgoing(item["activity"], item["replace"])],
                     reply_to=reply_to,
                     update_id=card_id,
                 )
+                shown = sent.ids[:1] or ([card_id] if sent.updated and card_id else [])
+                if item.get("case") and shown:
+                    await self._remember_card(body, str(item["case"]), str(shown[0]))
             except ServiceUrlRefused as exc:
                 # Recorded before the edge refused such URLs: it would be refused every time.
                 log.warning("Teams answers in %s not sent: %s", reference.get("serviceUrl"), exc)
@@ -449,6 +457,38 @@ class TeamsChannel:
             if state["sent"] < len(items):
                 await self.store.save_conversation(outbox_key, state)
         await self.store.save_conversation(outbox_key, None)
+
+    # ------------------------------------------------------------ case cards and replies
+    @staticmethod
+    def _card_key(conversation_id: str, activity_id: str) -> str:
+        return f"{translate.base_conversation(conversation_id)}|{activity_id}"
+
+    async def _remember_card(self, body: dict[str, Any], case_id: str, activity_id: str) -> None:
+        """A case card shown as ``activity_id``: a reply to it adds to the case."""
+        number = parse_case_id(case_id)
+        conversation = str((body.get("conversation") or {}).get("id") or "")
+        if number is None or not conversation:
+            return
+        try:
+            await self.store.save_card_message(
+                CHANNEL, self._card_key(conversation, activity_id), number
+            )
+        except StorageError as exc:  # the card is out; only replies to it lose their case
+            log.warning("could not remember card %s of %s: %s", activity_id, case_id, exc)
+
+    async def _card_replied_to(self, msg: Message) -> str | None:
+        """The case whose card this message replies to (``replyToId``, or the thread's root
+        in a channel: ``…;messageid=ID``), or None."""
+        candidates = [msg.reference.get("reply_to_id")]
+        if ";messageid=" in msg.conversation:
+            candidates.append(msg.conversation.split(";messageid=", 1)[1])
+        for activity_id in candidates:
+            if isinstance(activity_id, str) and activity_id:
+                key = self._card_key(msg.conversation, activity_id)
+                number = await self.store.card_message_case(CHANNEL, key)
+                if number is not None:
+                    return format_case_id(number)
+        return None
 
     # ------------------------------------------------------------ sending
     async def send(

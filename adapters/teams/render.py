@@ -43,6 +43,7 @@ class Outgoing:
 
     activity: dict[str, Any]
     replace: bool = False
+    case_id: str | None = None  # a case card: a reply to it adds to the case
 
 
 # ---------------------------------------------------------------- escaping
@@ -278,7 +279,7 @@ def render_replies(
     for reply in replies:
         if reply.text in intros and reply.form is None and not reply.card and not reply.buttons:
             continue  # the form card shows its intro itself
-        item = Outgoing(render_reply(reply))
+        item = Outgoing(render_reply(reply), case_id=reply.card.case_id if reply.card else None)
         out.append(item)
         firsts.append((item, reply))
     if not from_card:

@@ -136,6 +136,12 @@ class Message:
     # A stable id of this request (the channel's queued request): a change it made is recorded
     # with it, so doing the same request again after a crash answers "already done".
     id: str | None = None
+    # A reply in the thread of a case's card (Slack) or to the card (Teams): that case's id.
+    # A customer's words there add to the case (conversations/desk.py).
+    thread_case: str | None = None
+    # Whether the message was written to the bot (a DM, a mention, a command). A message in a
+    # card's thread that was not (Slack's plain thread reply) is staff's chat among themselves.
+    addressed: bool = True
 
 
 class ButtonStyle(StrEnum):

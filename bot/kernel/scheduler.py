@@ -72,6 +72,27 @@ def iso(when: datetime) -> str:
     return when.astimezone(UTC).isoformat()
 
 
+async def escalation_leads(store: Store, settings: Settings) -> list[User]:
+    """Who gets escalations and the unassigned queue's pings: the configured target, else
+    every lead (first-response watches, lead pings, news of a case nobody has taken)."""
+    users = await store.users()
+    target = settings.reminders.escalation_target
+    if target:
+        found = [u for u in users if u.id == target]
+        if found:
+            return found
+    leads = [u for u in users if u.role == Role.LEAD]
+    if leads:
+        return leads
+    # Leads from the config who never spoke to the bot yet.
+    out = []
+    for cfg in settings.users:
+        if cfg.role == Role.LEAD:
+            out.append(configured_user(cfg, settings.time_zone))
+            await store.save_user(out[-1])
+    return out
+
+
 # ---- jobs written by flows, in the same commit as the change they follow ------------
 def loop_op(case: Case, now: datetime) -> Op:
     """Start the close-the-loop reminders: the first DM goes out at once (in working hours)."""
@@ -94,6 +115,10 @@ def watch_op(case: Case, now: datetime, settings: Settings) -> Op:
 
 def stop_loop_op(case: Case) -> Op:
     return Store.job_op(loop_key(case.number), None)
+
+
+def stop_watch_op(case: Case) -> Op:
+    return Store.job_op(watch_key(case.number), None)
 
 
 def snooze_op(job: dict[str, Any], number: int, until: datetime) -> Op:
@@ -138,22 +163,7 @@ class Scheduler:
 
     async def leads(self) -> list[User]:
         """Who gets escalations: the configured target, else every lead."""
-        users = await self.store.users()
-        target = self.policy.escalation_target
-        if target:
-            found = [u for u in users if u.id == target]
-            if found:
-                return found
-        leads = [u for u in users if u.role == Role.LEAD]
-        if leads:
-            return leads
-        # Leads from the config who never spoke to the bot yet.
-        out = []
-        for cfg in self.settings.users:
-            if cfg.role == Role.LEAD:
-                out.append(configured_user(cfg, self.settings.time_zone))
-                await self.store.save_user(out[-1])
-        return out
+        return await escalation_leads(self.store, self.settings)
 
     def notify_op(self, key: str, user_id: str, text: str, case: int | None, due: datetime) -> Op:
         return notify_op(key, user_id, text, case, due)

@@ -467,6 +467,25 @@ class Store:
                 out[channel] = doc
         return out
 
+    # ---- posted case cards: a reply in a card's thread is about its case ----------
+    @staticmethod
+    def _card_key(channel: str, message: str) -> str:
+        return f"card|{channel}|{message}"
+
+    async def save_card_message(self, channel: str, message: str, case_number: int) -> None:
+        """The bot posted ``case_number``'s card as ``message`` on ``channel`` (Slack: the
+        channel and ``ts``; Teams: the conversation and activity id): replies to it add to
+        the case. Kept with the conversation references."""
+        key = self._card_key(channel, message)
+        known = self.engine.peek("references", key)
+        if known is None or known.get("case") != case_number:
+            await self.engine.commit([Op("references", key, {"case": case_number})])
+
+    async def card_message_case(self, channel: str, message: str) -> int | None:
+        """The case whose card is ``message`` on ``channel``, or None (not a card of ours)."""
+        doc = await self.engine.get("references", self._card_key(channel, message))
+        return int(doc["case"]) if doc and isinstance(doc.get("case"), int) else None
+
     # ---- scheduled jobs -------------------------------------------------
     @staticmethod
     def job_op(job_id: str, job: Doc | None, expect: Any = ANY) -> Op:

@@ -100,6 +100,9 @@ COMMANDS = (
     _command("status", Action.STATUS, ESC, "status {case}", "card"),
     _command("id-alone", Action.STATUS, ESC, "{case}", "card"),
     _command("list", Action.LIST, OPEN, "list all", "listed", case_bound=False),
+    _command("add", Action.ADD, WORK, "add {case} typed comment", "commented"),
+    _command("add-done", Action.ADD, DONE, "add {case} after the outcome", "commented"),
+    _command("withdraw", Action.WITHDRAW, OPEN, "withdraw {case} not needed", "state:cancelled"),
     _command("take", Action.TAKE, OPEN, "take {case}", "owner"),
     _command("assign", Action.ASSIGN, OPEN, "assign {case} lena", "owner:lena"),
     _command("note", Action.NOTE, WORK, "note {case} typed note", "noted"),
@@ -155,6 +158,7 @@ FORM_VALUES: dict[str, dict[str, str]] = {
     "reopen": {"reason": "form again"},
     "cancel": {"reason": "form duplicate"},
     "note": {"text": "form note"},
+    "add": {"text": "form comment"},
     "assign": {"user": "lena"},
     "escalate": {"severity": "moderate", "request_id": "SRM-0002"},
     "snooze": {"until": "1h"},
@@ -167,6 +171,7 @@ FORMS = (
     Operation("form", "reopen", Action.REOPEN, DONE, effect="state:reopened"),
     Operation("form", "cancel", Action.CANCEL, OPEN, effect="state:cancelled"),
     Operation("form", "note", Action.NOTE, WORK, effect="noted"),
+    Operation("form", "add", Action.ADD, WORK, effect="commented"),
     Operation("form", "assign", Action.ASSIGN, OPEN, effect="owner:lena"),
     Operation("form", "escalate", Action.ESCALATE, WORK, effect="state:escalated"),
     Operation("form", "snooze", Action.SNOOZE, DONE, effect="snoozed"),
@@ -411,6 +416,9 @@ def check_effect(
     elif effect == "noted":
         assert before is not None and after is not None
         assert len(after.notes) == len(before.notes) + 1, why
+    elif effect == "commented":
+        assert before is not None and after is not None
+        assert len(after.comments) == len(before.comments) + 1, why
     elif effect == "created":
         assert counter > 0, why
         assert "bill" in text, why

@@ -98,14 +98,16 @@ def test_manifest_matches_what_the_bot_serves() -> None:
     assert "command: /billing" in manifest and "should_escape: true" in manifest
     urls = [line for line in manifest.splitlines() if "url: https://" in line]
     assert len(urls) == 3 and all(u.endswith("/slack/events") for u in urls)
-    for event in ("app_mention", "message.im"):
+    for event in ("app_mention", "message.channels", "message.groups", "message.im"):
         assert f"      - {event}\n" in manifest
     scopes = manifest.split("bot:\n", 1)[1].split("settings:", 1)[0]
     names = [line.strip()[2:] for line in scopes.splitlines() if line.strip().startswith("- ")]
     assert names == [
         "app_mentions:read",
+        "channels:history",
         "chat:write",
         "commands",
+        "groups:history",
         "im:history",
         "im:write",
         "users:read",
