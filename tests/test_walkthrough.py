@@ -133,6 +133,7 @@ EN: list[tuple[str, list[str]]] = [
             "snooze BILL-1 1h",
             "reminders",
             "resolve BILL-2 credit 120.00",
+            "1",
             "informed BILL-1 call Explained the added licence on the phone.",
             "informed BILL-2 email",
             "close BILL-1",
@@ -142,7 +143,23 @@ EN: list[tuple[str, list[str]]] = [
             "language en",
         ],
     ),
-    ("carol", ["status BILL-1", "status BILL-2", "list all", "note BILL-1 hi"]),
+    (
+        "carol",
+        [
+            "status BILL-1",
+            "status BILL-2",
+            "list all",
+            "note BILL-1 hi",
+            "add BILL-2 We sent Microsoft the signed price sheet.",
+            "ask Can you resend the November invoice as PDF?",
+            "skip",
+            "skip",
+            "1",
+            "ok",
+            "withdraw BILL-4 Found it in the portal",
+            "status BILL-4",
+        ],
+    ),
 ]
 
 ZH: list[tuple[str, list[str]]] = [
@@ -202,7 +219,8 @@ ZH: list[tuple[str, list[str]]] = [
         [
             "解决 BILL-1 10 月 12 日新增了一个许可证，费用正确。",
             "稍后提醒 BILL-1 1h",
-            "解决 BILL-2 credit 120.00",
+            "解决 BILL-2 抵免 120.00",
+            "1",
             "已告知 BILL-1 call 已电话说明新增的许可证。",
             "已告知 BILL-2 email",
             "关闭 BILL-1",
@@ -210,7 +228,22 @@ ZH: list[tuple[str, list[str]]] = [
             "取消 BILL-2 重复工单",
         ],
     ),
-    ("carol", ["状态 BILL-1", "状态 BILL-2", "列表"]),
+    (
+        "carol",
+        [
+            "状态 BILL-1",
+            "状态 BILL-2",
+            "列表",
+            "提问 请重新发送十一月发票的 PDF。",
+            "跳过",
+            "跳过",
+            "1",
+            "ok",
+            "补充 BILL-3 我们需要发给审计师。",
+            "撤回 BILL-3 已在门户中找到",
+            "状态 BILL-3",
+        ],
+    ),
 ]
 
 
