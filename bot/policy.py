@@ -39,6 +39,7 @@ class Action(StrEnum):
     SUSPEND = "suspend"
     REACTIVATE = "reactivate"
     LANGUAGE = "language"
+    ATTACH = "attach"
 
 
 _EVERYONE = frozenset({Action.HELP})
@@ -49,6 +50,7 @@ _CUSTOMER = _EVERYONE | {
     Action.STATUS,
     Action.LIST,
     Action.LANGUAGE,
+    Action.ATTACH,  # a file on their own tenant's case (see CUSTOMER_CASE_ACTIONS)
 }
 # PRODUCT.md lists close for neither role; a desk that cannot close cases makes no
 # sense, so agents may close (after the customer was informed, which the domain enforces).
@@ -80,7 +82,7 @@ MATRIX: dict[Role, frozenset[Action]] = {
 }
 
 # Actions on a case that a customer may perform on their own tenant's cases.
-CUSTOMER_CASE_ACTIONS = frozenset({Action.STATUS})
+CUSTOMER_CASE_ACTIONS = frozenset({Action.STATUS, Action.ATTACH})
 
 
 class Forbidden(DomainError):

@@ -696,11 +696,25 @@ async def test_attachments_travel_with_their_case(store: Store, now: datetime) -
     case = await store.create_case(builder(now))
     file_id = await store.put_file(PDF_BYTES)
     stored = Attachment(
-        file_id, "invoice.pdf", len(PDF_BYTES), "application/pdf", "u-ana", now, "web", True,
+        file_id,
+        "invoice.pdf",
+        len(PDF_BYTES),
+        "application/pdf",
+        "u-ana",
+        now,
+        "web",
+        True,
         stored=True,
     )
     linked = Attachment(
-        "slack:F0123", "remit.png", 2048, "image/png", "u-cus", now, "slack", False,
+        "slack:F0123",
+        "remit.png",
+        2048,
+        "image/png",
+        "u-cus",
+        now,
+        "slack",
+        False,
         link="https://acme.slack.com/files/U1/F0123/remit.png",
     )
     assert case.attach(stored, AGENT, now) and case.attach(linked, AGENT, now)
