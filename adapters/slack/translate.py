@@ -42,6 +42,7 @@ from bot.kernel.model import (
     FormField,
     Message,
     Reply,
+    SharedFile,
     read_stage,
 )
 from conversations.clicks import click_key, on_case_card
@@ -316,7 +317,10 @@ def event_to_message(
         return None
     event = body.get("event") or {}
     etype = event.get("type")
-    if event.get("bot_id") or event.get("subtype") or event.get("bot_profile"):
+    subtype = event.get("subtype")
+    if event.get("bot_id") or event.get("bot_profile"):
+        return None
+    if subtype and subtype != "file_share":
         return None
     user = event.get("user")
     channel = event.get("channel")
@@ -324,9 +328,18 @@ def event_to_message(
         return None  # no author (or not one Slack would send): nothing to answer
     if not user or not channel or (bot_user_id and user == bot_user_id):
         return None
+    files = shared_files(event)
+    if subtype == "file_share" and not files:
+        return None  # nothing we could record (no link to any of the files)
     if etype == "message" and event.get("channel_type") == "im":
         text = from_slack(str(event.get("text", "")))
         is_direct = True
+    elif etype == "message" and subtype == "file_share" and event.get("thread_ts"):
+        # A file shared in a thread of a channel the bot is in (a case card's thread).
+        text = from_slack(
+            strip_bot_mention(str(event.get("text", "")), bot_user_id or _bot_of(body))
+        )
+        is_direct = _is_dm(channel)
     elif etype == "app_mention":
         text = from_slack(
             strip_bot_mention(str(event.get("text", "")), bot_user_id or _bot_of(body))
@@ -352,8 +365,40 @@ def event_to_message(
         tenant=team,
         mentions=_mentions(text),
         reference=_reference(origin),
+        files=files,
     )
     return msg, origin
+
+
+def shared_files(event: dict[str, Any]) -> list[SharedFile]:
+    """The files of a ``file_share`` message (or a mention with files), as links.
+
+    Each Slack file stays in Slack: it is recorded by its name, size, type and
+    ``permalink`` (else ``url_private``), and named ``slack:<file id>`` so the same
+    file shared twice on a case is attached once. A file without an id or a link
+    (hidden by the workspace's plan, a tombstone) is left out.
+    """
+    out = []
+    for f in event.get("files") or []:
+        if not isinstance(f, dict):
+            continue
+        file_id, link = f.get("id"), f.get("permalink") or f.get("url_private")
+        if not (isinstance(file_id, str) and file_id and isinstance(link, str) and link):
+            continue
+        if not link.startswith("https://"):
+            continue
+        name = f.get("name") or f.get("title") or file_id
+        size = f.get("size")
+        out.append(
+            SharedFile(
+                name=str(name)[:500],
+                size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+                content_type=str(f.get("mimetype") or f.get("filetype") or "")[:100],
+                link=link[:2000],
+                source_id=f"slack:{file_id[:64]}",
+            )
+        )
+    return out[:10]
 
 
 def _bot_of(body: dict[str, Any]) -> str | None:
