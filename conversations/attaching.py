@@ -36,8 +36,9 @@ from bot.i18n import N_, _, ngettext
 from bot.kernel.model import Channel, Message, SharedFile
 from bot.policy import Action
 from bot.storage import StorageError
-from conversations.casework import CaseWork, _reply
+from conversations.casework import _reply
 from conversations.commands import Command
+from conversations.desk_commands import DeskCommands
 from conversations.registry import command
 from conversations.sharing import CustomerConversations
 from conversations.text import u
@@ -59,8 +60,9 @@ def named_case(text: str) -> int | None:
     return parse_case_id(found.group(0)) if found else None
 
 
-class Attaching(CaseWork):
-    """The desk's ``attach`` command and the case in context (methods of the Desk)."""
+class Attaching(DeskCommands):
+    """The desk's ``attach`` command and the case in context (methods of the Desk; declared
+    after the other commands of the desk, so ``help`` lists it after ``note``)."""
 
     @command(
         "attach",

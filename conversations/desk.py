@@ -36,7 +36,7 @@ from bot.storage import StorageError, Store
 from conversations.attaching import Attaching
 from conversations.casework import _reply, _Stale, applied_key
 from conversations.commands import Command, parse
-from conversations.desk_commands import DeskCommands, Handler
+from conversations.desk_commands import Handler
 from conversations.desk_forms import FORM_ACTIONS, FORMS
 from conversations.directory import Directory
 from conversations.formengine import FormDecl, FormEngine
@@ -53,7 +53,7 @@ async def _nothing_due(user: User, at: datetime) -> list[tuple[datetime, str, st
     return []
 
 
-class Desk(DeskCommands, Attaching):
+class Desk(Attaching):
     """The conversation flows, shared by every channel."""
 
     def __init__(

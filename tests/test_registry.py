@@ -188,6 +188,8 @@ def test_the_parser_knows_exactly_the_declared_commands_and_their_aliases() -> N
         "恢复": "reactivate",
         "重新激活": "reactivate",
         "语言": "language",
+        "附件": "attach",
+        "upload": "attach",
     }
 
 
@@ -215,6 +217,7 @@ def test_help_keeps_todays_order() -> None:
         "note",
         "escalate",
         "srstatus",
+        "attach",
         "resolve",
         "informed",
         "reopen",
