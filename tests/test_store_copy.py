@@ -244,7 +244,7 @@ async def test_attached_files_go_along_to_postgresql_and_back(tmp_path: Path, pg
     finally:
         await store.close()
     code, out, err = run_copy(str(first), pg_url)
-    assert code == 0 and "copied 1 files" in out, (out, err)
+    assert code == 0 and "files copied (attachments): 1" in out, (out, err)
     back = tmp_path / "back" / "billing-bot.json"
     code, out, err = run_copy(pg_url, str(back))
     assert code == 0, err

@@ -151,7 +151,7 @@ async def copy_store(
     await _verify(source, target, tables, counts, tell)
     missing = [f for f in files if not await target.has_blob(f)]
     if missing:
-        raise StorageError(f"the copy lacks {len(missing)} files (first: {missing[0]})")
+        raise StorageError(f"files missing in the copy: {len(missing)} (first: {missing[0]})")
     await target.commit([Op(COPY_TABLE, _PROGRESS, None)])
     total = sum(counts.values())
     tell(
@@ -185,7 +185,7 @@ async def _copy_files(source: Engine, target: Engine, tell: Callable[[str], None
         await target.put_blob(file_id, data)
         copied.append(file_id)
     if copied:
-        tell(f"copied {len(copied)} files (attachments)")
+        tell(f"files copied (attachments): {len(copied)}")
     return copied
 
 
