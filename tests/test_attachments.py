@@ -76,7 +76,7 @@ async def test_attach_in_the_terminal_keeps_the_file_and_lists_it(
 
     session = ChatSession(send, "alice")
     out = await session.line(f"attach {case} {path}")
-    assert f"Attached Rechnung März.pdf (" in out and case in out, out
+    assert "Attached Rechnung März.pdf (" in out and case in out, out
     assert "Internal: the customer does not see it." in out
     file_id = blob_digest(PDF_BYTES)
     assert await env.store.file_bytes(file_id) == PDF_BYTES
@@ -143,9 +143,9 @@ async def test_a_file_without_a_case_goes_to_the_case_in_context(env: DeskEnv) -
     carol.expect("Which case is the file for?")
     await carol.send(f"status {first}")
     await share(carol, "", SharedFile("a.pdf", PDF_BYTES))
-    carol.expect(f"Attached a.pdf", first)
+    carol.expect("Attached a.pdf", first)
     await share(carol, f"here it is for {second}", SharedFile("b.png", PNG_BYTES))
-    carol.expect(f"Attached b.png", second)
+    carol.expect("Attached b.png", second)
     # The context is per person and conversation: alice's chat has none of carol's.
     alice = env.chat("alice", Channel.WEB, "web:alice")
     await share(alice, "", SharedFile("c.pdf", PDF_BYTES + b"c"))

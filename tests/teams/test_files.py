@@ -12,8 +12,9 @@ from typing import Any
 from .conftest import ALICE, CAROL, SHARED_CHANNEL, BotServer, FakeConnector, Teams
 from .helpers import new_case, say, send
 
-SHAREPOINT = "https://contoso-my.sharepoint.com/personal/alice/Documents/Microsoft Teams Chat Files/invoice-G012345678.pdf"
-DOWNLOAD = "https://contoso-my.sharepoint.com/personal/alice/_layouts/15/download.aspx?UniqueId=1150d938&Translate=false&tempauth=eyJ0eXAi"
+SITE = "https://contoso-my.sharepoint.com/personal/alice"
+SHAREPOINT = f"{SITE}/Documents/Microsoft Teams Chat Files/invoice-G012345678.pdf"
+DOWNLOAD = f"{SITE}/_layouts/15/download.aspx?UniqueId=1150d938&Translate=false&tempauth=eyJ0eXAi"
 
 
 def file_attachment(url: str = SHAREPOINT, name: str = "invoice-G012345678.pdf") -> dict[str, Any]:

@@ -106,5 +106,3 @@ async def test_a_disallowed_or_over_size_upload_is_refused_and_nothing_is_stored
         assert not await runtime.store.has_file(hashlib.sha256(data).hexdigest())
     case = await runtime.store.get_case(1)
     assert case.attachments == []
-
-
