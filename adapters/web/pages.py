@@ -57,6 +57,7 @@ from adapters.web.views import (
     visible_cases,
     visible_customers,
 )
+from bot.attachments import size_text
 from bot.config import Settings
 from bot.domain import Actor, Case, Customer, Role, User, parse_case_id, visible_attachments
 from bot.i18n import _, current_locale, negotiate, use_locale
@@ -67,6 +68,7 @@ from bot.kernel.serialize import message_from_dict, reply_from_dict, reply_to_di
 from bot.policy import Action, allowed
 from bot.storage import WEB_TABLES, StorageError, declare_tables
 from conversations.cards import (
+    attachment_path,
     case_card,
     local_time,
     role_label,
@@ -860,6 +862,9 @@ async def case_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         "tz": ctx.user.time_zone,
         "local_time": local_time,
         "reminders": _reminders_of(ctx, case) if ctx.staff else None,
+        "files": visible_attachments(case.attachments, internal=ctx.staff),
+        "attachment_path": attachment_path,
+        "size_text": size_text,
     }
     return render(request, ctx, "case.html", values)
 

@@ -73,6 +73,7 @@ async def test_a_multipart_upload_is_attached_and_served_back_to_who_may_see_it(
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
     case_page = await alice.get("/cases/BILL-1")
     assert "invoice.pdf" in case_page and "remittance.png" in case_page
+    assert f'href="/cases/BILL-1/attachments/{file_id}"' in case_page
 
     carol, _runtime, carol_client = alice, runtime, client
     await alice.post("/logout", {}, fetch=False, status=303)
