@@ -104,13 +104,15 @@ async def local_messages(request: web.Request) -> web.Response:
     body = await read_bounded(request, limit)
     if body is None:
         return json_error(413, f"the body is too large ({limit // 1024} kB at most)")
+    too_large = json_error(413, f"the body is too large ({MAX_BODY // 1024} kB at most)")
     try:
         payload = json.loads(body)
         if len(body) > MAX_BODY and not (isinstance(payload, dict) and payload.get("files")):
-            # The room is for files only: a chat line alone is held to the usual limit.
-            return json_error(413, f"the body is too large ({MAX_BODY // 1024} kB at most)")
+            return too_large  # the room is for files only: a chat line has the usual limit
         msg = message_from_dict(payload, Channel.LOCAL)
     except (json.JSONDecodeError, UnicodeDecodeError):
+        if len(body) > MAX_BODY:
+            return too_large
         return json_error(400, "the body is not valid JSON")
     except ValueError as exc:
         return json_error(400, str(exc))
@@ -193,8 +195,8 @@ async def body_limit(
     limit = MAX_BODY
     if request.path == "/local/receivables":
         limit = MAX_IMPORT_BODY
-    elif request.path == "/local/messages":
-        limit = local_messages_limit(request.app)
+    elif request.path == "/local/messages" and request.content_type == "application/json":
+        limit = local_messages_limit(request.app)  # a chat line with a file (base64)
     elif request.path == UPLOAD_PATH:
         limit = upload_limit(request.app[RUNTIME].settings)
     if request.content_length is not None and request.content_length > limit:
