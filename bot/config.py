@@ -152,6 +152,8 @@ class Settings:
     partner_center_manual_check_hours: float = 24.0
     reminders: ReminderPolicy = field(default_factory=ReminderPolicy)
     collections: CollectionsPolicy = field(default_factory=CollectionsPolicy)
+    # [attachments] max_bytes: the largest file the terminal or the web page may attach.
+    attachment_max_bytes: int = 10 * 2**20
     raw: dict[str, Any] = field(default_factory=dict)
 
     def user_by_name(self, name: str) -> UserConfig | None:
@@ -308,6 +310,18 @@ def _partner_center(data: Any) -> dict[str, float]:
     return out
 
 
+def _attachment_max_bytes(data: Any) -> int:
+    """``[attachments] max_bytes``: the largest upload (default 10 MiB, at most 64 MiB)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("[attachments] must be a table")
+    value = data.get("max_bytes", 10 * 2**20)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 64 * 2**20:
+        raise ConfigError("attachments.max_bytes must be a whole number of bytes, 1 to 67108864")
+    return value
+
+
 def _collections(data: Any) -> CollectionsPolicy:
     """``[collections]``: stages by days past due (ascending) and the daily run time."""
     if data is None:
@@ -405,5 +419,6 @@ def load_settings(env: dict[str, str] | None = None, *, config_path: str | None 
         reminders=_reminders(data.get("reminders")),
         collections=_collections(data.get("collections")),
         **_partner_center(data.get("partner_center")),
+        attachment_max_bytes=_attachment_max_bytes(data.get("attachments")),
         raw=data,
     )

@@ -136,6 +136,11 @@ AUDIT_KINDS: dict[str, AuditKind] = {
     "closed": AuditKind(N_("closed"), N_("closed it")),
     "service_request_status": AuditKind(N_("service request status changed"), None),
     "snoozed": AuditKind(N_("snoozed the reminders"), None),
+    # A file shared by or for the customer; the name is theirs to read.
+    "attached": AuditKind(N_("attached a file"), N_("added a file"), frozenset({"name"})),
+    # A file staff shared in an internal context (a DM with the bot, the terminal, the web
+    # page without "visible to the customer"): the desk's working, never the customer's.
+    "attached_internal": AuditKind(N_("attached an internal file"), None),
 }
 
 
@@ -437,6 +442,69 @@ class Note:
         return cls(at, doc["author"], doc["text"], bool(doc.get("to_microsoft", False)))
 
 
+ATTACHMENT_CHANNELS = frozenset({"slack", "teams", "web", "local"})
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file on a case: kept in the store (``stored``: ``id`` is its SHA-256) or a link.
+
+    A Slack or Teams file stays where it was shared: ``link`` is its permalink or
+    content URL and ``id`` names it there (``slack:<file id>``, ``teams:<url hash>``),
+    so the same file delivered twice is attached once. ``internal``: shared by staff
+    in an internal context, never shown to the customer; otherwise shared by or for
+    the customer.
+    """
+
+    id: str
+    name: str
+    size: int | None
+    content_type: str
+    by: str
+    at: datetime
+    channel: str
+    internal: bool
+    link: str | None = None
+    stored: bool = False
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "size": self.size,
+            "content_type": self.content_type,
+            "by": self.by,
+            "at": _ts(self.at),
+            "channel": self.channel,
+            "internal": self.internal,
+            "link": self.link,
+            "stored": self.stored,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Attachment:
+        at = _dt(doc["at"])
+        assert at is not None
+        size = doc.get("size")
+        return cls(
+            id=str(doc["id"]),
+            name=str(doc["name"]),
+            size=int(size) if size is not None else None,
+            content_type=str(doc.get("content_type") or ""),
+            by=str(doc["by"]),
+            at=at,
+            channel=str(doc.get("channel") or ""),
+            internal=bool(doc.get("internal", True)),
+            link=doc.get("link") or None,
+            stored=bool(doc.get("stored", False)),
+        )
+
+
+def visible_attachments(attachments: list[Attachment], *, internal: bool) -> list[Attachment]:
+    """The attachments a viewer may see: the desk all, a customer only non-internal ones."""
+    return list(attachments) if internal else [a for a in attachments if not a.internal]
+
+
 @dataclass(slots=True)
 class Dispute:
     """What a dispute case carries beyond a question."""
@@ -523,6 +591,7 @@ class Case:
     informed_at: datetime | None = None
     notes: list[Note] = field(default_factory=list)
     audit: list[AuditEntry] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
     version: int = 0  # bumped by storage on every write: optimistic concurrency
 
     @property
@@ -686,6 +755,31 @@ class Case:
         self._audit(actor, now, "noted", {"to_microsoft": to_microsoft})
         self._touch_first_response(actor, now)
 
+    def attachment(self, attachment_id: str) -> Attachment | None:
+        for a in self.attachments:
+            if a.id == attachment_id:
+                return a
+        return None
+
+    def attach(self, attachment: Attachment, actor: Actor, now: datetime) -> bool:
+        """Add a file to the case; False (nothing changes) when the case already has it.
+
+        The same file delivered twice (the same bytes, the same Slack file, the same
+        Teams content URL) has the same ``id``: it is attached once. A cancelled case
+        takes no files; any other may (evidence comes also after the outcome).
+        """
+        if self.state == State.CANCELLED:
+            raise DomainError(
+                _("{case} was cancelled; open a new case instead.").format(case=self.id)
+            )
+        if self.attachment(attachment.id) is not None:
+            return False
+        self.attachments.append(attachment)
+        action = "attached_internal" if attachment.internal else "attached"
+        self._audit(actor, now, action, {"name": attachment.name, "id": attachment.id})
+        self._touch_first_response(actor, now)
+        return True
+
     def escalate(self, request: ServiceRequest, actor: Actor, now: datetime) -> None:
         if self.service_request is not None and self.state == State.ESCALATED:
             raise DomainError(
@@ -830,6 +924,7 @@ class Case:
             "informed_at": _ts(self.informed_at),
             "notes": [n.to_doc() for n in self.notes],
             "audit": [a.to_doc() for a in self.audit],
+            "attachments": [a.to_doc() for a in self.attachments],
             "version": self.version,
         }
 
@@ -864,6 +959,7 @@ class Case:
             informed_at=_dt(doc.get("informed_at")),
             notes=[Note.from_doc(n) for n in doc.get("notes", [])],
             audit=[AuditEntry.from_doc(a) for a in doc.get("audit", [])],
+            attachments=[Attachment.from_doc(a) for a in doc.get("attachments") or []],
             version=int(doc.get("version", 0)),
         )
 

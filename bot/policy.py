@@ -41,6 +41,7 @@ class Action(StrEnum):
     LANGUAGE = "language"
     ADD = "add"  # a comment on a case, visible to the customer (``add``)
     WITHDRAW = "withdraw"  # a customer cancels their own case (``withdraw``)
+    ATTACH = "attach"
 
 
 _EVERYONE = frozenset({Action.HELP})
@@ -53,6 +54,7 @@ _CUSTOMER = _EVERYONE | {
     Action.LANGUAGE,
     Action.ADD,
     Action.WITHDRAW,
+    Action.ATTACH,  # a file on their own tenant's case (see CUSTOMER_CASE_ACTIONS)
 }
 # PRODUCT.md lists close for neither role; a desk that cannot close cases makes no
 # sense, so agents may close (after the customer was informed, which the domain enforces).
@@ -84,7 +86,7 @@ MATRIX: dict[Role, frozenset[Action]] = {
 }
 
 # Actions on a case that a customer may perform on their own tenant's cases.
-CUSTOMER_CASE_ACTIONS = frozenset({Action.STATUS, Action.ADD, Action.WITHDRAW})
+CUSTOMER_CASE_ACTIONS = frozenset({Action.STATUS, Action.ADD, Action.WITHDRAW, Action.ATTACH})
 # ... of which these only while the case is open (bot.domain.CUSTOMER_OPEN_STATES).
 CUSTOMER_OPEN_CASE_ACTIONS = frozenset({Action.ADD, Action.WITHDRAW})
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from bot.attachments import size_text
 from bot.domain import (
     STATE_LABELS,
     Actor,
@@ -15,6 +16,7 @@ from bot.domain import (
     State,
     User,
     audit_wording,
+    visible_attachments,
     visible_audit,
 )
 from bot.i18n import N_, _, format_amount, format_days, format_time, ngettext
@@ -234,6 +236,14 @@ def case_card(
                 ),
             )
         )
+    files = attachment_lines(case, viewer, viewer_tz, names)
+    if files:
+        facts.append(
+            CardFact(
+                ngettext("{n} attachment", "{n} attachments", len(files)).format(n=len(files)),
+                "\n".join(files),
+            )
+        )
     history = [
         _("{when} · {who} {what}").format(
             when=local_time(entry.at, viewer_tz),
@@ -252,6 +262,30 @@ def case_card(
         buttons=buttons_for(case, viewer, customer_tenant),
         stage=case.stage,
     )
+
+
+def attachment_path(case_id: str, attachment_id: str) -> str:
+    """Where the web page serves a file kept in the store (to those who may see the case)."""
+    return f"/cases/{case_id}/attachments/{attachment_id}"
+
+
+def attachment_lines(case: Case, viewer: Actor, viewer_tz: str, names: dict[str, str]) -> list[str]:
+    """One line per file the viewer may see: name, size, who, when, and where it is."""
+    internal = can_see_internal(viewer)
+    lines = []
+    for a in visible_attachments(case.attachments, internal=internal):
+        where = a.link or (attachment_path(case.id, a.id) if a.stored else "")
+        parts = [u(a.name)]
+        if a.size is not None:
+            parts.append(size_text(a.size))
+        parts.append(u(names.get(a.by, a.by)))
+        parts.append(local_time(a.at, viewer_tz))
+        if internal and a.internal:
+            parts.append(_("internal"))
+        if where:
+            parts.append(u(where))
+        lines.append(" · ".join(parts))
+    return lines
 
 
 def audit_label(entry: AuditEntry, *, internal: bool) -> str:
@@ -313,6 +347,8 @@ def full_history(case: Case, viewer: Actor, viewer_tz: str, names: dict[str, str
 
 __all__ = [
     "User",
+    "attachment_lines",
+    "attachment_path",
     "audit_label",
     "buttons_for",
     "case_card",

@@ -221,6 +221,7 @@ class CaseWork:
                 *self._applied(turn, new.number),
             ],
         )
+        turn.case_number = case.number  # the new case is the case in context
         card = await self.card_for(turn, case)
         return Result([Reply(text=self.created_text(turn, case, customer), card=card)])
 

@@ -33,9 +33,10 @@ from bot.kernel.model import ActionRef, Message, Reply
 from bot.money import MoneyError
 from bot.policy import Action, allowed, check
 from bot.storage import StorageError, Store
+from conversations.attaching import Attaching
 from conversations.casework import _reply, _Stale, applied_key
 from conversations.commands import Command, parse
-from conversations.desk_commands import DeskCommands, Handler
+from conversations.desk_commands import Handler
 from conversations.desk_forms import FORM_ACTIONS, FORMS
 from conversations.directory import Directory
 from conversations.formengine import FormDecl, FormEngine
@@ -52,7 +53,7 @@ async def _nothing_due(user: User, at: datetime) -> list[tuple[datetime, str, st
     return []
 
 
-class Desk(DeskCommands):
+class Desk(Attaching):
     """The conversation flows, shared by every channel."""
 
     def __init__(
@@ -106,7 +107,9 @@ class Desk(DeskCommands):
             if done is not None:
                 return await self._already_applied(turn, done)
             try:
-                return await self._dispatch(turn)
+                result = await self._dispatch(turn)
+                await self.remember_case(turn, result)
+                return result
             except _Stale as stale:
                 return await self.stale_reply(turn, stale.case)
             except (DomainError, MoneyError) as exc:
@@ -155,6 +158,12 @@ class Desk(DeskCommands):
 
     async def _dispatch(self, turn: Turn) -> Result:
         msg = turn.msg
+        if msg.files and msg.form_values is None and msg.action is None:
+            # A file shared (or uploaded): attached to the case named, or the case in context.
+            cmd = parse(msg.text, self.commands)
+            if cmd.name != "attach":
+                cmd = Command("attach", msg.text)
+            return await self._command(turn, cmd)
         if msg.thread_case and msg.action is None and msg.form_values is None:
             if turn.actor.role == Role.CUSTOMER or not msg.addressed:
                 return await self._in_case_thread(turn, msg.thread_case)

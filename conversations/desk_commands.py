@@ -44,7 +44,7 @@ from bot.policy import Action, check
 from bot.storage import Op
 from bot.workhours import WorkingHours
 from conversations import help as help_texts
-from conversations.cards import full_history, list_line, local_time
+from conversations.cards import attachment_lines, full_history, list_line, local_time
 from conversations.casework import CaseWork, _reply
 from conversations.commands import LIST_FILTERS, Command
 from conversations.directory import tenant_key
@@ -148,8 +148,12 @@ class DeskCommands(CaseWork):
         number, rest = cmd.case_and_rest()
         case = await self.load_case(turn, number, Action.STATUS, "status BILL-7")
         card = await self.card_for(turn, case)
-        history = full_history(case, turn.actor, turn.user.time_zone, await self._names())
+        names = await self._names()
+        history = full_history(case, turn.actor, turn.user.time_zone, names)
         text = _("History of {case}:").format(case=case.id) + "\n" + "\n".join(history)
+        files = attachment_lines(case, turn.actor, turn.user.time_zone, names)
+        if files:
+            text += "\n" + _("Attachments:") + "\n" + "\n".join(f"• {line}" for line in files)
         return Result([Reply(card=card, replace=turn.clicked is not None), Reply(text=text)])
 
     @command(

@@ -136,6 +136,7 @@ LINES: dict[str, tuple[str, Setup, tuple[str, ...]]] = {
     "take": ("alice", _question, ("take BILL-1",)),
     "assign": ("alice", _question, ("assign BILL-1 bob",)),
     "note": ("alice", _question, ("note BILL-1 called the customer",)),
+    "attach": ("alice", _question, ("attach BILL-1", "attach")),  # typed: no file to send
     "escalate": ("alice", _question, ("escalate BILL-1 2411240010001234",)),
     "srstatus": (
         "alice",

@@ -110,7 +110,9 @@ async def test_migrate_dry_run_applies_nothing(pg_url: str) -> None:
     assert await sql(pg_url, lambda c: c.fetchval("SELECT to_regclass('cases')")) is None
     proc = migrate_cli(pg_url)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0 and "schema version 0 -> 1" in out, (out, err)
+    assert proc.returncode == 0 and f"schema version 0 -> {SCHEMA_VERSION}" in out, (out, err)
+    assert "0002_blobs" in out  # the attachments' bytes (issue 20)
+    assert await sql(pg_url, lambda c: c.fetchval("SELECT to_regclass('blobs')")) == "blobs"
 
 
 def test_migrate_refuses_a_tinydb_store(tmp_path: Path) -> None:
@@ -350,7 +352,8 @@ async def test_healthz_and_doctor_give_the_schema_version(pg_url: str) -> None:
         storage = body["storage"]
         assert storage["backend"] == "postgresql" and storage["schema_version"] == SCHEMA_VERSION
         findings = {f.what: f.level for f in check(settings)}
-        assert findings[f"store {pg_url}: PostgreSQL, schema version 1 (knows 1)"] == "ok"
+        known = f"schema version {SCHEMA_VERSION} (knows {SCHEMA_VERSION})"
+        assert findings[f"store {pg_url}: PostgreSQL, {known}"] == "ok"
 
 
 def test_without_postgresql_the_tests_fail_and_say_why(

@@ -96,6 +96,7 @@ def test_customer_actions_match_product_md() -> None:
         Action.LANGUAGE,
         Action.ADD,
         Action.WITHDRAW,
+        Action.ATTACH,  # `attach BILL-n PATH`, or a file shared with a case in context
     }
     assert Action.VIEW_NOTES not in MATRIX[Role.CUSTOMER]
 
@@ -113,7 +114,7 @@ def test_customer_on_own_tenant_case_only_status_add_withdraw(action: Action) ->
     customer = actor(Role.CUSTOMER)
     ok = allowed(customer, action, a_case(), customer_tenant=TENANT)
     assert ok is (action in CUSTOMER_CASE_ACTIONS)
-    assert CUSTOMER_CASE_ACTIONS == {Action.STATUS, Action.ADD, Action.WITHDRAW}
+    assert CUSTOMER_CASE_ACTIONS == {Action.STATUS, Action.ADD, Action.WITHDRAW, Action.ATTACH}
 
 
 def a_case_in(state: State, owner: str | None = None) -> Case:
@@ -188,6 +189,16 @@ def test_customer_refusal_for_staff_actions_points_to_their_commands() -> None:
         check(customer, Action.NOTE, a_case(), customer_tenant=TENANT)
     assert "billing team" in str(err.value)
     assert "`ask`" in str(err.value)
+
+
+def test_attach_is_for_everyone_with_a_role_and_customers_on_their_own_cases_only() -> None:
+    for role in (Role.AGENT, Role.LEAD):
+        assert allowed(actor(role), Action.ATTACH, a_case(), customer_tenant=OTHER_TENANT)
+    customer = actor(Role.CUSTOMER)
+    assert allowed(customer, Action.ATTACH, a_case(), customer_tenant=TENANT)
+    with pytest.raises(Forbidden, match="I can't find BILL-7"):
+        check(customer, Action.ATTACH, a_case(7), customer_tenant=OTHER_TENANT)
+    assert not allowed(actor(Role.NONE), Action.ATTACH)
 
 
 def test_customer_may_ask_and_dispute_without_a_case() -> None:

@@ -190,6 +190,8 @@ def test_the_parser_knows_exactly_the_declared_commands_and_their_aliases() -> N
         "语言": "language",
         "补充": "add",
         "撤回": "withdraw",
+        "附件": "attach",
+        "upload": "attach",
     }
 
 
@@ -219,6 +221,7 @@ def test_help_keeps_todays_order() -> None:
         "note",
         "escalate",
         "srstatus",
+        "attach",
         "resolve",
         "informed",
         "reopen",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import json
 import shutil
 from collections.abc import AsyncIterator, Callable
@@ -20,6 +21,7 @@ import pytest
 
 from bot.domain import (
     Actor,
+    Attachment,
     Case,
     Category,
     Conflict,
@@ -685,7 +687,83 @@ async def test_an_undeclared_table_is_refused(store: Store) -> None:
         declare_tables("not a name")
 
 
+PDF_BYTES = b"%PDF-1.7\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
+
+
+async def test_files_are_kept_by_their_content(store: Store) -> None:
+    file_id = await store.put_file(PDF_BYTES)
+    assert file_id == hashlib.sha256(PDF_BYTES).hexdigest()
+    assert await store.has_file(file_id)
+    assert await store.file_bytes(file_id) == PDF_BYTES
+    assert await store.put_file(PDF_BYTES) == file_id  # the same bytes again: kept once
+    assert await store.file_bytes(file_id) == PDF_BYTES
+    other = hashlib.sha256(b"never stored").hexdigest()
+    assert not await store.has_file(other) and await store.file_bytes(other) is None
+    for bad in ("../../etc/passwd", file_id.upper(), file_id[:-1], "", "x" * 64):
+        assert await store.file_bytes(bad) is None and not await store.has_file(bad)
+    with pytest.raises(ValueError):
+        await store.engine.put_blob(other, PDF_BYTES)  # a name that is not its content's
+
+
+async def test_attachments_travel_with_their_case(store: Store, now: datetime) -> None:
+    case = await store.create_case(builder(now))
+    file_id = await store.put_file(PDF_BYTES)
+    stored = Attachment(
+        file_id,
+        "invoice.pdf",
+        len(PDF_BYTES),
+        "application/pdf",
+        "u-ana",
+        now,
+        "web",
+        True,
+        stored=True,
+    )
+    linked = Attachment(
+        "slack:F0123",
+        "remit.png",
+        2048,
+        "image/png",
+        "u-cus",
+        now,
+        "slack",
+        False,
+        link="https://acme.slack.com/files/U1/F0123/remit.png",
+    )
+    assert case.attach(stored, AGENT, now) and case.attach(linked, AGENT, now)
+    assert not case.attach(stored, AGENT, now)  # a duplicate delivery: attached once
+    await store.save_case(case)
+    again = await store.get_case(case.number)
+    assert again is not None and again.attachments == [stored, linked]
+    assert [a.action for a in again.audit[-2:]] == ["attached_internal", "attached"]
+    assert await store.file_bytes(again.attachments[0].id) == PDF_BYTES
+    again.cancel("duplicate of BILL-1", AGENT, now)  # archived: its files stay listed
+    await store.save_case(again)
+    archived = await store.get_case(case.number)
+    assert archived is not None and archived.attachments == [stored, linked]
+
+
 # ---- the durable engine only ------------------------------------------------
+
+
+async def test_files_lie_beside_the_store_and_survive_a_reopen(db_path: Path) -> None:
+    store = await open_db(db_path)
+    file_id = await store.put_file(PDF_BYTES)
+    await store.close()
+    path = db_path.with_name("billing.files") / file_id
+    assert path.read_bytes() == PDF_BYTES
+    # A crash while a file was written leaves a temp file: removed at the next open.
+    temp = path.with_name(".tmp-" + file_id + "-1-ab")
+    temp.write_bytes(PDF_BYTES[:10])
+    again = await open_db(db_path)
+    try:
+        assert not temp.exists()
+        assert await again.file_bytes(file_id) == PDF_BYTES
+        path.write_bytes(PDF_BYTES[:-1] + b"X")  # damaged on disk: refused, not served
+        with pytest.raises(StorageError):
+            await again.file_bytes(file_id)
+    finally:
+        await again.close()
 
 
 async def open_db(path: Path, **kwargs: int) -> Store:

@@ -216,3 +216,42 @@ async def test_a_table_the_copying_process_never_declared_is_copied(
     assert f"verified: {name}: 1 document," in out
     copied = await read_all(pg_url)
     assert copied[name] == {"k": {"a": 1}} and empty not in copied
+
+
+async def test_attached_files_go_along_to_postgresql_and_back(tmp_path: Path, pg_url: str) -> None:
+    from bot.domain import Attachment
+
+    first = tmp_path / "first" / "billing-bot.json"
+    data = b"%PDF-1.4\n" + b"evidence " * 500
+    store = open_store(first)
+    await store.open()
+    try:
+        case = await store.create_case(
+            lambda n: Case.new(
+                n,
+                kind=Kind.QUESTION,
+                customer_id="contoso",
+                category=Category.INVOICE,
+                description="why?",
+                actor=AGENT,
+                now=NOW,
+            )
+        )
+        file_id = await store.put_file(data)
+        att = Attachment(file_id, "a.pdf", len(data), "application/pdf", "u-ana", NOW, "web", True)
+        case.attach(Attachment(**{**att.to_doc(), "at": NOW, "stored": True}), AGENT, NOW)
+        await store.save_case(case)
+    finally:
+        await store.close()
+    code, out, err = run_copy(str(first), pg_url)
+    assert code == 0 and "files copied (attachments): 1" in out, (out, err)
+    back = tmp_path / "back" / "billing-bot.json"
+    code, out, err = run_copy(pg_url, str(back))
+    assert code == 0, err
+    for where in (pg_url, back):
+        s = open_store(where)
+        await s.open()
+        try:
+            assert await s.file_bytes(file_id) == data
+        finally:
+            await s.close()

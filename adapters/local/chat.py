@@ -9,8 +9,10 @@ loopback; otherwise it opens the store itself.
 from __future__ import annotations
 
 import asyncio
+import base64
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TextIO
 
 import aiohttp
@@ -18,7 +20,9 @@ import aiohttp
 from adapters.local.render import render_replies
 from bot.i18n import _, use_locale
 from bot.kernel.model import Button, Channel, Message, Reply
-from bot.kernel.serialize import reply_from_dict
+from bot.kernel.serialize import MAX_FILE_BYTES, reply_from_dict
+from conversations.attaching import FOR_CUSTOMER
+from conversations.commands import parse
 
 Send = Callable[[dict[str, Any]], Awaitable[list[Reply]]]
 
@@ -58,6 +62,33 @@ class ChatSession:
             payload["text"] = text
         return payload
 
+    def _with_file(self, payload: dict[str, Any]) -> dict[str, Any] | str:
+        """``attach BILL-n PATH``: the file read here and sent along (base64); or why not."""
+        cmd = parse(str(payload.get("text", "")))
+        if cmd.name != "attach":
+            return payload
+        number, rest = cmd.case_and_rest()
+        words = rest.split()
+        path_text = " ".join(w for w in words if w != FOR_CUSTOMER).strip().strip("'\"")
+        if number is None or not path_text:
+            return payload  # the desk says what is missing
+        path = Path(path_text).expanduser()
+        with use_locale(self.locale):
+            try:
+                size = path.stat().st_size
+                if size > MAX_FILE_BYTES:
+                    return _("{path} is too large to attach.").format(path=path_text)
+                data = path.read_bytes()
+            except OSError as exc:
+                return _("I cannot read {path}: {reason}").format(
+                    path=path_text, reason=exc.strerror or exc
+                )
+        file: dict[str, Any] = {"name": path.name, "data": base64.b64encode(data).decode("ascii")}
+        if FOR_CUSTOMER in words:
+            file["for_customer"] = True
+        text = f"{cmd.name} BILL-{number}" + (f" {FOR_CUSTOMER}" if FOR_CUSTOMER in words else "")
+        return {**payload, "text": text, "files": [file]}
+
     async def line(self, line: str) -> str:
         typed = line.strip()
         if self._is_choice(typed) and int(typed) > len(self.buttons) and self.buttons:
@@ -65,7 +96,10 @@ class ChatSession:
                 return _("There is no choice {typed} here: pick 1 to {n}.").format(
                     typed=typed, n=len(self.buttons)
                 )
-        replies = await self.send(self._payload(line))
+        payload = self._with_file(self._payload(line))
+        if isinstance(payload, str):
+            return payload
+        replies = await self.send(payload)
         text, self.buttons = render_replies(replies)
         return text
 

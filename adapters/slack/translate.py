@@ -42,6 +42,7 @@ from bot.kernel.model import (
     FormField,
     Message,
     Reply,
+    SharedFile,
     read_stage,
 )
 from conversations.clicks import click_key, on_case_card
@@ -308,9 +309,10 @@ def command_to_message(body: dict[str, Any]) -> tuple[Message, Origin]:
 def event_to_message(
     body: dict[str, Any], bot_user_id: str | None = None
 ) -> tuple[Message, Origin] | None:
-    """A DM (``message.im``), a mention (``app_mention``) or a reply in a channel's thread
+    """A DM (``message.im``), a mention (``app_mention``), a reply in a channel's thread
     (``message.channels``/``.groups``, :func:`thread_reply`: the channel keeps only those in
-    a case card's thread); None for anything to ignore.
+    a case card's thread) or a file shared in one of those (``file_share``); None for
+    anything to ignore.
 
     Ignored: other event types, edits/joins/any other message subtype (a thread reply
     also sent to the channel, ``thread_broadcast``, is a thread reply), messages from
@@ -320,17 +322,21 @@ def event_to_message(
         return None
     event = body.get("event") or {}
     etype = event.get("type")
+    subtype = event.get("subtype")
     if event.get("bot_id") or event.get("bot_profile"):
         return None
     in_thread = etype == "message" and thread_reply(event, bot_user_id or _bot_of(body))
-    if event.get("subtype") and not (in_thread and event.get("subtype") == "thread_broadcast"):
-        return None  # edits, joins, files, …; a thread reply also sent to the channel is one
+    if subtype and subtype != "file_share" and not (in_thread and subtype == "thread_broadcast"):
+        return None  # edits, joins, …; a thread reply also sent to the channel is one
     user = event.get("user")
     channel = event.get("channel")
     if not isinstance(user, str) or not isinstance(channel, str):
         return None  # no author (or not one Slack would send): nothing to answer
     if not user or not channel or (bot_user_id and user == bot_user_id):
         return None
+    files = shared_files(event)
+    if subtype == "file_share" and not files:
+        return None  # nothing we could record (no link to any of the files)
     thread_ts = None
     addressed = True
     if etype == "message" and event.get("channel_type") == "im":
@@ -343,6 +349,12 @@ def event_to_message(
         is_direct = False
         addressed = False
         thread_ts = str(event["thread_ts"])
+    elif etype == "message" and subtype == "file_share" and event.get("thread_ts"):
+        # A file shared in a thread with a mention of the bot (a case card's thread).
+        text = from_slack(
+            strip_bot_mention(str(event.get("text", "")), bot_user_id or _bot_of(body))
+        )
+        is_direct = _is_dm(channel)
     elif etype == "app_mention":
         text = from_slack(
             strip_bot_mention(str(event.get("text", "")), bot_user_id or _bot_of(body))
@@ -370,6 +382,7 @@ def event_to_message(
         mentions=_mentions(text),
         reference=_reference(origin),
         addressed=addressed,
+        files=files,
     )
     return msg, origin
 
@@ -395,6 +408,37 @@ def card_thread(origin: Origin) -> str | None:
     if not origin.thread_ts or not origin.channel:
         return None
     return f"{origin.channel}:{origin.thread_ts}"
+
+
+def shared_files(event: dict[str, Any]) -> list[SharedFile]:
+    """The files of a ``file_share`` message (or a mention with files), as links.
+
+    Each Slack file stays in Slack: it is recorded by its name, size, type and
+    ``permalink`` (else ``url_private``), and named ``slack:<file id>`` so the same
+    file shared twice on a case is attached once. A file without an id or a link
+    (hidden by the workspace's plan, a tombstone) is left out.
+    """
+    out = []
+    for f in event.get("files") or []:
+        if not isinstance(f, dict):
+            continue
+        file_id, link = f.get("id"), f.get("permalink") or f.get("url_private")
+        if not (isinstance(file_id, str) and file_id and isinstance(link, str) and link):
+            continue
+        if not link.startswith("https://"):
+            continue
+        name = f.get("name") or f.get("title") or file_id
+        size = f.get("size")
+        out.append(
+            SharedFile(
+                name=str(name)[:500],
+                size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+                content_type=str(f.get("mimetype") or f.get("filetype") or "")[:100],
+                link=link[:2000],
+                source_id=f"slack:{file_id[:64]}",
+            )
+        )
+    return out[:10]
 
 
 def _bot_of(body: dict[str, Any]) -> str | None:

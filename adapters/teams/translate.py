@@ -21,13 +21,14 @@ deletes every occurrence of the bot's *name* from the text (a bot called
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.domain import is_guid
-from bot.kernel.model import ActionRef, Channel, Message, read_stage
+from bot.kernel.model import ActionRef, Channel, Message, SharedFile, read_stage
 from conversations import clicks
 
 FORM_KEY = "billing_form"
@@ -236,6 +237,54 @@ def reference_of(activity: Activity) -> dict[str, Any]:
     }
 
 
+FILE_DOWNLOAD_INFO = "application/vnd.microsoft.teams.file.download.info"
+# Attachments of a message that are not files: its text as HTML, our own cards, a mention card.
+_NOT_FILES = (
+    "text/html",
+    "application/vnd.microsoft.card.",
+    "application/vnd.microsoft.teams.card.",
+)
+
+
+def shared_files(activity: Activity) -> list[SharedFile]:
+    """The files a message carries (``attachments[]``), as links: the file stays in Teams.
+
+    A file from OneDrive or SharePoint comes as ``…teams.file.download.info`` with its
+    ``contentUrl`` (kept: where the file lives; ``content.downloadUrl`` is a short-lived
+    download link, kept only when there is no other), ``name`` and ``content.fileType``;
+    an inline image or any other file as its ``contentType`` and ``contentUrl``. Nothing
+    is downloaded, so a URL that cannot be fetched is recorded all the same. Each is named
+    ``teams:<hash of its URL>``, so the same file delivered twice is attached once.
+    """
+    out = []
+    for att in activity.get("attachments") or []:
+        if not isinstance(att, dict):
+            continue
+        kind = _str(att.get("contentType"))
+        if not kind or kind.startswith(_NOT_FILES):
+            continue
+        content = _dict(att.get("content"))
+        url = _str(att.get("contentUrl"))
+        if kind == FILE_DOWNLOAD_INFO:
+            url = url or _str(content.get("downloadUrl"))
+            file_type = _str(content.get("fileType"))
+        else:
+            file_type = kind
+        if not url.startswith("https://"):
+            continue
+        name = _str(att.get("name")) or url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        digest = hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        out.append(
+            SharedFile(
+                name=(name or "file")[:500],
+                content_type=file_type[:100],
+                link=url[:2000],
+                source_id=f"teams:{digest}",
+            )
+        )
+    return out[:10]
+
+
 def to_message(activity: Activity) -> Message | None:
     """The neutral message for an activity addressed to the bot; None for anything else."""
     if not addressed_to_bot(activity):
@@ -265,6 +314,7 @@ def to_message(activity: Activity) -> Message | None:
             "reply_to_id": _str(activity.get("replyToId")) or None,
         },
         raw=activity,
+        files=shared_files(activity),
     )
     submitted = form_values(activity)
     if submitted is not None:

@@ -57,15 +57,18 @@ from adapters.web.views import (
     visible_cases,
     visible_customers,
 )
+from bot.attachments import size_text
 from bot.config import Settings
-from bot.domain import Actor, Case, Customer, Role, User, parse_case_id
+from bot.domain import Actor, Case, Customer, Role, User, parse_case_id, visible_attachments
 from bot.i18n import _, current_locale, negotiate, use_locale
-from bot.kernel.model import ActionRef, Channel, Message, Reply
+from bot.kernel.model import ActionRef, Channel, Message, Reply, SharedFile
 from bot.kernel.runtime import mailbox_key
 from bot.kernel.scheduler import loop_key
 from bot.kernel.serialize import message_from_dict, reply_from_dict, reply_to_dict
+from bot.policy import Action, allowed
 from bot.storage import WEB_TABLES, StorageError, declare_tables
 from conversations.cards import (
+    attachment_path,
     case_card,
     local_time,
     role_label,
@@ -481,6 +484,19 @@ async def chat_send(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         msg = _message(ctx.session.user, fields)
     except ValueError as exc:
         return web.Response(status=400, text=str(exc))
+    return await _answer(request, ctx, msg, echo, sent_form, form.get("next"))
+
+
+async def _answer(
+    request: web.Request,
+    ctx: Ctx,
+    msg: Message,
+    echo: str,
+    sent_form: str,
+    next_: Any,
+) -> web.Response:
+    """The desk's answer to one chat message: kept in the chat history, shown (fetch or page)."""
+    assert ctx.user is not None
     runtime = ctx.state.runtime
     result = await runtime.handle(msg)
     replies = result.replies
@@ -496,7 +512,6 @@ async def chat_send(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         )
     except StorageError:  # the answer is done and counts more than its copy in the history
         log.exception("could not keep a web chat turn of %s", ctx.user.id)
-    next_ = form.get("next")
     if is_fetch(request):
         values = {"replies": replies, "echo": echo, "known_customers": await _known_customers(ctx)}
         return render(request, ctx, "replies.html", values)
@@ -506,6 +521,83 @@ async def chat_send(request: web.Request, ctx: Ctx) -> web.StreamResponse:
                 ctx.session.flash.append((reply.kind, plain(reply.text)))
         return redirect(safe_next(next_))
     return await _chat(request, ctx)
+
+
+UPLOAD_PATH = "/chat/upload"
+
+
+def upload_limit(settings: Settings) -> int:
+    """The body of an upload: the largest file the config allows, a little over (so that a
+    file just over it gets the desk's clear refusal), and the form's other fields."""
+    return settings.attachment_max_bytes + 2**20
+
+
+@page()
+async def _chat_upload(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    """A file from the chat page's file input (multipart, with the CSRF token like every POST),
+    attached by the desk to the case the form names, or the case in context."""
+    assert ctx.session.user is not None
+    form = await request.post()
+    upload = form.get("file")
+    if not isinstance(upload, web.FileField) or not upload.filename:
+        return web.Response(status=400, text=_("Choose a file to attach."))
+    data = upload.file.read()
+    case = str(form.get("case") or "").strip()[:40]
+    number = parse_case_id(case)
+    for_customer = str(form.get("for_customer") or "") in ("on", "1", "true")
+    text = f"attach BILL-{number}" if number else "attach"
+    msg = _message(ctx.session.user, {"text": text})
+    msg.files = [SharedFile(name=upload.filename, data=data, for_customer=for_customer)]
+    echo = _("Attach {name}").format(name=upload.filename[:200])
+    if number:
+        echo += f" → BILL-{number}"
+    return await _answer(request, ctx, msg, echo, "", form.get("next"))
+
+
+async def chat_upload(request: web.Request) -> web.StreamResponse:
+    # The whole form is read (for its CSRF token) under the upload's own size limit.
+    limit = upload_limit(request.app[WEB].settings)
+    return await _chat_upload(request.clone(client_max_size=limit))
+
+
+async def attachment_file(request: web.Request) -> web.StreamResponse:
+    return await _attachment_file(request)
+
+
+@page()
+async def _attachment_file(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    """A file kept in the store, to those who may see the case (a customer: their own
+    tenant's, never an internal one); the same 404 for a missing file and a forbidden one."""
+    assert ctx.actor is not None
+    number = parse_case_id(request.match_info["case_id"])
+    store = ctx.state.runtime.store
+    case = await store.get_case(number) if number else None
+    attachment = case.attachment(request.match_info["file_id"]) if case else None
+    missing = web.Response(status=404, text=_("There is no such file."))
+    if case is None or attachment is None or not attachment.stored:
+        return missing
+    customer = await store.get_customer(case.customer_id)
+    tenant = tenant_key(customer) if customer else None
+    if not allowed(ctx.actor, Action.STATUS, case, customer_tenant=tenant):
+        return missing
+    if attachment not in visible_attachments(case.attachments, internal=ctx.staff):
+        return missing
+    data = await store.file_bytes(attachment.id)
+    if data is None:
+        return missing
+    name = attachment.name.replace('"', "").replace("\\", "")
+    ascii_name = name.encode("ascii", "replace").decode().replace("?", "_")
+    return web.Response(
+        body=data,
+        headers={
+            "Content-Type": attachment.content_type,
+            "Content-Disposition": (
+                f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{_quote(name)}"
+            ),
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "private, no-store",
+        },
+    )
 
 
 @page()
@@ -770,6 +862,9 @@ async def case_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         "tz": ctx.user.time_zone,
         "local_time": local_time,
         "reminders": _reminders_of(ctx, case) if ctx.staff else None,
+        "files": visible_attachments(case.attachments, internal=ctx.staff),
+        "attachment_path": attachment_path,
+        "size_text": size_text,
     }
     return render(request, ctx, "case.html", values)
 
@@ -804,6 +899,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/", chat_page)
     app.router.add_get("/chat", chat_page)
     app.router.add_post("/chat/send", chat_send)
+    app.router.add_post(UPLOAD_PATH, chat_upload)
+    app.router.add_get("/cases/{case_id}/attachments/{file_id}", attachment_file)
     app.router.add_get("/chat/inbox", mailbox_fragment)
     app.router.add_post("/chat/inbox/clear", mailbox_clear)
     app.router.add_get("/login", login_form)

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.web.pages import UPLOAD_PATH, upload_limit
 from bot import __version__
 from bot.app.wiring import build_runtime
 from bot.clock import Clock, clock_from_env
@@ -75,15 +76,43 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(body, status=code)
 
 
+def local_messages_limit(app: web.Application) -> int:
+    """A chat line's body: room for a file the config allows (in base64), and a bit more,
+    so that a file just over the limit gets the desk's clear refusal, not a 413."""
+    max_bytes = app[RUNTIME].settings.attachment_max_bytes
+    return max(MAX_BODY, (max_bytes + 2**20) * 4 // 3 + MAX_BODY)
+
+
+async def read_bounded(request: web.Request, limit: int) -> bytes | None:
+    """The whole body, or None when it is over ``limit`` bytes (read in chunks)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def local_messages(request: web.Request) -> web.Response:
     if not is_local(request):
         return json_error(403, LOCAL_ONLY)
     if request.content_type != "application/json":
         return json_error(415, "send application/json")
+    limit = local_messages_limit(request.app)
+    body = await read_bounded(request, limit)
+    if body is None:
+        return json_error(413, f"the body is too large ({limit // 1024} kB at most)")
+    too_large = json_error(413, f"the body is too large ({MAX_BODY // 1024} kB at most)")
     try:
-        payload = await request.json()
+        payload = json.loads(body)
+        if len(body) > MAX_BODY and not (isinstance(payload, dict) and payload.get("files")):
+            return too_large  # the room is for files only: a chat line has the usual limit
         msg = message_from_dict(payload, Channel.LOCAL)
     except (json.JSONDecodeError, UnicodeDecodeError):
+        if len(body) > MAX_BODY:
+            return too_large
         return json_error(400, "the body is not valid JSON")
     except ValueError as exc:
         return json_error(400, str(exc))
@@ -134,15 +163,11 @@ async def local_receivables(request: web.Request) -> web.Response:
         return json_error(403, LOCAL_ONLY)
     if request.content_type != "application/json":
         return json_error(415, "send application/json")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > MAX_IMPORT_BODY:
-            return json_error(413, "the receivables file is too large (32 MB at most)")
-        chunks.append(chunk)
+    body = await read_bounded(request, MAX_IMPORT_BODY)
+    if body is None:
+        return json_error(413, "the receivables file is too large (32 MB at most)")
     try:
-        payload = json.loads(b"".join(chunks))
+        payload = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return json_error(400, "the body is not valid JSON")
     if not isinstance(payload, dict) or not isinstance(payload.get("csv"), str):
@@ -167,7 +192,13 @@ async def body_limit(
     never reads its body (or refuses the request for another reason first) would
     otherwise answer 200 or 4xx to it.
     """
-    limit = MAX_IMPORT_BODY if request.path == "/local/receivables" else MAX_BODY
+    limit = MAX_BODY
+    if request.path == "/local/receivables":
+        limit = MAX_IMPORT_BODY
+    elif request.path == "/local/messages" and request.content_type == "application/json":
+        limit = local_messages_limit(request.app)  # a chat line with a file (base64)
+    elif request.path == UPLOAD_PATH:
+        limit = upload_limit(request.app[RUNTIME].settings)
     if request.content_length is not None and request.content_length > limit:
         return json_error(413, f"the body is too large ({limit // 1024} kB at most)")
     return await handler(request)

@@ -109,6 +109,26 @@ class ActionRef:
         return " ".join(p for p in (self.name, self.case_id, self.value) if p)
 
 
+@dataclass(frozen=True, slots=True)
+class SharedFile:
+    """A file that came with a message: uploaded bytes (web, terminal) or a link (Slack, Teams).
+
+    ``data``: the bytes of an upload, checked and stored by the desk (never kept in the
+    request queue: the channels that upload answer at once). ``link``: where the file
+    stays (a Slack permalink, a Teams content URL); ``source_id`` names it there
+    (``slack:<file id>``, ``teams:<hash of its URL>``), so a file delivered twice is
+    attached once. ``for_customer``: staff share it for the customer to see.
+    """
+
+    name: str
+    data: bytes | None = None
+    size: int | None = None
+    content_type: str = ""
+    link: str | None = None
+    source_id: str | None = None
+    for_customer: bool = False
+
+
 @dataclass(slots=True)
 class Message:
     """One inbound event from any channel, already translated.
@@ -142,6 +162,7 @@ class Message:
     # Whether the message was written to the bot (a DM, a mention, a command). A message in a
     # card's thread that was not (Slack's plain thread reply) is staff's chat among themselves.
     addressed: bool = True
+    files: list[SharedFile] = field(default_factory=list)  # files shared with the message
 
 
 class ButtonStyle(StrEnum):

@@ -8,6 +8,8 @@ stored forms on disk, a click from a chat client started before): see
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import asdict
 from typing import Any
 
@@ -24,6 +26,7 @@ from bot.kernel.model import (
     FormField,
     Message,
     Reply,
+    SharedFile,
     read_stage,
 )
 
@@ -87,6 +90,33 @@ def reply_from_dict(d: dict[str, Any]) -> Reply:
     )
 
 
+MAX_FILES = 5
+MAX_FILE_BYTES = 64 * 2**20  # the most any config allows (attachments.max_bytes)
+
+
+def _files(value: Any) -> list[SharedFile]:
+    """``files``: ``[{name, data (base64), for_customer?}]``, at most :data:`MAX_FILES`."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_FILES:
+        raise ValueError(f"files must be a list of at most {MAX_FILES} objects")
+    out = []
+    for f in value:
+        if not isinstance(f, dict):
+            raise ValueError("a file must be an object with a name and its data in base64")
+        name, data = f.get("name"), f.get("data")
+        if not isinstance(name, str) or not name.strip() or len(name) > 1000:
+            raise ValueError("a file needs a name")
+        if not isinstance(data, str) or len(data) > (MAX_FILE_BYTES // 3 + 1) * 4:
+            raise ValueError("a file's data must be base64 text, 64 MiB at most")
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("a file's data is not valid base64") from None
+        out.append(SharedFile(name=name, data=raw, for_customer=f.get("for_customer") is True))
+    return out
+
+
 def message_from_dict(d: dict[str, Any], channel: Channel) -> Message:
     """A local/web message from JSON; unknown or mistyped fields raise ValueError."""
     if not isinstance(d, dict):
@@ -123,4 +153,5 @@ def message_from_dict(d: dict[str, Any], channel: Channel) -> Message:
         form_values=form_values,
         form_context={str(k): str(v) for k, v in ctx.items()},
         locale=d.get("locale") if isinstance(d.get("locale"), str) else None,
+        files=_files(d.get("files")),
     )

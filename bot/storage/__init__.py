@@ -39,6 +39,8 @@ from bot.storage.engine import (
     Op,
     StorageError,
     VersionConflict,
+    blob_digest,
+    check_digest,
     declare_tables,
     known_tables,
 )
@@ -62,6 +64,7 @@ __all__ = [
     "TinyDBEngine",
     "VersionConflict",
     "WEB_TABLES",
+    "blob_digest",
     "declare_tables",
     "is_postgres_url",
     "known_tables",
@@ -562,6 +565,30 @@ class Store:
         if stale:
             await self.engine.commit([Op("events", k, None) for k in stale])
         return len(stale)
+
+    # ---- files (attachments' bytes, kept by the engine as blobs) -----------------
+    async def put_file(self, data: bytes) -> str:
+        """Keep ``data`` durably and return its id (SHA-256, hex); the same bytes, the same id.
+
+        Call it *before* committing the record that names the file (a case's attachment):
+        a crash in between leaves bytes nobody names, which the next upload reuses.
+        """
+        digest = blob_digest(data)
+        await self.engine.put_blob(digest, data)
+        return digest
+
+    async def file_bytes(self, file_id: str) -> bytes | None:
+        """The bytes kept under ``file_id``; None when there are none (or it is no file id)."""
+        try:
+            return await self.engine.get_blob(check_digest(file_id))
+        except ValueError:
+            return None
+
+    async def has_file(self, file_id: str) -> bool:
+        try:
+            return await self.engine.has_blob(check_digest(file_id))
+        except ValueError:
+            return False
 
     # ---- the request queue (a channel request between its ack and its work) ----
     def queued_requests(self) -> Mapping[str, Doc]:

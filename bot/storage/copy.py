@@ -8,7 +8,9 @@ in the same commit as each batch of documents, so a copy killed at any point
 goes on from its last batch. Every table is copied in key order (cases with the
 archived ones), then verified — the count of every table, a checksum of every
 case, one of every other table — and the progress record dropped. Documents are
-copied as they are, versions included.
+copied as they are, versions included. The files cases name (attachments kept
+in the store: blobs) are copied first, so the target never holds a case whose
+file it lacks.
 """
 
 from __future__ import annotations
@@ -121,6 +123,7 @@ async def copy_store(
         )
     else:
         await target.commit([Op(COPY_TABLE, _PROGRESS, _progress(source_name, "", 0), expect=None)])
+    files = await _copy_files(source, target, tell)
     tables = table_names(source)
     resume_table = progress.get("table", "") if progress else ""
     resume_done = int(progress.get("done", 0)) if progress else 0
@@ -147,6 +150,9 @@ async def copy_store(
             continue
         await target.commit([Op(COPY_TABLE, _PROGRESS, _progress(source_name, table, len(items)))])
     await _verify(source, target, tables, counts, tell)
+    missing = [f for f in files if not await target.has_blob(f)]
+    if missing:
+        raise StorageError(f"files missing in the copy: {len(missing)} (first: {missing[0]})")
     await target.commit([Op(COPY_TABLE, _PROGRESS, None)])
     total = sum(counts.values())
     copied = ngettext(
@@ -158,6 +164,33 @@ async def copy_store(
     )
     tell(copied + ", ".join(f"{t}: {n}" for t, n in counts.items() if n))
     return report
+
+
+def stored_files(cases: dict[str, Doc]) -> list[str]:
+    """The ids of every file (blob) the cases' attachments keep in the store, sorted."""
+    ids = {
+        str(a["id"])
+        for doc in cases.values()
+        for a in doc.get("attachments") or []
+        if isinstance(a, dict) and a.get("stored")
+    }
+    return sorted(ids)
+
+
+async def _copy_files(source: Engine, target: Engine, tell: Callable[[str], None]) -> list[str]:
+    """Copy every file a case names (idempotent: a resumed copy puts them again)."""
+    files = stored_files(await table_docs(source, "cases"))
+    copied = []
+    for file_id in files:
+        data = await source.get_blob(file_id)
+        if data is None:
+            tell(f"file {file_id} is named by a case but missing in the source; not copied")
+            continue
+        await target.put_blob(file_id, data)
+        copied.append(file_id)
+    if copied:
+        tell(f"files copied (attachments): {len(copied)}")
+    return copied
 
 
 def _progress(source: str, table: str, done: int) -> Doc:

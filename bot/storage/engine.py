@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import abc
 import copy
+import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -158,8 +160,38 @@ def summarize(doc: Doc) -> CaseSummary:
     )
 
 
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def blob_digest(data: bytes) -> str:
+    """The name a blob is kept under: the SHA-256 of its bytes, 64 lowercase hex digits."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_digest(digest: str) -> str:
+    """``digest`` if it is a blob's name (64 lowercase hex digits); ValueError otherwise.
+
+    Every engine checks a name before using it, so a name from a request can never
+    be a path, an SQL fragment or another blob's name.
+    """
+    if not (isinstance(digest, str) and _DIGEST.fullmatch(digest)):
+        raise ValueError("a blob is named by the SHA-256 of its bytes (64 hex digits)")
+    return digest
+
+
 class Engine(abc.ABC):
-    """The small contract every storage backend implements."""
+    """The small contract every storage backend implements.
+
+    Besides the tables of documents, an engine keeps **blobs**: bytes by their
+    SHA-256 (:meth:`put_blob`, :meth:`get_blob`, :meth:`has_blob`), e.g. an
+    attachment's file. A blob is written, durably, *before* the document that
+    names it is committed: a crash between the two leaves a blob nobody names
+    (harmless: the next upload of the same bytes reuses it), never a document
+    naming a blob that is not there. Blobs are immutable (their name is their
+    content) and never deleted by the engine. Each engine keeps them where every
+    process using the store can read them: in memory, in files beside the TinyDB
+    store, in a ``bytea`` table of the PostgreSQL database.
+    """
 
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
@@ -187,6 +219,22 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def put_blob(self, digest: str, data: bytes) -> None:
+        """Keep ``data`` as blob ``digest`` (:func:`blob_digest` of it); durable on return.
+
+        Idempotent: a blob already kept is left as it is. ValueError when ``digest``
+        is not a blob name or not the SHA-256 of ``data``.
+        """
+
+    @abc.abstractmethod
+    async def get_blob(self, digest: str) -> bytes | None:
+        """The bytes of blob ``digest``, or None when it is not kept."""
+
+    @abc.abstractmethod
+    async def has_blob(self, digest: str) -> bool:
+        """Whether blob ``digest`` is kept (whole: a partly written one is not)."""
 
     @abc.abstractmethod
     async def close(self) -> None: ...
@@ -231,6 +279,7 @@ class MemoryEngine(Engine):
         super().__init__()
         names = known_tables() if tables is None else (*CORE_TABLES, *tables)
         self.tables: dict[str, dict[str, Doc]] = {t: {} for t in names}
+        self.blobs: dict[str, bytes] = {}
 
     def _table(self, name: str) -> dict[str, Doc]:
         """A table by name; one declared after this engine was made is added now."""
@@ -246,6 +295,17 @@ class MemoryEngine(Engine):
 
     async def close(self) -> None:
         return None
+
+    async def put_blob(self, digest: str, data: bytes) -> None:
+        if blob_digest(data) != check_digest(digest):
+            raise ValueError("the blob's name is not the SHA-256 of its bytes")
+        self.blobs.setdefault(digest, bytes(data))
+
+    async def get_blob(self, digest: str) -> bytes | None:
+        return self.blobs.get(check_digest(digest))
+
+    async def has_blob(self, digest: str) -> bool:
+        return check_digest(digest) in self.blobs
 
     async def get(self, table: str, key: str) -> Doc | None:
         doc = self._table(table).get(key)

@@ -41,6 +41,8 @@ from bot.storage.engine import (
     Op,
     StorageError,
     VersionConflict,
+    blob_digest,
+    check_digest,
     is_declared,
     known_tables,
     summarize,
@@ -315,6 +317,43 @@ class PostgresEngine(Engine):
                 await pool.release(conn)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(pool.close(), 10)
+
+    # ---- blobs (the ``blobs`` table, migration 0002) ---------------------
+    async def _blob_call(self, what: str, sql: str, *args: Any) -> Any:
+        import asyncpg
+
+        if self._pool is None:
+            raise StorageError(f"the store {self.where} is not open")
+        try:
+            async with self._pool.acquire() as conn:
+                return await conn.fetchval(sql, *args)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StorageError(f"cannot {what} a file in {self.where}: {exc}") from exc
+
+    async def put_blob(self, digest: str, data: bytes) -> None:
+        if blob_digest(data) != check_digest(digest):
+            raise ValueError("the blob's name is not the SHA-256 of its bytes")
+        # Its own transaction, committed when this returns: before the document naming it.
+        await self._blob_call(
+            "write",
+            "INSERT INTO blobs (sha256, size, data) VALUES ($1, $2, $3) "
+            "ON CONFLICT (sha256) DO NOTHING",
+            digest,
+            len(data),
+            bytes(data),
+        )
+
+    async def get_blob(self, digest: str) -> bytes | None:
+        data = await self._blob_call(
+            "read", "SELECT data FROM blobs WHERE sha256 = $1", check_digest(digest)
+        )
+        return bytes(data) if data is not None else None
+
+    async def has_blob(self, digest: str) -> bool:
+        found = await self._blob_call(
+            "read", "SELECT 1 FROM blobs WHERE sha256 = $1", check_digest(digest)
+        )
+        return found is not None
 
     # ---- reads ----------------------------------------------------------
     def _table(self, name: str) -> dict[str, Doc]:

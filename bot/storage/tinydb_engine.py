@@ -19,6 +19,10 @@ file format for the *snapshot* of the live data and adds what it lacks:
 ``<stem>.archive.idx``   their byte offsets and list summaries, appended too, so a
                        read by id is one ``pread`` however large the archive.
 ``<stem>.lock``        the OS file lock: one owner process per store.
+``<stem>.files/``      blobs (attachments' bytes), one file per blob named by its SHA-256;
+                       each written to a temp file, fsynced, renamed, the folder fsynced,
+                       before the document naming it is committed. A temp file left by a
+                       crash is removed at open.
 
 All of these are named after the store's real path (symlinks resolved), so
 two names for one store share one lock.
@@ -60,6 +64,8 @@ from bot.storage.engine import (
     Engine,
     Op,
     StorageError,
+    blob_digest,
+    check_digest,
     check_expectations,
     is_declared,
     known_tables,
@@ -301,6 +307,7 @@ def store_files(path: Path) -> dict[str, Path]:
         "archive": stem.with_name(stem.name + ".archive.jsonl"),
         "index": stem.with_name(stem.name + ".archive.idx"),
         "lock": stem.with_name(stem.name + ".lock"),
+        "files": stem.with_name(stem.name + ".files"),
     }
 
 
@@ -358,6 +365,7 @@ class TinyDBEngine(Engine):
         self.archive_path = files["archive"]
         self.index_path = files["index"]
         self.lock_path = files["lock"]
+        self.files_path = files["files"]
         self.compact_every = compact_every
         self.compact_bytes = compact_bytes
         self._snapshot_size = 0
@@ -397,6 +405,7 @@ class TinyDBEngine(Engine):
             self._acquire_lock()
             try:
                 self._load()
+                self._drop_blob_temps()
             except BaseException:
                 self._close_files()
                 raise
@@ -664,6 +673,70 @@ class TinyDBEngine(Engine):
                 os.close(fd)
         self._journal_fd = self._archive_fd = None
         self._release_lock()
+
+    # ---- blobs ----------------------------------------------------------
+    _BLOB_TEMP = ".tmp-"
+
+    def _drop_blob_temps(self) -> None:
+        """Remove blob temp files a crash left behind (never renamed: never named by data)."""
+        if not self.files_path.is_dir():
+            return
+        for f in self.files_path.iterdir():
+            if f.name.startswith(self._BLOB_TEMP):
+                with contextlib.suppress(OSError):
+                    f.unlink()
+
+    def _blob_path(self, digest: str) -> Path:
+        return self.files_path / check_digest(digest)
+
+    async def put_blob(self, digest: str, data: bytes) -> None:
+        if blob_digest(data) != check_digest(digest):
+            raise ValueError("the blob's name is not the SHA-256 of its bytes")
+        try:
+            await asyncio.to_thread(self._put_blob_sync, digest, data)
+        except OSError as exc:
+            raise StorageError(f"cannot write a file into {self.files_path}: {exc}") from exc
+
+    def _put_blob_sync(self, digest: str, data: bytes) -> None:
+        path = self._blob_path(digest)
+        with contextlib.suppress(OSError):
+            if path.stat().st_size == len(data) and blob_digest(path.read_bytes()) == digest:
+                return  # kept already (an upload again, or one whose commit a crash stopped)
+        self.files_path.mkdir(mode=0o700, exist_ok=True)
+        temp = self.files_path / f"{self._BLOB_TEMP}{digest}-{os.getpid()}-{os.urandom(4).hex()}"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise
+        os.close(fd)
+        os.replace(temp, path)
+        fsync_dir(self.files_path)
+        fsync_dir(self.files_path.parent)
+
+    async def get_blob(self, digest: str) -> bytes | None:
+        path = self._blob_path(digest)
+
+        def read() -> bytes | None:
+            try:
+                return path.read_bytes()
+            except FileNotFoundError:
+                return None
+
+        try:
+            data = await asyncio.to_thread(read)
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc}") from exc
+        if data is not None and blob_digest(data) != digest:
+            raise StorageError(f"{path} is damaged: its bytes are not what its name says")
+        return data
+
+    async def has_blob(self, digest: str) -> bool:
+        return await asyncio.to_thread(self._blob_path(digest).is_file)
 
     # ---- reads ----------------------------------------------------------
     async def get(self, table: str, key: str) -> Doc | None:
@@ -1121,6 +1194,23 @@ def repair_store(path: str | os.PathLike[str], to: str | os.PathLike[str]) -> li
             os.close(fd)  # also drops the shared lock
 
 
+def _copy_blobs(src: Path, dst: Path) -> None:
+    """Copy every whole blob (attachments' bytes) of a store's files folder, durably."""
+    if not src.is_dir():
+        return
+    dst.mkdir(mode=0o700)
+    for f in sorted(src.iterdir()):
+        if f.name.startswith(TinyDBEngine._BLOB_TEMP) or not f.is_file():
+            continue
+        fd = os.open(dst / f.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            write_all(fd, f.read_bytes())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    fsync_dir(dst)
+
+
 def _write_repair(src: dict[str, Path], dst: dict[str, Path]) -> list[str]:
     tables = set(known_tables())
     problem, _text = _snapshot_report(src["snapshot"], tables)
@@ -1160,6 +1250,7 @@ def _write_repair(src: dict[str, Path], dst: dict[str, Path]) -> list[str]:
             os.fsync(fd)
         finally:
             os.close(fd)
+    _copy_blobs(src["files"], dst["files"])
     if snapshot.strip():
         DurableJSONStorage(dst["snapshot"]).write_bytes(snapshot)  # also syncs the directory
     else:

@@ -106,6 +106,8 @@ COMMANDS = (
     _command("take", Action.TAKE, OPEN, "take {case}", "owner"),
     _command("assign", Action.ASSIGN, OPEN, "assign {case} lena", "owner:lena"),
     _command("note", Action.NOTE, WORK, "note {case} typed note", "noted"),
+    # Typed without a file: allowed → asked for the file (the file itself: tests/*/…files…).
+    _command("attach", Action.ATTACH, WORK, "attach {case}", "ask-file"),
     _command("escalate", Action.ESCALATE, WORK, "escalate {case} SRM-0001", "state:escalated"),
     _command("srstatus", Action.ESCALATE, ESC, "srstatus {case} open"),
     _command("resolve", Action.RESOLVE, WORK, "resolve {case} fixed", "state:resolved"),
@@ -422,6 +424,9 @@ def check_effect(
     elif effect == "created":
         assert counter > 0, why
         assert "bill" in text, why
+    elif effect == "ask-file":
+        assert "send the file with it" in text, why
+        assert before is not None and after is not None and after.attachments == [], why
     elif effect == "snoozed":
         assert after is not None and after.audit[-1].action == "snoozed", why
     elif effect.startswith("state:"):
