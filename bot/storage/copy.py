@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ from bot.storage.engine import Doc, Engine, Op, StorageError, declare_tables, kn
 
 COPY_TABLE = declare_tables("store_copy")[0]
 _PROGRESS = "progress"
+READ_BATCH = 1000  # documents read per Engine.get_many
 
 
 def table_names(engine: Engine) -> list[str]:
@@ -35,16 +36,32 @@ def table_names(engine: Engine) -> list[str]:
     return [n for n in names if n not in ("meta", COPY_TABLE)]
 
 
-async def table_docs(engine: Engine, table: str) -> dict[str, Doc]:
-    """Every document of ``table``; for ``cases`` the archived ones too (read one by one)."""
-    docs = dict(engine.view(table))
+def table_keys(engine: Engine, table: str) -> list[str]:
+    """The keys of ``table`` in copy order (sorted); for ``cases`` the archived ones too."""
+    keys = set(engine.view(table))
     if table == "cases":
-        for summary in list(engine.archived()):
-            key = str(summary.number)
-            if key not in docs:
-                doc = await engine.get("cases", key)
-                if doc is not None:
-                    docs[key] = doc
+        keys.update(str(s.number) for s in list(engine.archived()))
+    return sorted(keys)
+
+
+async def table_batches(
+    engine: Engine, table: str, keys: list[str], size: int, start: int = 0
+) -> AsyncIterator[tuple[int, dict[str, Doc]]]:
+    """``keys[start:]`` of ``table`` a batch at a time: (index of the batch, its documents).
+
+    One batch in memory at a time (a whole 100,000-case store in Python objects costs
+    gigabytes and makes every garbage collection walk it); archived cases are read with one
+    :meth:`Engine.get_many` per batch.
+    """
+    for i in range(start, len(keys), size):
+        yield i, await engine.get_many(table, keys[i : i + size])
+
+
+async def table_docs(engine: Engine, table: str) -> dict[str, Doc]:
+    """Every document of ``table``; for ``cases`` the archived ones too."""
+    docs: dict[str, Doc] = {}
+    async for _i, batch in table_batches(engine, table, table_keys(engine, table), READ_BATCH):
+        docs.update(batch)
     return docs
 
 
@@ -72,13 +89,6 @@ def is_empty(engine: Engine) -> bool:
 class CopyReport:
     lines: list[str] = field(default_factory=list)
     resumed: bool = False
-
-
-def _batches(items: list[tuple[str, Doc]], size: int, start: int) -> Iterator[int]:
-    i = start
-    while i < len(items):
-        yield i
-        i += size
 
 
 async def copy_store(
@@ -124,10 +134,9 @@ async def copy_store(
     resume_table = progress.get("table", "") if progress else ""
     resume_done = int(progress.get("done", 0)) if progress else 0
     skipping = bool(resume_table)
-    counts: dict[str, int] = {}
+    keys: dict[str, list[str]] = {}
     for table in tables:
-        docs = await table_docs(source, table)
-        counts[table] = len(docs)
+        keys[table] = table_keys(source, table)
         if skipping:
             if table != resume_table:
                 continue  # copied before the interruption
@@ -135,17 +144,19 @@ async def copy_store(
             start = resume_done
         else:
             start = 0
-        items = sorted(docs.items())
-        for i in _batches(items, batch, start):
-            chunk = items[i : i + batch]
-            ops = [Op(table, key, doc) for key, doc in chunk]
+        async for i, docs in table_batches(source, table, keys[table], batch, start):
+            chunk = keys[table][i : i + batch]
+            # get_many's documents are fresh copies: handed over, not copied once more.
+            ops = [Op(table, key, docs[key], handed_over=True) for key in chunk if key in docs]
             done = i + len(chunk)
             ops.append(Op(COPY_TABLE, _PROGRESS, _progress(source_name, table, done)))
             await target.commit(ops)
-        if not docs:
+        if not keys[table]:
             continue
-        await target.commit([Op(COPY_TABLE, _PROGRESS, _progress(source_name, table, len(items)))])
-    await _verify(source, target, tables, counts, tell)
+        done = len(keys[table])
+        await target.commit([Op(COPY_TABLE, _PROGRESS, _progress(source_name, table, done))])
+    counts = {table: len(k) for table, k in keys.items()}
+    await _verify(source, target, keys, tell)
     await target.commit([Op(COPY_TABLE, _PROGRESS, None)])
     total = sum(counts.values())
     tell(
@@ -163,42 +174,52 @@ def _progress(source: str, table: str, done: int) -> Doc:
 async def _verify(
     source: Engine,
     target: Engine,
-    tables: list[str],
-    counts: dict[str, int],
+    copied: dict[str, list[str]],
     tell: Callable[[str], None],
 ) -> None:
+    """Counts per table, every case's checksum, one checksum of every other table; a batch
+    of keys at a time from both stores."""
     problems: list[str] = []
-    for table in tables:
-        want = await table_docs(source, table)
-        got = await table_docs(target, table)
-        if len(want) != counts[table]:
+    for table, keys in copied.items():
+        want_keys = table_keys(source, table)
+        got_keys = table_keys(target, table)
+        if want_keys != keys:
             problems.append(f"{table}: the source changed during the copy")
-        if len(got) != len(want):
+        if len(got_keys) != len(want_keys):
             problems.append(
-                f"{table}: {len(got)} documents in the target, {len(want)} in the source"
+                f"{table}: {len(got_keys)} documents in the target, {len(want_keys)} in the source"
             )
             continue
+        bad: list[str] = []
+        want_digest, got_digest = hashlib.sha256(), hashlib.sha256()
+        for i in range(0, len(want_keys), READ_BATCH):
+            want = await source.get_many(table, want_keys[i : i + READ_BATCH])
+            got = await target.get_many(table, got_keys[i : i + READ_BATCH])
+            if table == "cases":
+                bad += [k for k in want if k not in got or digest(got[k]) != digest(want[k])]
+            else:
+                _digest_into(want_digest, want)
+                _digest_into(got_digest, got)
         if table == "cases":
-            bad = [k for k in want if k not in got or digest(got[k]) != digest(want[k])]
             if bad:
                 problems.append(f"cases: {len(bad)} differ (first: {sorted(bad)[:5]})")
             else:
-                tell(f"verified: {len(want)} cases, each checksum equal")
-        else:
-            whole_want = _table_digest(want)
-            if whole_want != _table_digest(got):
-                problems.append(f"{table}: checksum differs")
-            elif want:
-                tell(f"verified: {table}: {len(want)} documents, checksum {whole_want[:12]}")
+                tell(f"verified: {len(want_keys)} cases, each checksum equal")
+        elif want_digest.hexdigest() != got_digest.hexdigest():
+            problems.append(f"{table}: checksum differs")
+        elif want_keys:
+            tell(
+                f"verified: {table}: {len(want_keys)} documents, "
+                f"checksum {want_digest.hexdigest()[:12]}"
+            )
     if problems:
         raise StorageError("the copy does not match its source: " + "; ".join(problems))
 
 
-def _table_digest(docs: dict[str, Doc]) -> str:
-    h = hashlib.sha256()
+def _digest_into(h: Any, docs: dict[str, Doc]) -> None:
+    """Add a batch of a table (in key order) to the table's checksum."""
     for key in sorted(docs):
         h.update(key.encode("utf-8", "surrogatepass") + b"\0" + digest(docs[key]).encode())
-    return h.hexdigest()
 
 
 def describe(where: Any) -> str:
