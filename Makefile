@@ -40,7 +40,7 @@ bench-storage: $(STAMP)
 # The same stores and operations on PostgreSQL beside TinyDB (issue 21): a throw-away cluster
 # with fsync on (or BOT_BENCH_POSTGRES_URL), each store copied there by `store copy`'s code.
 bench-storage-pg: $(STAMP)
-	$(BIN)/python bench/storage.py --engine postgresql --sizes 1000,100000 --rounds 3
+	$(BIN)/python bench/storage.py --engine postgresql --sizes 1000,100000 --rounds 5
 
 bench-reminders: $(STAMP)
 	$(BIN)/python bench/reminders_sim.py --days 30 --cases 5000 --seed 1

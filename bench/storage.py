@@ -62,6 +62,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -379,16 +380,6 @@ async def scheduler_sweep(store: Store, db: str) -> dict[str, Any]:
     }
 
 
-def median_round(rounds: list[list[float]]) -> dict[str, float]:
-    """p50/p99/max of the round whose p50 is the median of the rounds' p50s."""
-    stats = sorted(
-        ({"p50": percentile(v, 0.50), "p99": percentile(v, 0.99), "max": max(v)} for v in rounds),
-        key=lambda s: s["p50"],
-    )
-    chosen = stats[(len(stats) - 1) // 2]
-    return {**chosen, "rounds_p50": [s["p50"] for s in stats]} if len(stats) > 1 else chosen
-
-
 async def measure(
     db: str,
     n: int,
@@ -396,7 +387,6 @@ async def measure(
     samples: int,
     seed: int,
     sweep_on: bool = True,
-    rounds: int = 1,
 ) -> dict[str, Any]:
     """Open the store at ``db`` (a TinyDB path or a ``postgresql://`` URL) and time ``ops``."""
     rng = random.Random(seed)
@@ -409,7 +399,7 @@ async def measure(
     live_numbers = [c.number for c in live]
     owners = sorted({c.owner for c in live if c.owner})
     actor = Actor("u-agent0", Role.AGENT, "slack")
-    results: dict[str, list[list[float]]] = {}
+    results: dict[str, list[float]] = {}
 
     async def read() -> None:
         await store.get_case(rng.randint(1, n))
@@ -466,7 +456,7 @@ async def measure(
         if op == "update":
             live_numbers[:] = [c.number for c in await store.live_cases()]
         await timed(funcs[op], min(20, samples))  # warm-up
-        results[op] = [await timed(funcs[op], samples) for _ in range(rounds)]
+        results[op] = await timed(funcs[op], samples)
     if sweep_on and swept is None:
         swept = await scheduler_sweep(store, db)
     compaction = None
@@ -482,7 +472,14 @@ async def measure(
         "peak_rss_mb": peak_kb / 1024,
         "sweep": swept,
         "compaction": compaction,
-        "ops": {op: median_round(v) for op, v in results.items()},
+        "ops": {
+            op: {
+                "p50": percentile(v, 0.50),
+                "p99": percentile(v, 0.99),
+                "max": max(v),
+            }
+            for op, v in results.items()
+        },
     }
 
 
@@ -561,12 +558,11 @@ def serve_peak_rss(db: str, directory: Path, n: int, requests: int = 300) -> dic
 
 
 def measure_in_subprocess(
-    db: str, n: int, ops: list[str], samples: int, seed: int, sweep: bool, rounds: int
+    db: str, n: int, ops: list[str], samples: int, seed: int, sweep: bool
 ) -> dict[str, Any]:
     """:func:`measure` in a fresh process (its peak RSS is the store's, not the builder's)."""
     cmd = [sys.executable, __file__, "--measure", db, "--sizes", str(n)]
     cmd += ["--ops", ",".join(ops), "--samples", str(samples), "--seed", str(seed)]
-    cmd += ["--rounds", str(rounds)]
     if not sweep:
         cmd.append("--no-sweep")
     done = subprocess.run(cmd, check=False, capture_output=True, text=True)
@@ -576,8 +572,69 @@ def measure_in_subprocess(
     return result
 
 
-def run_size(
-    n: int,
+def median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first round's figures (the store as built), each operation's from its median round
+    (the round whose p50 is the median of the rounds' p50s)."""
+    out = dict(rounds[0])
+    out["rounds"] = len(rounds)
+    out["ops"] = {}
+    for op in rounds[0]["ops"]:
+        stats = sorted((r["ops"][op] for r in rounds), key=lambda s: s["p50"])
+        out["ops"][op] = {**stats[(len(stats) - 1) // 2], "rounds_p50": [s["p50"] for s in stats]}
+    return out
+
+
+@dataclass
+class Built:
+    """A size's stores, ready to measure: TinyDB files, and their copy in PostgreSQL."""
+
+    n: int
+    directory: Path
+    path: Path
+    build_s: float
+    files_mb: float
+    serve: dict[str, Any] | None = None
+    pg_url: str | None = None
+    pg_info: dict[str, Any] = field(default_factory=dict)
+
+
+def build_size(n: int, seed: int, serve: bool, pg: PgServer | None) -> Built:
+    """Build a store of ``n`` cases; with ``pg`` also copy it into a fresh database.
+
+    The copy is ``billing-bot store copy``'s code (:func:`bot.storage.copy.copy_between`),
+    timed; then the database is vacuumed, analyzed and checkpointed (a store that has been
+    around, as the TinyDB files are fsynced after the build). Each store's ``serve`` peak RSS
+    is taken on the store as built.
+    """
+    directory = Path(tempfile.mkdtemp(prefix=f"bench-storage-{n}-"))
+    t = time.perf_counter()
+    path = build_store(directory, n, seed)
+    built = Built(n, directory, path, time.perf_counter() - t, 0.0)
+    built.files_mb = sum(f.stat().st_size for f in directory.iterdir()) / 1e6
+    if pg is not None:
+        pristine = directory / "pristine"  # what the TinyDB measurement does not touch
+        pristine.mkdir()
+        for f in list(directory.iterdir()):
+            if f.is_file():
+                shutil.copy2(f, pristine / f.name)
+        built.pg_url = pg.create_database(f"bench_{n}")
+        t = time.perf_counter()
+        asyncio.run(copy_between(str(pristine / path.name), built.pg_url, say=lambda _l: None))
+        copy_s = time.perf_counter() - t
+        shutil.rmtree(pristine)
+        pg.settle(built.pg_url)
+        built.pg_info = {
+            "copy_s": copy_s,
+            "files_mb": pg.database_mb(built.pg_url),
+            "server_version": pg.version(),
+            "serve": serve_peak_rss(built.pg_url, directory, n) if serve else None,
+        }
+    built.serve = serve_peak_rss(str(path), directory, n) if serve else None
+    return built
+
+
+def run_sizes(
+    sizes: list[int],
     ops: list[str],
     samples: int,
     seed: int,
@@ -587,51 +644,42 @@ def run_size(
     *,
     rounds: int = 1,
     pg: PgServer | None = None,
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Build a store of ``n`` cases, measure it on TinyDB and (with ``pg``) on PostgreSQL.
-
-    The PostgreSQL store is the TinyDB one copied by ``billing-bot store copy``'s code
-    (:func:`bot.storage.copy.copy_between`) into a fresh database; the copy is timed.
-    """
-    directory = Path(tempfile.mkdtemp(prefix=f"bench-storage-{n}-"))
-    pg_url: str | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Build every size, then measure: ``rounds`` rounds, each a fresh process per store,
+    interleaved over sizes and engines (a slow minute of the shared machine hits a round
+    of each, not one size); every operation is judged by its median round."""
+    built: list[Built] = []
     try:
-        t = time.perf_counter()
-        path = build_store(directory, n, seed)
-        build_s = time.perf_counter() - t
-        size_mb = sum(f.stat().st_size for f in directory.iterdir()) / 1e6
-        pristine = directory / "pristine"  # the store as built, for the copy to PostgreSQL
-        if pg is not None:
-            pristine.mkdir()
-            for f in list(directory.iterdir()):
-                if f.is_file():
-                    shutil.copy2(f, pristine / f.name)
-        served = serve_peak_rss(str(path), directory, n) if serve else None  # as built
-        result = measure_in_subprocess(str(path), n, ops, samples, seed, sweep, rounds)
-        result.update(build_s=build_s, files_mb=size_mb, serve=served)
-        if pg is None:
-            return result, None
-        pg_url = pg.create_database(f"bench_{n}")
-        t = time.perf_counter()
-        lines: list[str] = []
-        asyncio.run(copy_between(str(pristine / path.name), pg_url, say=lines.append))
-        copy_s = time.perf_counter() - t
-        pg_served = serve_peak_rss(pg_url, directory, n) if serve else None
-        pg_result = measure_in_subprocess(pg_url, n, ops, samples, seed, sweep, rounds)
-        pg_result.update(
-            copy_s=copy_s,
-            files_mb=pg.database_mb(pg_url),
-            serve=pg_served,
-            server_version=pg.version(),
-        )
-        return result, pg_result
+        for n in sizes:
+            print(f"building {n:,} cases ...", file=sys.stderr, flush=True)
+            built.append(build_size(n, seed, serve, pg))
+        tiny: dict[int, list[dict[str, Any]]] = {b.n: [] for b in built}
+        on_pg: dict[int, list[dict[str, Any]]] = {b.n: [] for b in built}
+        for r in range(rounds):
+            for b in built:
+                print(f"round {r + 1}: measuring {b.n:,} cases ...", file=sys.stderr, flush=True)
+                swept = sweep and r == 0  # the sweep once, on the store as built
+                tiny[b.n].append(measure_in_subprocess(str(b.path), b.n, ops, samples, seed, swept))
+                if b.pg_url is not None:
+                    on_pg[b.n].append(
+                        measure_in_subprocess(b.pg_url, b.n, ops, samples, seed, swept)
+                    )
+        results, pg_results = [], []
+        for b in built:
+            result = median_round(tiny[b.n])
+            result.update(build_s=b.build_s, files_mb=b.files_mb, serve=b.serve)
+            results.append(result)
+            if on_pg[b.n]:
+                pg_results.append({**median_round(on_pg[b.n]), **b.pg_info})
+        return results, pg_results
     finally:
-        if pg is not None and pg_url is not None and not keep:
-            pg.drop_database(pg_url)
-        if keep:
-            print(f"(kept {directory}{' and ' + pg_url if pg_url else ''})", file=sys.stderr)
-        else:
-            shutil.rmtree(directory, ignore_errors=True)
+        for b in built:
+            if keep:
+                print(f"(kept {b.directory} {b.pg_url or ''})", file=sys.stderr)
+                continue
+            if pg is not None and b.pg_url is not None:
+                pg.drop_database(b.pg_url)
+            shutil.rmtree(b.directory, ignore_errors=True)
 
 
 class PgServer:
@@ -665,6 +713,20 @@ class PgServer:
         name = urllib.parse.urlsplit(url).path.lstrip("/")
         self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
+    def settle(self, url: str) -> None:
+        """VACUUM ANALYZE and CHECKPOINT the database at ``url`` (as if it had been around)."""
+        import asyncpg
+
+        async def run() -> None:
+            conn = await asyncpg.connect(url)
+            try:
+                await conn.execute("VACUUM ANALYZE")
+                await conn.execute("CHECKPOINT")
+            finally:
+                await conn.close()
+
+        asyncio.run(run())
+
     def version(self) -> str:
         return str(self._admin("SHOW server_version"))
 
@@ -689,6 +751,11 @@ def report(results: list[dict[str, Any]], ops: list[str]) -> bool:
     print(
         f"machine: {os.cpu_count()} cpus, Python {platform.python_version()}, {platform.system()}"
     )
+    if results[0].get("rounds", 1) > 1:
+        print(
+            f"{results[0]['rounds']} rounds, interleaved over sizes and engines; each operation's "
+            "figures are its median round's"
+        )
     print()
     print("| cases | live | files MB | open s | peak RSS MB |")
     print("|------:|-----:|---------:|-------:|------------:|")
@@ -800,14 +867,18 @@ def report_pg(tiny: list[dict[str, Any]], pg: list[dict[str, Any]], ops: list[st
             f"| {r['peak_rss_mb']:.0f} |"
         )
     print()
-    print("| operation | cases | TinyDB p50 ms | p99 ms | PostgreSQL p50 ms | p99 ms |")
-    print("|-----------|------:|-------:|-------:|-------:|-------:|")
+    print(
+        "| operation | cases | TinyDB p50 ms | p99 ms | PostgreSQL p50 ms | p99 ms "
+        "| PostgreSQL p50 of each round |"
+    )
+    print("|-----------|------:|-------:|-------:|-------:|-------:|-------|")
     for op in ops:
         for t, r in zip(tiny, pg, strict=True):
             a, b = t["ops"][op], r["ops"][op]
+            each = " / ".join(f"{x:.3f}" for x in b.get("rounds_p50", [b["p50"]]))
             print(
                 f"| {op} | {r['size']:,} | {a['p50']:.3f} | {a['p99']:.3f} "
-                f"| {b['p50']:.3f} | {b['p99']:.3f} |"
+                f"| {b['p50']:.3f} | {b['p99']:.3f} | {each} |"
             )
     ok = True
     if len(pg) > 1:
@@ -908,31 +979,23 @@ def main() -> int:
                 args.samples,
                 args.seed,
                 not args.no_sweep,
-                args.rounds,
             )
         )
         print(json.dumps(result))
         return 0
-    results: list[dict[str, Any]] = []
-    pg_results: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:
         pg = stack.enter_context(pg_server(args.pg_url)) if args.engine == "postgresql" else None
-        for n in sizes:
-            print(f"building and measuring {n:,} cases ...", file=sys.stderr, flush=True)
-            tiny, on_pg = run_size(
-                n,
-                ops,
-                args.samples,
-                args.seed,
-                args.keep,
-                not args.no_sweep,
-                not args.no_serve,
-                rounds=args.rounds,
-                pg=pg,
-            )
-            results.append(tiny)
-            if on_pg is not None:
-                pg_results.append(on_pg)
+        results, pg_results = run_sizes(
+            sizes,
+            ops,
+            args.samples,
+            args.seed,
+            args.keep,
+            not args.no_sweep,
+            not args.no_serve,
+            rounds=args.rounds,
+            pg=pg,
+        )
     ok = report(results, ops)
     if pg_results:
         ok &= report_pg(results, pg_results, ops)
