@@ -596,33 +596,40 @@ class Built:
     serve: dict[str, Any] | None = None
     pg_url: str | None = None
     pg_info: dict[str, Any] = field(default_factory=dict)
+    sweep_path: Path | None = None  # copies of the stores as built, for the sweep
+    sweep_url: str | None = None
 
 
-def build_size(n: int, seed: int, serve: bool, pg: PgServer | None) -> Built:
+def build_size(n: int, seed: int, serve: bool, sweep: bool, pg: PgServer | None) -> Built:
     """Build a store of ``n`` cases; with ``pg`` also copy it into a fresh database.
 
     The copy is ``billing-bot store copy``'s code (:func:`bot.storage.copy.copy_between`),
     timed; then the database is vacuumed, analyzed and checkpointed (a store that has been
     around, as the TinyDB files are fsynced after the build). Each store's ``serve`` peak RSS
-    is taken on the store as built.
+    is taken on the store as built, and the sweep runs on a copy of it (each round's reads
+    are then of the store as built plus the rounds' own writes).
     """
     directory = Path(tempfile.mkdtemp(prefix=f"bench-storage-{n}-"))
     t = time.perf_counter()
     path = build_store(directory, n, seed)
     built = Built(n, directory, path, time.perf_counter() - t, 0.0)
     built.files_mb = sum(f.stat().st_size for f in directory.iterdir()) / 1e6
-    if pg is not None:
-        pristine = directory / "pristine"  # what the TinyDB measurement does not touch
+    if pg is not None or sweep:
+        pristine = directory / "as-built"  # what the measuring rounds do not touch
         pristine.mkdir()
         for f in list(directory.iterdir()):
             if f.is_file():
                 shutil.copy2(f, pristine / f.name)
+        built.sweep_path = pristine / path.name
+    if pg is not None:
+        assert built.sweep_path is not None
         built.pg_url = pg.create_database(f"bench_{n}")
         t = time.perf_counter()
-        asyncio.run(copy_between(str(pristine / path.name), built.pg_url, say=lambda _l: None))
+        asyncio.run(copy_between(str(built.sweep_path), built.pg_url, say=lambda _l: None))
         copy_s = time.perf_counter() - t
-        shutil.rmtree(pristine)
         pg.settle(built.pg_url)
+        if sweep:
+            built.sweep_url = pg.create_database(f"bench_{n}_sweep", template=f"bench_{n}")
         built.pg_info = {
             "copy_s": copy_s,
             "files_mb": pg.database_mb(built.pg_url),
@@ -652,33 +659,41 @@ def run_sizes(
     try:
         for n in sizes:
             print(f"building {n:,} cases ...", file=sys.stderr, flush=True)
-            built.append(build_size(n, seed, serve, pg))
+            built.append(build_size(n, seed, serve, sweep, pg))
         tiny: dict[int, list[dict[str, Any]]] = {b.n: [] for b in built}
         on_pg: dict[int, list[dict[str, Any]]] = {b.n: [] for b in built}
         for r in range(rounds):
             for b in built:
                 print(f"round {r + 1}: measuring {b.n:,} cases ...", file=sys.stderr, flush=True)
-                swept = sweep and r == 0  # the sweep once, on the store as built
-                tiny[b.n].append(measure_in_subprocess(str(b.path), b.n, ops, samples, seed, swept))
+                tiny[b.n].append(measure_in_subprocess(str(b.path), b.n, ops, samples, seed, False))
                 if b.pg_url is not None:
                     on_pg[b.n].append(
-                        measure_in_subprocess(b.pg_url, b.n, ops, samples, seed, swept)
+                        measure_in_subprocess(b.pg_url, b.n, ops, samples, seed, False)
                     )
         results, pg_results = [], []
         for b in built:
             result = median_round(tiny[b.n])
             result.update(build_s=b.build_s, files_mb=b.files_mb, serve=b.serve)
+            if b.sweep_path is not None and sweep:
+                print(f"sweep at {b.n:,} cases ...", file=sys.stderr, flush=True)
+                swept = measure_in_subprocess(str(b.sweep_path), b.n, [], samples, seed, True)
+                result["sweep"] = swept["sweep"]
             results.append(result)
             if on_pg[b.n]:
-                pg_results.append({**median_round(on_pg[b.n]), **b.pg_info})
+                pg_result = {**median_round(on_pg[b.n]), **b.pg_info}
+                if b.sweep_url is not None:
+                    swept = measure_in_subprocess(b.sweep_url, b.n, [], samples, seed, True)
+                    pg_result["sweep"] = swept["sweep"]
+                pg_results.append(pg_result)
         return results, pg_results
     finally:
         for b in built:
             if keep:
                 print(f"(kept {b.directory} {b.pg_url or ''})", file=sys.stderr)
                 continue
-            if pg is not None and b.pg_url is not None:
-                pg.drop_database(b.pg_url)
+            for url in (b.pg_url, b.sweep_url):
+                if pg is not None and url is not None:
+                    pg.drop_database(url)
             shutil.rmtree(b.directory, ignore_errors=True)
 
 
@@ -704,9 +719,9 @@ class PgServer:
 
         return asyncio.run(run())
 
-    def create_database(self, name: str) -> str:
+    def create_database(self, name: str, template: str | None = None) -> str:
         self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        self._admin(f'CREATE DATABASE "{name}"')
+        self._admin(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
         return self._with(name)
 
     def drop_database(self, url: str) -> None:
