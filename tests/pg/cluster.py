@@ -74,8 +74,13 @@ def _run(argv: list[str], what: str) -> None:
 
 
 @contextlib.contextmanager
-def running_cluster() -> Iterator[str]:
-    """Start a fresh cluster, yield its URL (database ``billing``), then stop and delete it."""
+def running_cluster(*, durable: bool = False) -> Iterator[str]:
+    """Start a fresh cluster, yield its URL (database ``billing``), then stop and delete it.
+
+    The tests' cluster does not wait for the disk (``fsync``, ``synchronous_commit`` off);
+    ``durable`` keeps PostgreSQL's defaults, so a commit returns once its WAL is flushed
+    (the storage benchmark measures that, as it measures TinyDB with fsync on).
+    """
     bindir = pg_bin()
     root = Path(tempfile.mkdtemp(prefix="billing-bot-pg-"))
     data = root / "data"
@@ -110,9 +115,10 @@ def running_cluster() -> Iterator[str]:
         )
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={port} "
-            f"-c unix_socket_directories={sockets} -c fsync=off -c full_page_writes=off "
-            "-c synchronous_commit=off -c max_connections=200 -c shared_buffers=64MB"
+            f"-c unix_socket_directories={sockets} -c max_connections=200 -c shared_buffers=64MB"
         )
+        if not durable:
+            options += " -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
         _run(
             [
                 str(bindir / "pg_ctl"),
