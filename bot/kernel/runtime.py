@@ -365,6 +365,14 @@ class Kernel:
             log.error("no handler for queued request of channel %s; keeping it", item["channel"])
             await self.store.commit([self.store.queued_request_op(key, {**item, "dead": True})])
             return "dead"
+        lease = self.settings.claim_lease_seconds
+        if not await self.store.claim_request(key, lease):
+            if self.store.queued_request(key) is None:
+                return "gone"  # done by another replica
+            # Another replica works it: look again after its lease (it is gone by then, or
+            # that replica died and the item is taken over here).
+            self._retry_at[lane] = time.monotonic() + lease
+            return "retry"
         try:
             await handler(item["payload"])
         except Exception as exc:  # noqa: BLE001 - retried later, then kept aside for a person
@@ -460,7 +468,12 @@ class Kernel:
                 log.exception("working off the request queue failed; trying again shortly")
                 await asyncio.sleep(REQUEST_RETRY_SECONDS)
                 continue
-            await self._requests_wake.wait()
+            # Woken by a request, or after a claim lease: requests another replica queued
+            # (and died holding) are in the store by then, and taken over here.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._requests_wake.wait(), self.settings.claim_lease_seconds
+                )
             self._requests_wake.clear()
 
     async def wait_idle(self) -> None:

@@ -232,17 +232,25 @@ class Store:
         """Give the next case number to ``build`` and store the case it returns, atomically.
 
         The number and the case are written in one commit: a number shown to a
-        user always belongs to a stored case, and a crash never reuses one.
+        user always belongs to a stored case, and a crash never reuses one. When
+        another process (a replica) took that number first, the commit conflicts
+        on the counter and the next number is tried.
         """
         async with self._create_lock:
-            number, counter_op = self._counter_op(_CASE_COUNTER)
-            case = build(number)
-            case.version = 1
-            extra = extra_ops(case) if callable(extra_ops) else extra_ops
-            await self.engine.commit(
-                [counter_op, Op("cases", str(number), case.to_doc(), expect=None), *extra]
-            )
-            return case
+            while True:
+                number, counter_op = self._counter_op(_CASE_COUNTER)
+                case = build(number)
+                case.version = 1
+                extra = extra_ops(case) if callable(extra_ops) else extra_ops
+                try:
+                    await self.engine.commit(
+                        [counter_op, Op("cases", str(number), case.to_doc(), expect=None), *extra]
+                    )
+                except VersionConflict as exc:
+                    if (exc.table, exc.key) == ("counters", _CASE_COUNTER):
+                        continue  # the number went elsewhere: the engine re-read the counter
+                    raise
+                return case
 
     async def get_case(self, number: int) -> Case | None:
         doc = await self.engine.get("cases", str(number))
@@ -558,6 +566,11 @@ class Store:
     def queued_request(self, item_id: str) -> Doc | None:
         """One queued request as stored (live or dead), or None once it is done."""
         return self.engine.peek("inbox", item_id)
+
+    async def claim_request(self, item_id: str, lease: float) -> bool:
+        """Claim request ``item_id`` for ``lease`` seconds before working it (replicas share
+        one queue); False when another process holds it or it is gone (see ``Engine.claim``)."""
+        return await self.engine.claim("inbox", item_id, lease)
 
     @staticmethod
     def queued_request_op(item_id: str, item: Doc | None, *, handed_over: bool = False) -> Op:

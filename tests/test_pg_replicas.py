@@ -1,0 +1,221 @@
+"""Several replicas on one PostgreSQL database (issue 22; docs/architecture.md, "Replicas").
+
+Each test opens two engines on one fresh database of the session's throw-away server
+(``pg_url``), as two ``serve`` replicas would: claims of queued requests with a lease,
+dedupe keys and guards checked by the database, and memory following the other's commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from bot.domain import Conflict, Customer
+from bot.kernel.runtime import Kernel
+from bot.storage import PostgresEngine, Store
+from tests.harness import make_settings
+from tests.test_pg import sql
+from tests.test_storage_contract import AGENT, builder, close_case
+
+LEASE = 1.0  # seconds: the claim lease in these tests (60 s in production)
+
+
+async def replica(url: str) -> Store:
+    store = Store(PostgresEngine(url, shared=True))
+    await store.open()
+    return store
+
+
+@pytest.fixture
+async def replicas(pg_url: str) -> AsyncIterator[Callable[[], Awaitable[Store]]]:
+    opened: list[Store] = []
+
+    async def open_one() -> Store:
+        opened.append(await replica(pg_url))
+        return opened[-1]
+
+    yield open_one
+    for store in opened:
+        await store.close()
+
+
+def kernel(store: Store, done: list[tuple[str, Any]], name: str) -> Kernel:
+    k = Kernel(make_settings(claim_lease_seconds=LEASE), store)
+
+    async def handle(payload: dict[str, Any]) -> None:
+        done.append((name, payload["n"]))
+
+    k.request_handlers["test"] = handle
+    return k
+
+
+def item(n: int) -> dict[str, Any]:
+    return {"channel": "test", "payload": {"n": n}, "received": "2026-12-02T10:00:00+00:00"}
+
+
+# ---- (a) queued requests are claimed in the database, with a lease ---------------------------
+async def test_a_claim_holds_for_its_lease_then_is_taken_over(
+    replicas: Callable[[], Awaitable[Store]],
+) -> None:
+    a = await replicas()
+    await a.commit([Store.queued_request_op("req-1", item(1))])
+    b = await replicas()
+    assert b.queued_request("req-1") is not None
+    assert await a.claim_request("req-1", LEASE)
+    assert not await b.claim_request("req-1", LEASE)  # a holds it
+    assert await a.claim_request("req-1", LEASE)  # a's own retry keeps it
+    await asyncio.sleep(LEASE + 0.3)  # a died: its lease ran out
+    assert await b.claim_request("req-1", LEASE)
+    assert not await a.claim_request("req-1", LEASE)
+    await b.commit([Store.queued_request_op("req-1", None)])  # b did it
+    assert not await a.claim_request("req-1", LEASE)  # gone: it left a's memory too
+    assert a.queued_request("req-1") is None
+
+
+async def test_a_dead_replicas_request_is_done_once_by_the_other_after_the_lease(
+    replicas: Callable[[], Awaitable[Store]],
+) -> None:
+    done: list[tuple[str, Any]] = []
+    a = await replicas()
+    await a.commit([Store.queued_request_op(f"req-{n}", item(n)) for n in (1, 2)])
+    assert await a.claim_request("req-1", LEASE)  # a claimed req-1, then was killed
+    b = await replicas()
+    kb = kernel(b, done, "b")
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(kb.drain_requests(), 10)
+    waited = asyncio.get_running_loop().time() - started
+    assert sorted(done) == [("b", 1), ("b", 2)]  # each once, req-1 after a's lease
+    assert waited >= LEASE * 0.8
+    assert b.queued_request_count() == 0
+    assert await asyncio.wait_for(kb.drain_requests(), 5) == 0
+
+
+async def test_two_replicas_draining_one_queue_do_every_request_once(
+    replicas: Callable[[], Awaitable[Store]],
+) -> None:
+    done: list[tuple[str, Any]] = []
+    a = await replicas()
+    await a.commit([Store.queued_request_op(f"req-{n:03}", item(n)) for n in range(40)])
+    b = await replicas()
+    ka, kb = kernel(a, done, "a"), kernel(b, done, "b")
+    await asyncio.wait_for(asyncio.gather(ka.drain_requests(), kb.drain_requests()), 30)
+    assert sorted(n for _who, n in done) == list(range(40))  # none twice, none lost
+
+
+# ---- (b) dedupe keys and guards are checked by the database ---------------------------------
+async def test_a_retry_reaching_the_other_replica_is_queued_once(
+    replicas: Callable[[], Awaitable[Store]],
+) -> None:
+    """The event id is the primary key of ``events``: b's memory does not know it, the
+    database refuses it. An unrelated request queued behind the duplicate is not lost."""
+    a, b = await replicas(), await replicas()
+    done: list[tuple[str, Any]] = []
+    ka, kb = kernel(a, done, "a"), kernel(b, done, "b")
+    assert await ka.enqueue("test", {"n": 1}, dedupe="slack|Ev1")
+    retry, other = await asyncio.gather(
+        kb.enqueue("test", {"n": 1}, dedupe="slack|Ev1"),
+        kb.enqueue("test", {"n": 2}, dedupe="slack|Ev2"),
+    )
+    assert (retry, other) == (False, True)
+    assert b.was_seen("slack|Ev1")  # the conflict re-read the key
+    assert not await kb.enqueue("test", {"n": 1}, dedupe="slack|Ev1")
+    await asyncio.wait_for(asyncio.gather(ka.drain_requests(), kb.drain_requests()), 10)
+    assert sorted(n for _who, n in done) == [1, 2]
+
+
+async def test_case_numbers_stay_unique_and_gapless_across_replicas(
+    replicas: Callable[[], Awaitable[Store]], now: datetime
+) -> None:
+    a, b = await replicas(), await replicas()
+    first = await a.create_case(builder(now))
+    second = await b.create_case(builder(now))  # b's counter was stale: it takes the next
+    both = await asyncio.gather(a.create_case(builder(now)), b.create_case(builder(now)))
+    numbers = [first.number, second.number, *(c.number for c in both)]
+    assert sorted(numbers) == [1, 2, 3, 4]
+
+
+async def test_a_stale_write_from_another_replica_is_refused_then_sees_the_change(
+    replicas: Callable[[], Awaitable[Store]], now: datetime
+) -> None:
+    a = await replicas()
+    created = await a.create_case(builder(now))
+    b = await replicas()
+    on_a = await a.get_case(created.number)
+    on_b = await b.get_case(created.number)
+    assert on_a is not None and on_b is not None
+    on_a.start(AGENT, now)
+    await a.save_case(on_a)
+    on_b.add_note("stale card", AGENT, now)
+    with pytest.raises(Conflict):
+        await b.save_case(on_b)
+    fresh = await b.get_case(created.number)  # the conflict re-read the row
+    assert fresh is not None and fresh.state == on_a.state and fresh.version == on_a.version
+    fresh.add_note("now on the current case", AGENT, now)
+    await b.save_case(fresh)
+
+
+# ---- (c) memory follows the other replicas' commits -----------------------------------------
+async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "the other replica never saw it"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_replica_sees_the_others_commits_and_deletes(
+    replicas: Callable[[], Awaitable[Store]], now: datetime
+) -> None:
+    a, b = await replicas(), await replicas()
+    await a.save_customer(Customer("contoso", "Contoso Ltd"))
+    created = await a.create_case(builder(now))
+    await a.commit([Store.queued_request_op("req-1", item(1))])
+    await eventually(lambda: b.queued_request("req-1") is not None)
+    await eventually(lambda: b.customer_now("contoso") is not None)
+    job = {"type": "notify", "user_id": "alice", "text": "hi", "due": now.isoformat()}
+    await a.commit([Store.job_op("notify:x", job)])
+    await eventually(lambda: b.job("notify:x") is not None)
+    assert [k for k, _j in await b.due_jobs(now)] == ["notify:x"]  # b's indexes follow too
+    assert b.counter_value("case") == created.number
+    on_b = await b.get_case(created.number)
+    assert on_b is not None and on_b.version == created.version
+    await a.commit([Store.queued_request_op("req-1", None)])
+    await eventually(lambda: b.queued_request("req-1") is None)
+    # A case closed on a leaves b's memory for the archive, and b still reads it.
+    case = await a.get_case(created.number)
+    assert case is not None
+    await close_case(a, case, now)
+    await eventually(lambda: b.engine.peek("cases", str(created.number)) is None)
+    archived = await b.get_case(created.number)
+    assert archived is not None and archived.state == case.state
+    assert b.case_counts() == a.case_counts()
+
+
+async def test_a_change_logged_without_a_notification_is_read_by_polling(
+    replicas: Callable[[], Awaitable[Store]], pg_url: str
+) -> None:
+    """A notification lost (the listener reconnecting) is covered by reading the log each second:
+    here another process writes a row and its log entry in SQL and notifies nobody."""
+    b = await replicas()
+    assert isinstance(b.engine, PostgresEngine)
+
+    async def write(conn: Any) -> None:
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO customers (key, id, name, version) VALUES ('fabrikam', 'fabrikam', "
+                "'Fabrikam', 1)"
+            )
+            await conn.execute(
+                "INSERT INTO store_changes (tbl, key, origin) VALUES ('customers', 'fabrikam', 'x')"
+            )
+
+    await sql(pg_url, write)
+    await eventually(lambda: b.customer_now("fabrikam") is not None, timeout=3)
+    found = await b.find_customer("Fabrikam")
+    assert found is not None and found.name == "Fabrikam"
+    assert await b.engine.catch_up() == 0  # nothing new since
+    c = await replicas()  # one opened later loads it
+    assert c.customer_now("fabrikam") is not None
