@@ -8,17 +8,25 @@ dedupe keys and guards checked by the database, and memory following the other's
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.domain import Conflict, Customer
 from bot.kernel.runtime import Kernel
-from bot.storage import PostgresEngine, Store
+from bot.storage import PostgresEngine, Store, StoreLocked, open_store
 from tests.harness import make_settings
+from tests.processes import ROOT, Serve, bot_env
 from tests.test_pg import sql
+from tests.test_server import QUESTION
 from tests.test_storage_contract import AGENT, builder, close_case
 
 LEASE = 1.0  # seconds: the claim lease in these tests (60 s in production)
@@ -219,3 +227,62 @@ async def test_a_change_logged_without_a_notification_is_read_by_polling(
     assert await b.engine.catch_up() == 0  # nothing new since
     c = await replicas()  # one opened later loads it
     assert c.customer_now("fabrikam") is not None
+
+
+# ---- (d) replicas share the database; an exclusive owner (store copy) still excludes them ------
+async def test_replicas_share_the_database_and_an_exclusive_owner_excludes_them(
+    pg_url: str,
+) -> None:
+    first, second = open_store(pg_url), open_store(pg_url)
+    await first.open()
+    await second.open()
+    try:
+        with pytest.raises(StoreLocked, match="in use by another billing-bot"):
+            await PostgresEngine(pg_url).open()  # e.g. ``store copy``: alone or not at all
+    finally:
+        await first.close()
+        await second.close()
+    alone = PostgresEngine(pg_url)
+    await alone.open()
+    try:
+        with pytest.raises(StoreLocked):
+            await open_store(pg_url).open()
+    finally:
+        await alone.close()
+
+
+def healthz(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{url}/healthz", timeout=10) as resp:
+        body: dict[str, Any] = json.loads(resp.read())
+    return body
+
+
+def test_two_serves_and_a_chat_share_one_postgresql_database(pg_url: str) -> None:
+    serves = [Serve(Path(pg_url), BOT_DB=pg_url) for _ in range(2)]
+    for serve in serves:
+        serve.start()  # the second is no longer refused
+    try:
+        env = bot_env(Path(pg_url)) | {"BOT_DB": pg_url}
+        proc = subprocess.run(
+            [sys.executable, "-m", "bot", "chat", "--as", "alice"],
+            input=QUESTION,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "Connected to the billing-bot" not in proc.stdout  # the database, directly
+        assert "BILL-1 is closed." in proc.stdout
+        deadline = time.monotonic() + 10
+        while True:  # both serves' memory followed the chat's commits
+            seen = [healthz(s.url)["storage"] for s in serves]
+            if all(h["archived_cases"] == 1 and h["live_cases"] == 0 for h in seen):
+                break
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.1)
+    finally:
+        results = [serve.stop() for serve in serves]
+    for code, err in results:
+        assert code == 0 and "Traceback" not in err, err

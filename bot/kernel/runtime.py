@@ -54,6 +54,7 @@ ANSWERS_FIRST_MAX_WAIT = 0.1  # s it waits at most per item, so the work keeps m
 ANSWERS_FIRST_QUIET = 0.005  # s without a new request that count as a gap in the traffic
 ANSWERS_FIRST_MAX_DELAY = 2.0  # s an item may wait after its ack before it stops yielding
 ANSWERS_FIRST_MAX_BACKLOG = 10_000  # queued items past which it stops yielding at all
+CLAIM_POLL_SECONDS = 1.0  # a request another replica holds is looked at again this often
 HOUSEKEEPING_SECONDS = 600.0  # how often serve drops expired request ids
 
 # Ids made in this process: random per process, then a counter (uuid4 per id reads
@@ -369,9 +370,9 @@ class Kernel:
         if not await self.store.claim_request(key, lease):
             if self.store.queued_request(key) is None:
                 return "gone"  # done by another replica
-            # Another replica works it: look again after its lease (it is gone by then, or
-            # that replica died and the item is taken over here).
-            self._retry_at[lane] = time.monotonic() + lease
+            # Another replica works it: look again shortly (it is gone then, and the lane
+            # goes on), until its lease runs out if that replica died (then it is taken over).
+            self._retry_at[lane] = time.monotonic() + min(lease, CLAIM_POLL_SECONDS)
             return "retry"
         try:
             await handler(item["payload"])

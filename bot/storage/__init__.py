@@ -662,21 +662,24 @@ class Store:
 
 
 def open_store(path: str | Path | None) -> Store:
-    """A store in PostgreSQL for a ``postgresql://`` URL, on TinyDB files at a path, or in
-    memory when ``path`` is ``:memory:``/None."""
+    """A store in PostgreSQL for a ``postgresql://`` URL (one of any number of replicas on
+    it), on TinyDB files at a path (its one owner), or in memory when ``path`` is
+    ``:memory:``/None."""
     if path is None or str(path) == ":memory:":
         return Store(MemoryEngine())
     if is_postgres_url(path):
-        return Store(PostgresEngine(str(path)))
+        return Store(PostgresEngine(str(path), shared=True))
     return Store(TinyDBEngine(path))
 
 
 async def open_store_or_serve(path: str | Path) -> tuple[Store | None, str | None]:
     """The store at ``path`` opened by this process — or the URL of the serve that owns it.
 
-    One process owns a store: commands that change data (``chat``, ``receivables
-    import``, ``demo-data``) talk to a running ``serve`` over loopback and open
-    the store themselves only when there is none. Raises :class:`StorageError`
+    One process owns a TinyDB store: commands that change data (``chat``,
+    ``receivables import``, ``demo-data``) talk to a running ``serve`` over
+    loopback and open the store themselves only when there is none. A
+    PostgreSQL store takes any number of processes (replicas): they open it
+    directly, unless ``store copy`` holds it alone. Raises :class:`StorageError`
     with a message for the person when neither is possible.
     """
     from bot.storage.tinydb_engine import lock_path_for, read_lock_info

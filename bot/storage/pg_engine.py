@@ -9,13 +9,19 @@ once (without yielding, as the contract asks), then written as **one
 transaction** by a single writer, in commit order; it returns when that
 transaction has committed. Its guards are checked again in SQL (``UPDATE …
 WHERE version = $expect``, ``INSERT … ON CONFLICT DO NOTHING``): a write that
-another process got in first fails with :class:`VersionConflict`. A failed
-transaction undoes its commit in memory, and every commit queued after it
-(built on top of it) fails too, as with the TinyDB engine's journal.
+another process got in first fails with :class:`VersionConflict`, and so do the
+commits queued behind it that touch its rows (built on top of it); its rows are
+then re-read from the database. Any other failed transaction undoes its commit
+in memory, and every commit queued after it fails too, as with the TinyDB
+engine's journal.
 
-One process owns a database (a session advisory lock, like the TinyDB lock
-file); the seam for several replicas (issue 22) is each row's ``version`` and
-``change_seq`` and the single place writes are applied in memory.
+Several processes (``serve`` replicas, CLI commands) share a database
+(``shared=True``, what :func:`bot.storage.open_store` opens; docs/architecture.md,
+"Replicas"): each holds the owner lock *shared*, logs every write transaction's
+rows in ``store_changes`` and re-reads the rows the others wrote (LISTEN/NOTIFY,
+and the log read every second); queued requests are claimed in the database with a
+lease (:meth:`PostgresEngine.claim`). An engine not shared (``store copy``) holds
+the lock alone: refused while replicas run, and refusing them.
 """
 
 from __future__ import annotations
@@ -176,8 +182,11 @@ class PostgresEngine(Engine):
     ) -> None:
         super().__init__()
         self.url = url
-        # Shared: one of several replicas on the database (no owner lock).
+        # Shared: one of several replicas on the database (they share the owner lock; one
+        # not shared, e.g. ``store copy``, holds it alone: refused while replicas run).
         self.shared = shared
+        lock = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+        self._lock_sql = f"SELECT {lock}($1)"
         self._tables = known_tables() if tables is None else (*CORE_TABLES, *tables)
         self.hot: dict[str, dict[str, Doc]] = {t: {} for t in self._tables}
         self._archived: dict[str, _Archived] = {}
@@ -236,9 +245,7 @@ class PostgresEngine(Engine):
             self._conn = conn
             _before, _applied = await migrate(conn, self.where)
             self.schema_version = await self._current_schema(conn)
-            if not self.shared and not await conn.fetchval(
-                "SELECT pg_try_advisory_lock($1)", OWNER_LOCK
-            ):
+            if not await conn.fetchval(self._lock_sql, OWNER_LOCK):
                 info = await self.owner_info(conn)
                 raise StoreLocked(
                     f"the store {self.where} is in use by another billing-bot "
@@ -707,9 +714,7 @@ class PostgresEngine(Engine):
             if self._pool is None:
                 raise StorageError(f"the store {self.where} is not open")
             conn = await self._pool.acquire()
-            if not self.shared and not await conn.fetchval(
-                "SELECT pg_try_advisory_lock($1)", OWNER_LOCK
-            ):
+            if not await conn.fetchval(self._lock_sql, OWNER_LOCK):
                 await self._pool.release(conn)
                 raise StorageError(f"the store {self.where} was taken over by another process")
             self._conn = conn
