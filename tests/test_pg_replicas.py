@@ -22,8 +22,9 @@ import pytest
 
 from bot.domain import Conflict, Customer
 from bot.kernel.runtime import Kernel
-from bot.storage import PostgresEngine, Store, StoreLocked, open_store
+from bot.storage import PostgresEngine, StorageError, Store, StoreLocked, open_store
 from tests.harness import make_settings
+from tests.pg.cluster import restart, running_cluster
 from tests.processes import ROOT, Serve, bot_env
 from tests.test_pg import sql
 from tests.test_server import QUESTION
@@ -286,3 +287,34 @@ def test_two_serves_and_a_chat_share_one_postgresql_database(pg_url: str) -> Non
         results = [serve.stop() for serve in serves]
     for code, err in results:
         assert code == 0 and "Traceback" not in err, err
+
+
+# ---- the database restarted under two replicas -------------------------------------------------
+async def test_replicas_recover_by_themselves_when_the_database_restarts(now: datetime) -> None:
+    """``pg_ctl restart -m fast`` drops every connection: writes fail with a StorageError while
+    it is away (a 503 to Slack and Teams, who retry), then work again, and each replica follows
+    the other's commits again, without being restarted."""
+    with running_cluster() as url:
+        a, b = await replica(url), await replica(url)
+        try:
+            await a.save_customer(Customer("before", "Before"))
+            await eventually(lambda: b.customer_now("before") is not None)
+            await asyncio.to_thread(restart, url)
+            failures = 0
+            deadline = asyncio.get_running_loop().time() + 30
+            while True:
+                try:
+                    await a.save_customer(Customer("after", "After"))
+                    break
+                except StorageError:
+                    failures += 1  # a connection from before the restart: dropped, then anew
+                    assert asyncio.get_running_loop().time() < deadline
+                    await asyncio.sleep(0.2)
+            assert failures <= 3
+            await eventually(lambda: b.customer_now("after") is not None, timeout=15)
+            created = await b.create_case(builder(now))
+            await eventually(lambda: a.counter_value("case") == created.number, timeout=15)
+            assert a.health()["ok"] and b.health()["ok"]
+        finally:
+            await a.close()
+            await b.close()

@@ -710,15 +710,30 @@ class PostgresEngine(Engine):
                 return
 
     async def _connection(self) -> Any:
+        if self._conn is not None and self._conn_lost():
+            await self._drop_connection()  # the database went away meanwhile (a restart)
         if self._conn is None:
             if self._pool is None:
                 raise StorageError(f"the store {self.where} is not open")
             conn = await self._pool.acquire()
-            if not await conn.fetchval(self._lock_sql, OWNER_LOCK):
+            try:
+                locked = await conn.fetchval(self._lock_sql, OWNER_LOCK)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await self._pool.release(conn)
+                raise
+            if not locked:
                 await self._pool.release(conn)
                 raise StorageError(f"the store {self.where} was taken over by another process")
             self._conn = conn
         return self._conn
+
+    def _conn_lost(self) -> bool:
+        """The writer's connection closed (its pool then took it back), e.g. by a restart."""
+        try:
+            return bool(self._conn.is_closed())
+        except Exception:  # noqa: BLE001 - asyncpg: "released back to the pool"
+            return True
 
     async def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
