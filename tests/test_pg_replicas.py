@@ -14,14 +14,18 @@ import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot.clock import FakeClock
+from bot.config import configured_user
 from bot.domain import Conflict, Customer
-from bot.kernel.runtime import Kernel
+from bot.kernel.model import Reply
+from bot.kernel.runtime import Kernel, mailbox_key
+from bot.kernel.scheduler import notify_op
 from bot.storage import PostgresEngine, StorageError, Store, StoreLocked, open_store
 from tests.harness import make_settings
 from tests.pg.cluster import restart, running_cluster
@@ -318,3 +322,78 @@ async def test_replicas_recover_by_themselves_when_the_database_restarts(now: da
         finally:
             await a.close()
             await b.close()
+
+
+# ---- scheduler jobs: claimed in the database by a guarded write ---------------------------------
+async def test_two_replicas_ticking_at_once_send_a_due_message_once(
+    replicas: Callable[[], Awaitable[Store]], now: datetime
+) -> None:
+    settings = make_settings()
+    a = await replicas()
+    alice = next(u for u in settings.users if u.name == "alice")
+    await a.save_user(configured_user(alice, "UTC"))
+    for n in range(10):
+        await a.commit([notify_op(f"notify:t{n}", "alice", f"message {n}", None, now)])
+    b = await replicas()
+    clock = FakeClock(now)
+    ka, kb = Kernel(settings, a, clock), Kernel(settings, b, clock)
+    await asyncio.gather(ka.scheduler.tick(), kb.scheduler.tick())
+    sent = sorted(s["key"] for s in (*ka.scheduler.sent, *kb.scheduler.sent))
+    assert sent == sorted(f"notify:t{n}" for n in range(10))  # each once, by one or the other
+    await eventually(lambda: not b.engine.view("jobs") and not a.engine.view("jobs"))
+    # Both replicas put messages in alice's mailbox at once: none of them is lost.
+    await eventually(lambda: a.engine.peek("conversations", mailbox_key("alice")) is not None)
+    mailbox = await ka.take_mailbox("alice")
+    assert sorted(i["text"] for i in mailbox) == sorted(f"message {n}" for n in range(10))
+
+
+async def test_a_job_claimed_by_a_dead_replica_runs_after_the_claim_timeout(
+    replicas: Callable[[], Awaitable[Store]], now: datetime
+) -> None:
+    settings = make_settings()
+    a = await replicas()
+    alice = next(u for u in settings.users if u.name == "alice")
+    await a.save_user(configured_user(alice, "UTC"))
+    await a.commit([notify_op("notify:x", "alice", "hello", None, now)])
+    b = await replicas()
+    dead = Kernel(settings, a, FakeClock(now))
+    job = a.job("notify:x")
+    assert job is not None
+    claimed_until = now + timedelta(minutes=settings.reminders.claim_timeout_minutes)
+    await a.commit(  # a claimed it, then died before sending
+        [
+            Store.job_op(
+                "notify:x", {**job, "claimed_until": claimed_until.isoformat(), "version": 1}
+            )
+        ]
+    )
+    await eventually(lambda: (b.job("notify:x") or {}).get("claimed_until") is not None)
+    survivor = Kernel(settings, b, FakeClock(now + timedelta(minutes=1)))
+    assert await survivor.scheduler.tick() == 0  # the claim holds
+    later = Kernel(settings, b, FakeClock(claimed_until + timedelta(seconds=1)))
+    assert await later.scheduler.tick() == 1  # taken over after it
+    assert not dead.scheduler.sent
+
+
+async def test_two_replicas_filling_one_mailbox_at_once_lose_nothing(
+    replicas: Callable[[], Awaitable[Store]],
+) -> None:
+    a, b = await replicas(), await replicas()
+    settings = make_settings()
+    ka, kb = Kernel(settings, a), Kernel(settings, b)
+    await asyncio.gather(
+        *(
+            k.add_to_mailbox("alice", [Reply(text=f"{name}{n}")])
+            for n in range(5)
+            for name, k in (("a", ka), ("b", kb))
+        )
+    )
+    await eventually(
+        lambda: (
+            len((b.engine.peek("conversations", mailbox_key("alice")) or {}).get("items", [])) == 10
+        )
+    )
+    taken = await kb.take_mailbox("alice")
+    assert sorted(i["text"] for i in taken) == sorted(f"{x}{n}" for x in "ab" for n in range(5))
+    await eventually(lambda: a.engine.peek("conversations", mailbox_key("alice")) is None)
+    assert await ka.take_mailbox("alice") == []

@@ -471,10 +471,13 @@ class Kernel:
                 continue
             # Woken by a request, or after a claim lease: requests another replica queued
             # (and died holding) are in the store by then, and taken over here.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._requests_wake.wait(), self.settings.claim_lease_seconds
-                )
+            # asyncio.wait, not wait_for: wait_for may swallow the task's cancel at shutdown
+            # when its timeout fires at the same moment (Python 3.11).
+            waiter = asyncio.ensure_future(self._requests_wake.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=self.settings.claim_lease_seconds)
+            finally:
+                waiter.cancel()
             self._requests_wake.clear()
 
     async def wait_idle(self) -> None:
@@ -541,20 +544,33 @@ class Kernel:
         above the text it explains).
         """
         key = mailbox_key(user_id)
-        current = await self.store.get_conversation(key) or {"items": []}
         delivery = unique_id()
-        current["items"].extend({**reply_to_dict(r), "delivery": delivery} for r in replies)
-        current["items"] = current["items"][-50:]
-        await self.store.save_conversation(key, current)
+        added = [{**reply_to_dict(r), "delivery": delivery} for r in replies]
+        while True:  # guarded: replicas may deliver to one mailbox at once
+            stored = await self.store.get_conversation(key)
+            current = stored or {"items": []}
+            version = None if stored is None else int(stored.get("version", 0))
+            items = [*current.get("items", []), *added][-50:]
+            mailbox: dict[str, Any] = {"items": items, "version": (version or 0) + 1}
+            try:
+                await self.store.commit([self.store.conversation_op(key, mailbox, version)])
+                return
+            except VersionConflict:
+                continue
 
     async def take_mailbox(self, user_id: str) -> list[dict[str, Any]]:
         key = mailbox_key(user_id)
-        current = await self.store.get_conversation(key)
-        if not current:
-            return []
-        await self.store.save_conversation(key, None)
-        items: list[dict[str, Any]] = current.get("items", [])
-        return items
+        while True:
+            current = await self.store.get_conversation(key)
+            if not current:
+                return []
+            version = int(current.get("version", 0))
+            try:
+                await self.store.commit([self.store.conversation_op(key, None, version)])
+            except VersionConflict:
+                continue  # a delivery came in meanwhile: take it too
+            items: list[dict[str, Any]] = current.get("items", [])
+            return items
 
     async def housekeeping(self) -> None:
         await self.store.purge_events(self.clock.now())

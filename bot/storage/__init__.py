@@ -456,8 +456,9 @@ class Store:
     async def get_conversation(self, key: str) -> Doc | None:
         return await self.engine.get("conversations", key)
 
-    def conversation_op(self, key: str, state: Doc | None) -> Op:
-        return Op("conversations", key, state)
+    def conversation_op(self, key: str, state: Doc | None, expect: Any = ANY) -> Op:
+        """Write (None: drop) conversation ``key``, guarded by ``expect`` as :class:`Op` says."""
+        return Op("conversations", key, state, expect=expect)
 
     async def save_conversation(self, key: str, state: Doc | None) -> None:
         await self.engine.commit([self.conversation_op(key, state)])

@@ -285,8 +285,13 @@ class PostgresEngine(Engine):
                     if listener is None or listener.is_closed():
                         listener = await asyncpg.connect(self.url, timeout=15)
                         await listener.add_listener(CHANNEL, self._on_notify)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._changed.wait(), POLL_SECONDS)
+                    # asyncio.wait, not wait_for: wait_for may swallow the cancel of close()
+                    # when its timeout fires at the same moment (Python 3.11).
+                    waiter = asyncio.ensure_future(self._changed.wait())
+                    try:
+                        await asyncio.wait({waiter}, timeout=POLL_SECONDS)
+                    finally:
+                        waiter.cancel()
                     self._changed.clear()
                     await self.catch_up()
                 except Exception as exc:  # noqa: BLE001 - the database is away: try again
@@ -443,8 +448,11 @@ class PostgresEngine(Engine):
         follower, self._follower = self._follower, None
         if follower is not None:
             follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
+            await asyncio.wait({follower}, timeout=10)
+            if not follower.done():
+                log.warning("the change follower did not stop; closing without it")
+            elif not follower.cancelled() and follower.exception() is not None:
+                log.warning("the change follower failed: %s", follower.exception())
         if self._writer is not None:
             self._closing = True
             while self._queue:
