@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from bot.clock import FakeClock
@@ -27,6 +28,7 @@ from bot.kernel.model import Reply
 from bot.kernel.runtime import Kernel, mailbox_key
 from bot.kernel.scheduler import notify_op
 from bot.storage import PostgresEngine, StorageError, Store, StoreLocked, open_store
+from bot.storage.pg_engine import LOCK_TIMEOUT_SECONDS
 from tests.harness import make_settings
 from tests.pg.cluster import restart, running_cluster
 from tests.processes import ROOT, Serve, bot_env
@@ -397,3 +399,30 @@ async def test_two_replicas_filling_one_mailbox_at_once_lose_nothing(
     assert sorted(i["text"] for i in taken) == sorted(f"{x}{n}" for x in "ab" for n in range(5))
     await eventually(lambda: a.engine.peek("conversations", mailbox_key("alice")) is None)
     assert await ka.take_mailbox("alice") == []
+
+
+async def test_a_row_lock_held_elsewhere_stalls_writes_only_for_the_lock_timeout(
+    replicas: Callable[[], Awaitable[Store]], pg_url: str, now: datetime
+) -> None:
+    """A long transaction holding one case's row (a stuck replica, a person at psql) makes a
+    write of that case fail after ``LOCK_TIMEOUT_SECONDS`` (a 503: retried), not hang; the
+    replica's writes go on once it is released."""
+    a = await replicas()
+    first = await a.create_case(builder(now))
+    holder = await asyncpg.connect(pg_url)
+    try:
+        await holder.execute("BEGIN")
+        await holder.execute("SELECT 1 FROM cases WHERE key = $1 FOR UPDATE", str(first.number))
+        case = await a.get_case(first.number)
+        assert case is not None
+        case.add_note("while the row is locked", AGENT, now)
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(StorageError, match="lock timeout"):
+            await a.save_case(case)
+        waited = asyncio.get_running_loop().time() - started
+        assert LOCK_TIMEOUT_SECONDS * 0.8 <= waited < LOCK_TIMEOUT_SECONDS + 5
+    finally:
+        await holder.execute("ROLLBACK")
+        await holder.close()
+    second = await a.create_case(builder(now))  # the replica writes again
+    assert second.number == first.number + 1

@@ -77,7 +77,11 @@ _LOG_CHANGES = (
 POLL_SECONDS = 1.0  # the log is read this often even without a notification (one lost)
 GAP_SECONDS = 10.0  # a missing sequence number is waited for this long (commits out of order)
 KEEP_CHANGES_SECONDS = 3600.0  # log entries older than this are dropped
-_WRITE_SETTINGS = {"idle_in_transaction_session_timeout": str(int(GAP_SECONDS * 1000))}
+LOCK_TIMEOUT_SECONDS = 5.0  # a row lock held elsewhere stalls this replica's writes at most this
+_WRITE_SETTINGS = {
+    "idle_in_transaction_session_timeout": str(int(GAP_SECONDS * 1000)),
+    "lock_timeout": str(int(LOCK_TIMEOUT_SECONDS * 1000)),
+}
 
 # A queued request is claimed in the database before its work (several replicas): taken only
 # when nobody holds an unexpired claim on it (or this replica does), never waiting on a row
