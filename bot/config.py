@@ -127,6 +127,10 @@ class Settings:
     db_path: str = "./data/billing-bot.json"
     host: str = "127.0.0.1"
     port: int = 3978
+    # How long a replica's claim on a queued request holds (BOT_CLAIM_LEASE_SECONDS): longer
+    # than any one item's work, so a slow replica is not robbed of it; a dead replica's items
+    # are taken over after it (docs/architecture.md, "Replicas").
+    claim_lease_seconds: float = 60.0
     default_role: Role = Role.AGENT
     time_zone: str = "UTC"
     users: tuple[UserConfig, ...] = ()
@@ -389,12 +393,22 @@ def load_settings(env: dict[str, str] | None = None, *, config_path: str | None 
         port = int(port_text)
     except ValueError as exc:
         raise ConfigError(f"PORT must be a number, not {port_text!r}") from exc
+    lease_text = env.get("BOT_CLAIM_LEASE_SECONDS", "60")
+    try:
+        lease = float(lease_text)
+    except ValueError:
+        lease = 0.0
+    if not 0 < lease < 86400:
+        raise ConfigError(
+            f"BOT_CLAIM_LEASE_SECONDS must be a number of seconds above 0, not {lease_text!r}"
+        )
     tz = desk.get("time_zone", "UTC")
     return Settings(
         config_path=path if path.exists() else None,
         db_path=env.get("BOT_DB", "./data/billing-bot.json"),
         host=env.get("HOST", "127.0.0.1"),
         port=port,
+        claim_lease_seconds=lease,
         default_role=_role(desk.get("default_role", "agent"), "desk.default_role"),
         time_zone=_zone(str(tz), "desk.time_zone"),
         users=_users(data.get("users")),

@@ -54,6 +54,7 @@ ANSWERS_FIRST_MAX_WAIT = 0.1  # s it waits at most per item, so the work keeps m
 ANSWERS_FIRST_QUIET = 0.005  # s without a new request that count as a gap in the traffic
 ANSWERS_FIRST_MAX_DELAY = 2.0  # s an item may wait after its ack before it stops yielding
 ANSWERS_FIRST_MAX_BACKLOG = 10_000  # queued items past which it stops yielding at all
+CLAIM_POLL_SECONDS = 1.0  # a request another replica holds is looked at again this often
 HOUSEKEEPING_SECONDS = 600.0  # how often serve drops expired request ids
 
 # Ids made in this process: random per process, then a counter (uuid4 per id reads
@@ -365,6 +366,14 @@ class Kernel:
             log.error("no handler for queued request of channel %s; keeping it", item["channel"])
             await self.store.commit([self.store.queued_request_op(key, {**item, "dead": True})])
             return "dead"
+        lease = self.settings.claim_lease_seconds
+        if not await self.store.claim_request(key, lease):
+            if self.store.queued_request(key) is None:
+                return "gone"  # done by another replica
+            # Another replica works it: look again shortly (it is gone then, and the lane
+            # goes on), until its lease runs out if that replica died (then it is taken over).
+            self._retry_at[lane] = time.monotonic() + min(lease, CLAIM_POLL_SECONDS)
+            return "retry"
         try:
             await handler(item["payload"])
         except Exception as exc:  # noqa: BLE001 - retried later, then kept aside for a person
@@ -460,7 +469,15 @@ class Kernel:
                 log.exception("working off the request queue failed; trying again shortly")
                 await asyncio.sleep(REQUEST_RETRY_SECONDS)
                 continue
-            await self._requests_wake.wait()
+            # Woken by a request, or after a claim lease: requests another replica queued
+            # (and died holding) are in the store by then, and taken over here.
+            # asyncio.wait, not wait_for: wait_for may swallow the task's cancel at shutdown
+            # when its timeout fires at the same moment (Python 3.11).
+            waiter = asyncio.ensure_future(self._requests_wake.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=self.settings.claim_lease_seconds)
+            finally:
+                waiter.cancel()
             self._requests_wake.clear()
 
     async def wait_idle(self) -> None:
@@ -527,20 +544,33 @@ class Kernel:
         above the text it explains).
         """
         key = mailbox_key(user_id)
-        current = await self.store.get_conversation(key) or {"items": []}
         delivery = unique_id()
-        current["items"].extend({**reply_to_dict(r), "delivery": delivery} for r in replies)
-        current["items"] = current["items"][-50:]
-        await self.store.save_conversation(key, current)
+        added = [{**reply_to_dict(r), "delivery": delivery} for r in replies]
+        while True:  # guarded: replicas may deliver to one mailbox at once
+            stored = await self.store.get_conversation(key)
+            current = stored or {"items": []}
+            version = None if stored is None else int(stored.get("version", 0))
+            items = [*current.get("items", []), *added][-50:]
+            mailbox: dict[str, Any] = {"items": items, "version": (version or 0) + 1}
+            try:
+                await self.store.commit([self.store.conversation_op(key, mailbox, version)])
+                return
+            except VersionConflict:
+                continue
 
     async def take_mailbox(self, user_id: str) -> list[dict[str, Any]]:
         key = mailbox_key(user_id)
-        current = await self.store.get_conversation(key)
-        if not current:
-            return []
-        await self.store.save_conversation(key, None)
-        items: list[dict[str, Any]] = current.get("items", [])
-        return items
+        while True:
+            current = await self.store.get_conversation(key)
+            if not current:
+                return []
+            version = int(current.get("version", 0))
+            try:
+                await self.store.commit([self.store.conversation_op(key, None, version)])
+            except VersionConflict:
+                continue  # a delivery came in meanwhile: take it too
+            items: list[dict[str, Any]] = current.get("items", [])
+            return items
 
     async def housekeeping(self) -> None:
         await self.store.purge_events(self.clock.now())

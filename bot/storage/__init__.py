@@ -235,17 +235,25 @@ class Store:
         """Give the next case number to ``build`` and store the case it returns, atomically.
 
         The number and the case are written in one commit: a number shown to a
-        user always belongs to a stored case, and a crash never reuses one.
+        user always belongs to a stored case, and a crash never reuses one. When
+        another process (a replica) took that number first, the commit conflicts
+        on the counter and the next number is tried.
         """
         async with self._create_lock:
-            number, counter_op = self._counter_op(_CASE_COUNTER)
-            case = build(number)
-            case.version = 1
-            extra = extra_ops(case) if callable(extra_ops) else extra_ops
-            await self.engine.commit(
-                [counter_op, Op("cases", str(number), case.to_doc(), expect=None), *extra]
-            )
-            return case
+            while True:
+                number, counter_op = self._counter_op(_CASE_COUNTER)
+                case = build(number)
+                case.version = 1
+                extra = extra_ops(case) if callable(extra_ops) else extra_ops
+                try:
+                    await self.engine.commit(
+                        [counter_op, Op("cases", str(number), case.to_doc(), expect=None), *extra]
+                    )
+                except VersionConflict as exc:
+                    if (exc.table, exc.key) == ("counters", _CASE_COUNTER):
+                        continue  # the number went elsewhere: the engine re-read the counter
+                    raise
+                return case
 
     async def get_case(self, number: int) -> Case | None:
         doc = await self.engine.get("cases", str(number))
@@ -451,8 +459,9 @@ class Store:
     async def get_conversation(self, key: str) -> Doc | None:
         return await self.engine.get("conversations", key)
 
-    def conversation_op(self, key: str, state: Doc | None) -> Op:
-        return Op("conversations", key, state)
+    def conversation_op(self, key: str, state: Doc | None, expect: Any = ANY) -> Op:
+        """Write (None: drop) conversation ``key``, guarded by ``expect`` as :class:`Op` says."""
+        return Op("conversations", key, state, expect=expect)
 
     async def save_conversation(self, key: str, state: Doc | None) -> None:
         await self.engine.commit([self.conversation_op(key, state)])
@@ -605,6 +614,11 @@ class Store:
         """One queued request as stored (live or dead), or None once it is done."""
         return self.engine.peek("inbox", item_id)
 
+    async def claim_request(self, item_id: str, lease: float) -> bool:
+        """Claim request ``item_id`` for ``lease`` seconds before working it (replicas share
+        one queue); False when another process holds it or it is gone (see ``Engine.claim``)."""
+        return await self.engine.claim("inbox", item_id, lease)
+
     @staticmethod
     def queued_request_op(item_id: str, item: Doc | None, *, handed_over: bool = False) -> Op:
         """Queue or update (None: drop) request ``item_id``; ``handed_over`` as :class:`Op`."""
@@ -695,21 +709,24 @@ class Store:
 
 
 def open_store(path: str | Path | None) -> Store:
-    """A store in PostgreSQL for a ``postgresql://`` URL, on TinyDB files at a path, or in
-    memory when ``path`` is ``:memory:``/None."""
+    """A store in PostgreSQL for a ``postgresql://`` URL (one of any number of replicas on
+    it), on TinyDB files at a path (its one owner), or in memory when ``path`` is
+    ``:memory:``/None."""
     if path is None or str(path) == ":memory:":
         return Store(MemoryEngine())
     if is_postgres_url(path):
-        return Store(PostgresEngine(str(path)))
+        return Store(PostgresEngine(str(path), shared=True))
     return Store(TinyDBEngine(path))
 
 
 async def open_store_or_serve(path: str | Path) -> tuple[Store | None, str | None]:
     """The store at ``path`` opened by this process — or the URL of the serve that owns it.
 
-    One process owns a store: commands that change data (``chat``, ``receivables
-    import``, ``demo-data``) talk to a running ``serve`` over loopback and open
-    the store themselves only when there is none. Raises :class:`StorageError`
+    One process owns a TinyDB store: commands that change data (``chat``,
+    ``receivables import``, ``demo-data``) talk to a running ``serve`` over
+    loopback and open the store themselves only when there is none. A
+    PostgreSQL store takes any number of processes (replicas): they open it
+    directly, unless ``store copy`` holds it alone. Raises :class:`StorageError`
     with a message for the person when neither is possible.
     """
     from bot.storage.tinydb_engine import lock_path_for, read_lock_info

@@ -217,6 +217,16 @@ class Engine(abc.ABC):
             counts[summary.state] = counts.get(summary.state, 0) + 1
         return counts
 
+    async def claim(self, table: str, key: str, lease: float) -> bool:
+        """Claim ``table[key]`` (a queued request) for ``lease`` seconds before working it.
+
+        False when another process holds an unexpired claim on it, or it is gone.
+        A store with one owner (memory, TinyDB) has nobody to share with: its
+        claims succeed while the document exists. The PostgreSQL engine claims
+        in the database (several replicas, docs/architecture.md "Replicas").
+        """
+        return self.peek(table, key) is not None
+
     @abc.abstractmethod
     async def open(self) -> None: ...
 

@@ -9,13 +9,19 @@ once (without yielding, as the contract asks), then written as **one
 transaction** by a single writer, in commit order; it returns when that
 transaction has committed. Its guards are checked again in SQL (``UPDATE …
 WHERE version = $expect``, ``INSERT … ON CONFLICT DO NOTHING``): a write that
-another process got in first fails with :class:`VersionConflict`. A failed
-transaction undoes its commit in memory, and every commit queued after it
-(built on top of it) fails too, as with the TinyDB engine's journal.
+another process got in first fails with :class:`VersionConflict`, and so do the
+commits queued behind it that touch its rows (built on top of it); its rows are
+then re-read from the database. Any other failed transaction undoes its commit
+in memory, and every commit queued after it fails too, as with the TinyDB
+engine's journal.
 
-One process owns a database (a session advisory lock, like the TinyDB lock
-file); the seam for several replicas (issue 22) is each row's ``version`` and
-``change_seq`` and the single place writes are applied in memory.
+Several processes (``serve`` replicas, CLI commands) share a database
+(``shared=True``, what :func:`bot.storage.open_store` opens; docs/architecture.md,
+"Replicas"): each holds the owner lock *shared*, logs every write transaction's
+rows in ``store_changes`` and re-reads the rows the others wrote (LISTEN/NOTIFY,
+and the log read every second); queued requests are claimed in the database with a
+lease (:meth:`PostgresEngine.claim`). An engine not shared (``store copy``) holds
+the lock alone: refused while replicas run, and refusing them.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import contextlib
 import json
 import logging
 import os
+import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +67,32 @@ from bot.storage.tinydb_engine import StoreLocked, StoreUnavailable
 log = logging.getLogger(__name__)
 
 OWNER_LOCK = 0x6269_6C6D  # the session advisory lock of the process that owns the database
+
+# The change log (migration 0002): every write transaction appends the rows it wrote and
+# notifies CHANNEL; the other replicas re-read those rows (PostgresEngine.catch_up).
+CHANNEL = "billing_bot_changes"
+_LOG_CHANGES = (
+    "WITH logged AS (INSERT INTO store_changes (tbl, key, origin) "
+    "SELECT t, k, $3 FROM unnest($1::text[], $2::text[]) AS u(t, k) RETURNING 1) "
+    f"SELECT pg_notify('{CHANNEL}', $3)"
+)
+POLL_SECONDS = 1.0  # the log is read this often even without a notification (one lost)
+GAP_SECONDS = 10.0  # a missing sequence number is waited for this long (commits out of order)
+KEEP_CHANGES_SECONDS = 3600.0  # log entries older than this are dropped
+LOCK_TIMEOUT_SECONDS = 5.0  # a row lock held elsewhere stalls this replica's writes at most this
+_WRITE_SETTINGS = {
+    "idle_in_transaction_session_timeout": str(int(GAP_SECONDS * 1000)),
+    "lock_timeout": str(int(LOCK_TIMEOUT_SECONDS * 1000)),
+}
+
+# A queued request is claimed in the database before its work (several replicas): taken only
+# when nobody holds an unexpired claim on it (or this replica does), never waiting on a row
+# another replica is claiming right now. The lease is timed by the database's clock.
+_CLAIM = (
+    "UPDATE inbox SET claimed_by = $2, claimed_until = now() + make_interval(secs => $3) "
+    "WHERE key = (SELECT key FROM inbox WHERE key = $1 AND (claimed_until IS NULL "
+    "OR claimed_until < now() OR claimed_by = $2) FOR UPDATE SKIP LOCKED) RETURNING key"
+)
 
 
 class _SqlConflict(Exception):
@@ -150,9 +184,16 @@ class _Archived:
 class PostgresEngine(Engine):
     """Durable storage in PostgreSQL; see the module docstring."""
 
-    def __init__(self, url: str, *, tables: Iterable[str] | None = None) -> None:
+    def __init__(
+        self, url: str, *, tables: Iterable[str] | None = None, shared: bool = False
+    ) -> None:
         super().__init__()
         self.url = url
+        # Shared: one of several replicas on the database (they share the owner lock; one
+        # not shared, e.g. ``store copy``, holds it alone: refused while replicas run).
+        self.shared = shared
+        lock = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+        self._lock_sql = f"SELECT {lock}($1)"
         self._tables = known_tables() if tables is None else (*CORE_TABLES, *tables)
         self.hot: dict[str, dict[str, Doc]] = {t: {} for t in self._tables}
         self._archived: dict[str, _Archived] = {}
@@ -167,6 +208,20 @@ class PostgresEngine(Engine):
         self._closing = False
         self.schema_version = 0
         self.last_error: str | None = None
+        # Who this engine is among the replicas of a database (claims, the change log).
+        self.replica_id = uuid.uuid4().hex
+        # Keys being re-read from the database -> a flag per reader, set by a local commit
+        # of the key meanwhile (the row read may then be older than memory: read again).
+        self._refreshing: dict[tuple[str, str], list[list[bool]]] = {}
+        # Following the change log: everything up to the watermark is applied; seen entries
+        # above it (after a gap), when each gap was noticed, keys to re-read once settled here.
+        self._watermark = 0
+        self._seen: set[int] = set()
+        self._gaps: dict[int, float] = {}
+        self._later: set[tuple[str, str]] = set()
+        self._changed: asyncio.Event | None = None
+        self._follower: asyncio.Task[None] | None = None
+        self._pruned_at = 0.0
 
     @property
     def where(self) -> str:
@@ -184,7 +239,11 @@ class PostgresEngine(Engine):
 
         try:
             self._pool = await asyncpg.create_pool(
-                self.url, min_size=1, max_size=4, command_timeout=60
+                self.url,
+                min_size=1,
+                max_size=4,
+                command_timeout=60,
+                server_settings=_WRITE_SETTINGS,
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
             raise StoreUnavailable(f"cannot open the store {self.where}: {exc}") from exc
@@ -193,7 +252,7 @@ class PostgresEngine(Engine):
             self._conn = conn
             _before, _applied = await migrate(conn, self.where)
             self.schema_version = await self._current_schema(conn)
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", OWNER_LOCK):
+            if not await conn.fetchval(self._lock_sql, OWNER_LOCK):
                 info = await self.owner_info(conn)
                 raise StoreLocked(
                     f"the store {self.where} is in use by another billing-bot "
@@ -202,6 +261,13 @@ class PostgresEngine(Engine):
                     info=info,
                 )
             await self._set_owner(conn, {})
+            # Read before the data: a change committed while loading is applied again after.
+            self._watermark = await conn.fetchval(
+                "SELECT coalesce((SELECT min(seq) - 1 FROM store_changes WHERE at > "
+                "clock_timestamp() - make_interval(secs => $1)), "
+                "(SELECT max(seq) FROM store_changes), 0)",
+                GAP_SECONDS,
+            )
             await self._load(conn)
         except BaseException as exc:
             await self._close_pool()
@@ -210,6 +276,98 @@ class PostgresEngine(Engine):
             raise
         self._wake = asyncio.Event()
         self._writer = asyncio.create_task(self._write_loop(), name="pg-writer")
+        self._changed = asyncio.Event()
+        self._follower = asyncio.create_task(self._follow(), name="pg-follower")
+
+    # ---- other processes' commits (several replicas) ----------------------
+    async def _follow(self) -> None:
+        """Keep memory true to other processes' commits: LISTEN, and read the log each second."""
+        import asyncpg
+
+        assert self._changed is not None
+        listener: Any = None
+        try:
+            while True:
+                try:
+                    if listener is None or listener.is_closed():
+                        listener = await asyncpg.connect(self.url, timeout=15)
+                        await listener.add_listener(CHANNEL, self._on_notify)
+                    # asyncio.wait, not wait_for: wait_for may swallow the cancel of close()
+                    # when its timeout fires at the same moment (Python 3.11).
+                    waiter = asyncio.ensure_future(self._changed.wait())
+                    try:
+                        await asyncio.wait({waiter}, timeout=POLL_SECONDS)
+                    finally:
+                        waiter.cancel()
+                    self._changed.clear()
+                    await self.catch_up()
+                except Exception as exc:  # noqa: BLE001 - the database is away: try again
+                    log.warning("following the other replicas' changes failed: %s", exc)
+                    if listener is not None:
+                        with contextlib.suppress(Exception):
+                            await listener.close()
+                    listener = None
+                    await asyncio.sleep(POLL_SECONDS)
+        finally:
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(listener.close(), 5)
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, origin: object) -> None:
+        if origin != self.replica_id and self._changed is not None:
+            self._changed.set()
+
+    async def catch_up(self) -> int:
+        """Re-read the rows other processes wrote since the last look; how many were re-read.
+
+        The log's sequence numbers are taken before commit, so they may become
+        visible out of order: the watermark (all applied up to it) stops at a
+        missing number for up to ``GAP_SECONDS`` (no write transaction lasts that
+        long), after which the number is taken as rolled back.
+        """
+        if self._pool is None:
+            return 0
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT seq, tbl, key, origin FROM store_changes WHERE seq > $1 "
+                "ORDER BY seq LIMIT 5000",
+                self._watermark,
+            )
+            todo: dict[tuple[str, str], None] = {}
+            for seq, table, key, origin in rows:
+                if seq in self._seen:
+                    continue
+                self._seen.add(seq)
+                if origin != self.replica_id:
+                    todo[(table, key)] = None
+            for key in list(self._later):
+                if key not in self._dirty:
+                    self._later.discard(key)
+                    todo[key] = None
+            self._advance()
+            await self._refresh(conn, list(todo))
+            if len(rows) == 5000 and self._changed is not None:
+                self._changed.set()  # more to read
+            if time.monotonic() - self._pruned_at > KEEP_CHANGES_SECONDS / 10:
+                self._pruned_at = time.monotonic()
+                await conn.execute(
+                    "DELETE FROM store_changes WHERE at < clock_timestamp() - "
+                    "make_interval(secs => $1)",
+                    KEEP_CHANGES_SECONDS,
+                )
+        return len(todo)
+
+    def _advance(self) -> None:
+        now = time.monotonic()
+        while self._seen:
+            nxt = self._watermark + 1
+            if nxt not in self._seen:
+                since = self._gaps.setdefault(nxt, now)
+                if now - since < GAP_SECONDS:
+                    return
+            self._seen.discard(nxt)
+            self._gaps.pop(nxt, None)
+            self._watermark = nxt
 
     async def _current_schema(self, conn: Any) -> int:
         from bot.storage.pg_migrate import schema_version
@@ -228,7 +386,7 @@ class PostgresEngine(Engine):
         await conn.execute(
             "INSERT INTO store_owner (id, info) VALUES (1, $1) "
             "ON CONFLICT (id) DO UPDATE SET info = EXCLUDED.info, since = now()",
-            json.dumps({"pid": os.getpid(), **info}),
+            json.dumps({"pid": os.getpid(), "replica": self.replica_id, **info}),
         )
 
     async def set_owner_info(self, info: dict[str, Any]) -> None:
@@ -294,6 +452,14 @@ class PostgresEngine(Engine):
             self._archived_states[state] = self._archived_states.get(state, 0) + 1
 
     async def close(self) -> None:
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.cancel()
+            await asyncio.wait({follower}, timeout=10)
+            if not follower.done():
+                log.warning("the change follower did not stop; closing without it")
+            elif not follower.cancelled() and follower.exception() is not None:
+                log.warning("the change follower failed: %s", follower.exception())
         if self._writer is not None:
             self._closing = True
             while self._queue:
@@ -313,7 +479,10 @@ class PostgresEngine(Engine):
             return
         if conn is not None:
             with contextlib.suppress(Exception):
-                await conn.execute("DELETE FROM store_owner WHERE id = 1")
+                await conn.execute(
+                    "DELETE FROM store_owner WHERE id = 1 AND info->>'replica' = $1",
+                    self.replica_id,
+                )
             with contextlib.suppress(Exception):
                 await pool.release(conn)
         with contextlib.suppress(Exception):
@@ -417,6 +586,73 @@ class PostgresEngine(Engine):
                     )
         return {row[0]: self._decode(spec, row, 1, kids.get(row[0])) for row in rows}
 
+    async def _read_row(self, conn: Any, table: str, key: str) -> Doc | None:
+        """``table[key]`` as the database holds it now (a case with its notes and audit)."""
+        spec = spec_for(table)
+        sql = self._sql_of(spec)
+        keyargs = (table, key) if spec.flow else (key,)
+        row = await conn.fetchrow(sql.select_one, *keyargs)
+        if row is None:
+            return None
+        kids: dict[str, list[Any]] = {}
+        for child in spec.children:
+            load = sql.children[child.field][3]
+            n = len(child.columns)
+            kids[child.field] = [
+                (r[2 : 2 + n], r[2 + n], r[3 + n])
+                for r in await conn.fetch(f"{load} WHERE case_key = $1 ORDER BY pos", key)
+            ]
+        return self._decode(spec, row, len(keyargs), kids)
+
+    async def _refresh(self, conn: Any, keys: Iterable[tuple[str, str]]) -> None:
+        """Re-read ``keys`` from the database into memory (another process wrote them).
+
+        A key this process is writing now is left alone: its own commit either
+        lands (and is newer) or conflicts and is re-read then. A key written here
+        while it was being read is read again.
+        """
+        for table, key in keys:
+            for _attempt in range(5):
+                if (table, key) in self._dirty:
+                    self._later.add((table, key))  # re-read once this process's write settles
+                    break
+                flag = [False]
+                self._refreshing.setdefault((table, key), []).append(flag)
+                try:
+                    doc = await self._read_row(conn, table, key)
+                finally:
+                    readers = self._refreshing[(table, key)]
+                    readers.remove(flag)
+                    if not readers:
+                        del self._refreshing[(table, key)]
+                if flag[0] or (table, key) in self._dirty:
+                    continue  # written here meanwhile: what was read may be older
+                self._apply_remote(table, key, doc)
+                break
+            else:
+                self._later.add((table, key))
+
+    def _apply_remote(self, table: str, key: str, doc: Doc | None) -> None:
+        """Memory takes the database's ``table[key]`` (None: deleted), listeners told."""
+        hot = self.hot.get(table)
+        if hot is None:
+            hot = self.hot[table] = {}  # a flow table this process did not declare
+        old = hot.get(key)
+        if table == "cases":
+            if doc is not None and doc["state"] in ARCHIVED:
+                self._set_archived(key, doc)
+                if old is not None:
+                    del hot[key]
+                    self._notify(table, key, old, None)
+                return
+            self._set_archived(key, None)
+        if doc is None:
+            hot.pop(key, None)
+        else:
+            hot[key] = doc
+        if old is not None or doc is not None:
+            self._notify(table, key, old, doc)
+
     def peek(self, table: str, key: str) -> Doc | None:
         """The stored document itself; for ``cases`` a live one (a finished one: :meth:`get`)."""
         try:
@@ -467,6 +703,23 @@ class PostgresEngine(Engine):
             "archived_cases": len(self._archived),
         }
 
+    async def claim(self, table: str, key: str, lease: float) -> bool:
+        """Claim a queued request in the database for ``lease`` seconds (see ``_CLAIM``).
+
+        False when another replica holds an unexpired claim, or the item is gone
+        (done by another replica: it then leaves memory too).
+        """
+        if table != "inbox":
+            raise StorageError(f"only queued requests are claimed, not {table}")
+        if self._pool is None:
+            raise StorageError(f"the store {self.where} is not open")
+        async with self._pool.acquire() as conn:
+            if await conn.fetchval(_CLAIM, key, self.replica_id, float(lease)) is not None:
+                return True
+            if await conn.fetchval(self._sql_of(spec_for(table)).exists, key) is None:
+                await self._refresh(conn, [(table, key)])
+        return False
+
     # ---- writes ---------------------------------------------------------
     def _version(self, table: str, key: str) -> tuple[bool, Any]:
         """Whether ``table[key]`` exists, and its version (as the guards compare it)."""
@@ -512,6 +765,8 @@ class PostgresEngine(Engine):
                 table[op.key] = doc
             item.keys.add((op.table, op.key))
             self._dirty[(op.table, op.key)] = future
+            for flag in self._refreshing.get((op.table, op.key), ()):
+                flag[0] = True
             if old is not None or doc is not None:
                 self._notify(op.table, op.key, old, doc)
         self._queue.append(item)
@@ -528,7 +783,7 @@ class PostgresEngine(Engine):
                 try:
                     await self._write(item)
                 except _SqlConflict as exc:
-                    self._fail(VersionConflict(exc.table, exc.key))
+                    await self._conflict(VersionConflict(exc.table, exc.key))
                 except Exception as exc:  # noqa: BLE001 - any database failure fails the write
                     self.last_error = f"cannot write to {self.where}: {exc}"
                     log.error("storage write failed: %s", exc)
@@ -542,15 +797,30 @@ class PostgresEngine(Engine):
                 return
 
     async def _connection(self) -> Any:
+        if self._conn is not None and self._conn_lost():
+            await self._drop_connection()  # the database went away meanwhile (a restart)
         if self._conn is None:
             if self._pool is None:
                 raise StorageError(f"the store {self.where} is not open")
             conn = await self._pool.acquire()
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", OWNER_LOCK):
+            try:
+                locked = await conn.fetchval(self._lock_sql, OWNER_LOCK)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await self._pool.release(conn)
+                raise
+            if not locked:
                 await self._pool.release(conn)
                 raise StorageError(f"the store {self.where} was taken over by another process")
             self._conn = conn
         return self._conn
+
+    def _conn_lost(self) -> bool:
+        """The writer's connection closed (its pool then took it back), e.g. by a restart."""
+        try:
+            return bool(self._conn.is_closed())
+        except Exception:  # noqa: BLE001 - asyncpg: "released back to the pool"
+            return True
 
     async def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -571,6 +841,8 @@ class PostgresEngine(Engine):
                 else:
                     await self._write_op(conn, *ops[i])
                     i += 1
+            tables, keys = zip(*item.keys, strict=True)
+            await conn.execute(_LOG_CHANGES, list(tables), list(keys), self.replica_id)
 
     @staticmethod
     def _unguarded_run(ops: Sequence[tuple[Op, Doc | None, Doc | None, bool]], start: int) -> int:
@@ -674,10 +946,41 @@ class PostgresEngine(Engine):
             return len(before)
         return None
 
-    def _fail(self, err: Exception) -> None:
-        """The head of the queue failed: undo it and every commit after it, newest first."""
-        failed = list(self._queue)
-        self._queue.clear()
+    async def _conflict(self, err: VersionConflict) -> None:
+        """The head of the queue lost a guard in SQL (another process wrote first).
+
+        It fails, and so do the commits queued behind it that touch one of its
+        keys (they were built on top of it), transitively; the others are written
+        as usual: with replicas a conflict is routine, and an unrelated commit
+        failing with it would be taken for a duplicate (an enqueue: acked, lost).
+        The keys are then re-read from the database before the callers hear of the
+        conflict, so their retry works on the current rows.
+        """
+        head = self._queue.popleft()
+        failed, kept = [head], collections.deque[_Commit]()
+        keys = set(head.keys)
+        for item in self._queue:
+            if item.keys & keys:
+                failed.append(item)
+                keys |= item.keys
+            else:
+                kept.append(item)
+        self._queue = kept
+        self._undo(failed)
+        for item in failed:
+            for key in item.keys:
+                if self._dirty.get(key) is item.future:
+                    del self._dirty[key]
+        try:
+            await self._refresh(await self._connection(), sorted(keys))
+        except Exception as exc:  # noqa: BLE001 - the conflict is reported all the same
+            log.warning("re-reading rows after a write conflict failed: %s", exc)
+            await self._drop_connection()
+        for item in failed:
+            self._settle(item, err)
+
+    def _undo(self, failed: list[_Commit]) -> None:
+        """Put memory back as it was before ``failed`` (newest first), listeners told."""
         for item in reversed(failed):
             for op, _doc, old, _known in reversed(item.ops):
                 table = self.hot[op.table]
@@ -688,6 +991,12 @@ class PostgresEngine(Engine):
                     table[op.key] = old
                 if current is not None or old is not None:
                     self._notify(op.table, op.key, current, old)
+
+    def _fail(self, err: Exception) -> None:
+        """The head of the queue failed: undo it and every commit after it, newest first."""
+        failed = list(self._queue)
+        self._queue.clear()
+        self._undo(failed)
         for item in failed:
             self._settle(item, err)
 
@@ -696,6 +1005,8 @@ class PostgresEngine(Engine):
         for key in item.keys:
             if self._dirty.get(key) is fut:
                 del self._dirty[key]
+            if key in self._later and self._changed is not None:
+                self._changed.set()
         if err is None:
             for op, doc, _old, _known in item.ops:
                 if op.table == "cases":

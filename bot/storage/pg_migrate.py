@@ -101,6 +101,7 @@ async def migrate(conn: Any, where: str, *, dry_run: bool = False) -> tuple[int,
     One transaction under the advisory lock: all pending migrations apply, or none.
     """
     async with conn.transaction():
+        await conn.execute("SET LOCAL lock_timeout = 0")  # a migration may take its time
         await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
         current = await schema_version(conn)
         check_version(current, where)
