@@ -858,12 +858,7 @@ def report(results: list[dict[str, Any]], ops: list[str]) -> bool:
         print()
         print("| cases | due | DMs sent | still due | sweep s |")
         print("|------:|----:|---------:|----------:|--------:|")
-        for r in swept:
-            w = r["sweep"]
-            print(
-                f"| {r['size']:,} | {w['due']:,} | {w['sent']:,} | {w['still_due']:,} "
-                f"| {w['seconds']:.3f} |"
-            )
+        _sweep_rows(swept)
         for r in swept:
             w = r["sweep"]
             if w["due"] >= 1000:
@@ -880,12 +875,7 @@ def report(results: list[dict[str, Any]], ops: list[str]) -> bool:
         print()
         print("| cases | ready s | requests | peak RSS MB | RSS after MB |")
         print("|------:|--------:|---------:|------------:|-------------:|")
-        for r in served:
-            v = r["serve"]
-            print(
-                f"| {v['cases']:,} | {v['ready_s']:.2f} | {v['requests']} "
-                f"| {v['peak_rss_mb']:.0f} | {v['rss_mb']:.0f} |"
-            )
+        _serve_rows(served)
         for r in served:
             v = r["serve"]
             if r["size"] >= 100_000:
@@ -949,23 +939,13 @@ def report_pg(tiny: list[dict[str, Any]], pg: list[dict[str, Any]], ops: list[st
         print()
         print("| cases | sweep: due | DMs sent | still due | sweep s |")
         print("|------:|----:|---------:|----------:|--------:|")
-        for r in swept:
-            w = r["sweep"]
-            print(
-                f"| {r['size']:,} | {w['due']:,} | {w['sent']:,} | {w['still_due']:,} "
-                f"| {w['seconds']:.3f} |"
-            )
+        _sweep_rows(swept)
     served = [r for r in pg if r.get("serve")]
     if served:
         print()
         print("| cases | serve ready s | requests | peak RSS MB | RSS after MB |")
         print("|------:|--------:|---------:|------------:|-------------:|")
-        for r in served:
-            v = r["serve"]
-            print(
-                f"| {v['cases']:,} | {v['ready_s']:.2f} | {v['requests']} "
-                f"| {v['peak_rss_mb']:.0f} | {v['rss_mb']:.0f} |"
-            )
+        _serve_rows(served)
     return ok
 
 
@@ -1049,6 +1029,26 @@ def main() -> int:
     print()
     print("all targets met" if ok else "SOME TARGETS MISSED")
     return 0 if ok or not args.strict else 1
+
+
+def _sweep_rows(swept: list[dict[str, Any]]) -> None:
+    """The rows of a scheduler-sweep table (TinyDB's and PostgreSQL's)."""
+    for r in swept:
+        w = r["sweep"]
+        print(
+            f"| {r['size']:,} | {w['due']:,} | {w['sent']:,} | {w['still_due']:,} "
+            f"| {w['seconds']:.3f} |"
+        )
+
+
+def _serve_rows(served: list[dict[str, Any]]) -> None:
+    """The rows of a serve-holding-the-store table (TinyDB's and PostgreSQL's)."""
+    for r in served:
+        v = r["serve"]
+        print(
+            f"| {v['cases']:,} | {v['ready_s']:.2f} | {v['requests']} "
+            f"| {v['peak_rss_mb']:.0f} | {v['rss_mb']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -55,6 +55,17 @@ def declare_tables(*names: str) -> tuple[str, ...]:
     return names
 
 
+def declared_table(tables: dict[str, dict[str, Doc]], name: str) -> dict[str, Doc]:
+    """``tables[name]``; a table declared after ``tables`` was made is added now, and an
+    undeclared name is a StorageError (every engine's in-memory tables work so)."""
+    try:
+        return tables[name]
+    except KeyError:
+        if not is_declared(name):
+            raise StorageError(f"unknown table {name}") from None
+        return tables.setdefault(name, {})
+
+
 def known_tables() -> tuple[str, ...]:
     """The store's own tables, then every table a flow declared, in declaration order."""
     return tuple(_DECLARED)
@@ -302,13 +313,7 @@ class MemoryEngine(Engine):
         self.blobs: dict[str, bytes] = {}
 
     def _table(self, name: str) -> dict[str, Doc]:
-        """A table by name; one declared after this engine was made is added now."""
-        try:
-            return self.tables[name]
-        except KeyError:
-            if not is_declared(name):
-                raise StorageError(f"unknown table {name}") from None
-            return self.tables.setdefault(name, {})
+        return declared_table(self.tables, name)
 
     async def open(self) -> None:
         return None

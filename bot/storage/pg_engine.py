@@ -51,7 +51,7 @@ from bot.storage.engine import (
     VersionConflict,
     blob_digest,
     check_digest,
-    is_declared,
+    declared_table,
     known_tables,
     summarize,
 )
@@ -527,13 +527,7 @@ class PostgresEngine(Engine):
 
     # ---- reads ----------------------------------------------------------
     def _table(self, name: str) -> dict[str, Doc]:
-        """A table by name; one declared after this engine was made is added now."""
-        try:
-            return self.hot[name]
-        except KeyError:
-            if not is_declared(name):
-                raise StorageError(f"unknown table {name}") from None
-            return self.hot.setdefault(name, {})
+        return declared_table(self.hot, name)
 
     async def get(self, table: str, key: str) -> Doc | None:
         dirty = self._dirty.get((table, key))
@@ -686,10 +680,7 @@ class PostgresEngine(Engine):
         return {state: n for state, n in counts.items() if n}
 
     def view(self, table: str) -> dict[str, Doc]:
-        try:
-            return self.hot[table]
-        except KeyError:
-            return self._table(table)
+        return self._table(table)
 
     def health(self) -> dict[str, Any]:
         return {

@@ -67,7 +67,7 @@ from bot.storage.engine import (
     blob_digest,
     check_digest,
     check_expectations,
-    is_declared,
+    declared_table,
     known_tables,
     summarize,
 )
@@ -548,10 +548,9 @@ class TinyDBEngine(Engine):
         try:
             return self.hot[name]
         except KeyError:
-            if not is_declared(name):
-                raise StorageError(f"unknown table {name}") from None
+            table = declared_table(self.hot, name)
             self._rows.setdefault(name, {})
-            return self.hot.setdefault(name, {})
+            return table
 
     def _load_archive(self) -> None:
         """Load the archive index; repair what a crash (or a full disk) can leave behind.
@@ -800,10 +799,7 @@ class TinyDBEngine(Engine):
         return {state: n for state, n in counts.items() if n}
 
     def view(self, table: str) -> dict[str, Doc]:
-        try:
-            return self.hot[table]
-        except KeyError:
-            return self._table(table)
+        return self._table(table)
 
     def health(self) -> dict[str, Any]:
         return {
